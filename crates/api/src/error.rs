@@ -1,0 +1,109 @@
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use thiserror::Error;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The one error type of the HTTP layer. Every variant maps to a status here and nowhere else.
+/// Bodies are `{"error":"…"}` (plus `code` where the contract has one); internal causes are
+/// logged with their source chain by the error-logging middleware and never sent to the client.
+#[derive(Debug, Error)]
+pub enum ApiError {
+    /// 400 with a message for the client.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401 with a message for the client.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 404 with a message for the client.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409 with a message for the client.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413 with a message for the client.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// Any status with a JSON body of its own (410 `workspace removed`, 409 `confirmation_required`, …).
+    #[error("{status}: {body}")]
+    WithBody { status: StatusCode, body: Value },
+    /// 503 `{"error","code"}`: a dependency is down; the client may retry.
+    #[error("{message}")]
+    Unavailable { message: String, code: &'static str },
+    /// A remote fault (502 naming the failed step, 504 on timeout, 409 when the host is unavailable).
+    #[error("{message}")]
+    Remote {
+        status: StatusCode,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// 500 with a generic message; the source is logged, never sent.
+    #[error("{context}")]
+    Internal {
+        context: String,
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl ApiError {
+    /// Maps any error into a 500 with a generic `context` for the client, keeping the source for
+    /// the log: `.map_err(ApiError::internal("failed to create workspace"))`.
+    pub fn internal<E>(context: &str) -> impl FnOnce(E) -> ApiError + '_
+    where
+        E: Into<BoxError>,
+    {
+        move |source| ApiError::Internal { context: context.to_string(), source: source.into() }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::WithBody { status, .. } => *status,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Remote { status, .. } => *status,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Marker put into the response extensions so the logging middleware can log the full chain of
+/// a server-side error once, at the boundary.
+#[derive(Debug, Clone)]
+pub struct LoggedError(pub std::sync::Arc<String>);
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            ApiError::WithBody { body, .. } => body.clone(),
+            ApiError::Unavailable { message, code } => json!({ "error": message, "code": code }),
+            other => json!({ "error": other.to_string() }),
+        };
+        let mut response = (status, Json(body)).into_response();
+        if status.is_server_error() || matches!(self, ApiError::Remote { .. }) {
+            response.extensions_mut().insert(LoggedError(std::sync::Arc::new(chain(&self))));
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

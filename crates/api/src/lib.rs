@@ -1,0 +1,17 @@
+//! The HTTP layer of workspace-server: the route table (every route with its auth), the middleware
+//! chain, extractors, thin handlers, and one [`ApiError`] mapped to HTTP in one place.
+//!
+//! Handlers hold no SQL (that is `store`) and no SSH (that is `eic-pool`).
+
+pub mod config;
+pub mod error;
+pub mod json;
+pub mod routes;
+pub mod state;
+
+mod handlers;
+
+pub use config::ApiConfig;
+pub use error::ApiError;
+pub use routes::{Access, RouteSpec, router};
+pub use state::AppState;

@@ -1,0 +1,27 @@
+//! Request spans: one `tracing` span per request, named by the matched route pattern.
+
+use axum::body::Body;
+use axum::extract::MatchedPath;
+use axum::http::Request;
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::trace::{DefaultOnResponse, MakeSpan, TraceLayer};
+use tracing::{Level, Span};
+
+/// Builds the span of a request: method, route pattern (`unmatched` when no route matched) and
+/// path. The query string is left out: it may carry tokens.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpan;
+
+impl MakeSpan<Body> for RouteSpan {
+    fn make_span(&mut self, request: &Request<Body>) -> Span {
+        let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+        tracing::info_span!("http", method = %request.method(), route, path = %request.uri().path())
+    }
+}
+
+/// The tower-http trace layer with [`RouteSpan`] and one `info` event per response.
+pub fn layer() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RouteSpan> {
+    TraceLayer::new_for_http()
+        .make_span_with(RouteSpan)
+        .on_response(DefaultOnResponse::new().level(Level::INFO))
+}

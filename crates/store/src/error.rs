@@ -1,0 +1,46 @@
+use thiserror::Error;
+
+/// Errors of the store layer. The API maps each variant to a status in one place.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database could not be reached or answered with an unexpected error.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// Applying the migrations failed.
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Another live workspace under the same parent already has this name
+    /// (the `workspaces_parent_name_uniq` index).
+    #[error("a workspace with this name already exists under the same parent")]
+    DuplicateWorkspaceName,
+    /// The referenced parent workspace does not exist (or is removed).
+    #[error("parent workspace not found")]
+    ParentNotFound,
+    /// The row the operation targets does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A secret could not be encrypted or decrypted.
+    #[error("secret crypto failed")]
+    Crypto(#[from] crate::crypto::CryptoError),
+    /// The database was written by the Go original but lacks columns our baseline needs
+    /// (`table.column` each), so it cannot be adopted.
+    #[error(
+        "the database written by the Go original lacks {}: upgrade it with the final Go release \
+         (or add these columns) before starting workspace-server",
+        missing.join(", ")
+    )]
+    IncompatibleSchema { missing: Vec<String> },
+    /// Another live workspace under the same parent already has this name
+    /// (the `workspaces_parent_name_uniq` index).
+    #[error("a workspace with this name already exists under the same parent")]
+    DuplicateWorkspaceName,
+    /// The referenced parent workspace does not exist (or is removed).
+    #[error("parent workspace not found")]
+    ParentNotFound,
+    /// The row the operation targets does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A secret could not be encrypted or decrypted.
+    #[error("secret crypto failed")]
+    Crypto(#[from] crate::crypto::CryptoError),
+}

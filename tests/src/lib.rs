@@ -1,0 +1,1 @@
+//! Harness for black-box tests: starts the real `workspace-server` binary and talks HTTP to it.
