@@ -27,6 +27,8 @@ pub struct ApiConfig {
     pub cp_upstream_url: Option<String>,
     /// `MAX_FILE_BYTES`: the largest file content accepted or served.
     pub max_file_bytes: usize,
+    /// `REMOTE_LIVENESS_STALE_AFTER`: a remote agent without a heartbeat for this long is offline.
+    pub heartbeat_ttl: std::time::Duration,
     /// The git sha baked in at build time (`dev` when unknown).
     pub git_sha: String,
     /// The crate version.

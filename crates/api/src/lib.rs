@@ -3,9 +3,16 @@
 //!
 //! Handlers hold no SQL (that is `store`) and no SSH (that is `eic-pool`).
 
+pub mod agents;
+pub mod background;
+pub mod auth;
 pub mod config;
 pub mod error;
+pub mod events_hub;
+pub mod files;
 pub mod json;
+pub mod liveness;
+pub mod middleware;
 pub mod routes;
 pub mod state;
 

@@ -18,13 +18,19 @@ impl Liveness {
     /// Records that the loop `name` is alive now.
     pub fn tick(&self, name: &str) {
         let now = Utc::now();
-        let mut ticks = self.ticks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut ticks = self
+            .ticks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         ticks.insert(name.to_string(), now);
     }
 
     /// Every loop that ticked at least once, with its last tick, sorted by name.
     pub fn snapshot(&self) -> BTreeMap<String, DateTime<Utc>> {
-        self.ticks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.ticks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -67,7 +73,10 @@ mod tests {
         liveness.clone().tick("scheduler");
         liveness.tick("sweeper");
         let snapshot = liveness.snapshot();
-        assert_eq!(snapshot.keys().collect::<Vec<_>>(), ["scheduler", "sweeper"]);
+        assert_eq!(
+            snapshot.keys().collect::<Vec<_>>(),
+            ["scheduler", "sweeper"]
+        );
         assert!(snapshot["scheduler"] >= first);
     }
 

@@ -4,6 +4,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
 use crate::ApiConfig;
+use crate::liveness::{Liveness, SchemaStatus};
 
 /// Everything a handler may reach, cheap to clone (handles that are `Arc`s inside).
 #[derive(Clone, Debug)]
@@ -11,4 +12,16 @@ pub struct AppState {
     pub db: PgPool,
     pub config: Arc<ApiConfig>,
     pub metrics: PrometheusHandle,
+    /// Last tick of each background loop (`GET /admin/liveness`).
+    pub liveness: Liveness,
+    /// Whether the migrations have run (`GET /ready`).
+    pub schema: SchemaStatus,
+    /// The secrets cipher, from `store::crypto::Crypto::from_env_value(SECRETS_ENCRYPTION_KEY,
+    /// production)`; the server refuses to start when that fails.
+    pub crypto: Arc<store::crypto::Crypto>,
+    /// The live event stream (`GET /ws`), fed by `LISTEN structure_events`.
+    pub events: crate::events_hub::EventsHub,
+    /// Remote files on EC2 instances (lazy: no AWS call before the first operation);
+    /// `None` only in tests that never reach an instance.
+    pub eic: Option<eic_pool::EicPool>,
 }

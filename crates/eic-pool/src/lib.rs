@@ -5,27 +5,48 @@
 //! Public surface used by the API layer (keep it stable; other crates build against it):
 //! [`EicConfig`], [`EicPool`] with `read_file` / `write_file` / `delete_file` / `list_dir`,
 //! [`RemoteEntry`], [`EicError`] and [`Step`].
+//!
+//! Host keys are trusted on first use: the first key an instance presents is recorded for the
+//! life of the process and a different key later is refused (the Go original accepted any key).
+//!
+//! Code map: [`pool`] is the generic keyed pool (no AWS, no SSH); `eic` builds connections;
+//! `sftp` runs the file operations on a pooled connection.
 
+mod eic;
 mod error;
+mod metrics;
+pub mod pool;
+mod sftp;
 
-pub use error::{EicError, Step};
+pub use error::{Cause, EicError, Step};
+pub use pool::PoolStatus;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::eic::EicConnector;
+use crate::pool::{AcquireError, InstanceId, Pool, PoolConfig};
+use crate::sftp::RemoteFs;
 
 /// Settings of the EIC path, parsed once by the server.
 #[derive(Debug, Clone)]
 pub struct EicConfig {
-    /// AWS region (`AWS_REGION`).
+    /// AWS region, used when the environment (`AWS_REGION`, profile) names none.
     pub region: String,
     /// Login user on the instances (`WORKSPACE_EC2_OS_USER`, default `ubuntu`).
     pub os_user: String,
     /// Command that runs the SFTP server on a channel (`EIC_SFTP_COMMAND`).
     pub sftp_command: String,
-    /// Per-operation budget; the API answers 504 past it.
+    /// Per-operation budget, connection setup included; the API answers 504 past it.
     pub operation_timeout: Duration,
+    /// Budget of each setup step (discovery, key push, tunnel, SSH, SFTP start).
+    pub step_timeout: Duration,
     /// Close a connection unused for this long.
     pub idle_timeout: Duration,
-    /// Recycle every connection before the tunnel's maximum duration.
+    /// Recycle every connection before the tunnel's maximum duration (3600 s).
     pub max_lifetime: Duration,
     /// Idle connections kept at most (`EIC_POOL_MAX_INSTANCES`), least recently used closed first.
     pub max_instances: usize,
@@ -33,6 +54,10 @@ pub struct EicConfig {
     pub max_tunnels: usize,
     /// Concurrent channels at most on one connection (sshd's `MaxSessions` is 10).
     pub max_channels_per_connection: usize,
+    /// EIC Endpoint id; with `endpoint_dns`, skips `DescribeInstanceConnectEndpoints`.
+    pub endpoint_id: Option<String>,
+    /// EIC Endpoint DNS name (`host[:port]`); with `endpoint_id`, skips the endpoint lookup.
+    pub endpoint_dns: Option<String>,
 }
 
 impl Default for EicConfig {
@@ -42,12 +67,55 @@ impl Default for EicConfig {
             os_user: "ubuntu".into(),
             sftp_command: "sudo -n /usr/lib/openssh/sftp-server".into(),
             operation_timeout: Duration::from_secs(30),
+            step_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
             max_lifetime: Duration::from_secs(3300),
             max_instances: 32,
             max_tunnels: 16,
             max_channels_per_connection: 8,
+            endpoint_id: None,
+            endpoint_dns: None,
         }
+    }
+}
+
+impl EicConfig {
+    /// Defaults overridden by the environment: `AWS_REGION`, `WORKSPACE_EC2_OS_USER`,
+    /// `EIC_SFTP_COMMAND`, `EIC_POOL_MAX_INSTANCES`, `EIC_ENDPOINT_ID`, `EIC_ENDPOINT_DNS`.
+    pub fn from_env() -> Result<Self, EicError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let mut config = Self::default();
+        if let Some(region) = var("AWS_REGION") {
+            config.region = region;
+        }
+        if let Some(user) = var("WORKSPACE_EC2_OS_USER") {
+            config.os_user = user;
+        }
+        if let Some(command) = var("EIC_SFTP_COMMAND") {
+            config.sftp_command = command;
+        }
+        if let Some(max) = var("EIC_POOL_MAX_INSTANCES") {
+            config.max_instances = max.parse().map_err(|_| {
+                EicError::InvalidConfig(format!("EIC_POOL_MAX_INSTANCES={max:?} is not a count"))
+            })?;
+        }
+        config.endpoint_id = var("EIC_ENDPOINT_ID");
+        config.endpoint_dns = var("EIC_ENDPOINT_DNS");
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), EicError> {
+        let invalid = |what: &str| Err(EicError::InvalidConfig(what.to_owned()));
+        if self.max_channels_per_connection == 0 || self.max_tunnels == 0 {
+            return invalid("channel and tunnel caps must be at least 1");
+        }
+        if self.max_lifetime > Duration::from_secs(3600) {
+            return invalid("max_lifetime must stay under the tunnel's 3600 s maximum");
+        }
+        if self.os_user.is_empty() || self.sftp_command.is_empty() {
+            return invalid("os_user and sftp_command must not be empty");
+        }
+        Ok(())
     }
 }
 
@@ -57,4 +125,156 @@ pub struct RemoteEntry {
     pub path: String,
     pub size: u64,
     pub dir: bool,
+}
+
+/// Remote file operations on EC2 instances over pooled EIC connections. Cheap to clone.
+///
+/// Construction is lazy: no AWS call and no connection until the first operation.
+#[derive(Clone)]
+pub struct EicPool {
+    pool: Pool<EicConnector>,
+    config: Arc<EicConfig>,
+}
+
+impl std::fmt::Debug for EicPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EicPool")
+            .field("status", &self.pool.status())
+            .finish()
+    }
+}
+
+impl EicPool {
+    /// Loads AWS settings from the standard environment and starts the pool's reaper.
+    pub async fn new(config: EicConfig) -> Result<Self, EicError> {
+        config.validate()?;
+        let config = Arc::new(config);
+        let connector = EicConnector::new(config.clone()).await?;
+        let pool = Pool::new(
+            connector,
+            PoolConfig {
+                idle_timeout: config.idle_timeout,
+                max_lifetime: config.max_lifetime,
+                max_connections: config.max_instances,
+                max_tunnels: config.max_tunnels,
+                max_channels_per_connection: config.max_channels_per_connection,
+            },
+        );
+        Ok(Self { pool, config })
+    }
+
+    /// The file's bytes. `NotFound` when missing, `TooLarge` when bigger than `max_bytes`.
+    pub async fn read_file(
+        &self,
+        instance_id: &str,
+        path: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, EicError> {
+        self.run("read", instance_id, async |fs: &RemoteFs| {
+            fs.read(path, max_bytes).await
+        })
+        .await
+    }
+
+    /// Writes atomically (temporary sibling renamed over the target), mode 0644, parents created.
+    pub async fn write_file(
+        &self,
+        instance_id: &str,
+        path: &str,
+        contents: &[u8],
+    ) -> Result<(), EicError> {
+        self.run("write", instance_id, async |fs: &RemoteFs| {
+            fs.write(path, contents).await
+        })
+        .await
+    }
+
+    /// Removes a file; a missing file is not an error.
+    pub async fn delete_file(&self, instance_id: &str, path: &str) -> Result<(), EicError> {
+        self.run("delete", instance_id, async |fs: &RemoteFs| {
+            fs.delete(path).await
+        })
+        .await
+    }
+
+    /// Entries under `path` to `depth` levels (paths relative to `path`), without `.git`,
+    /// `__pycache__`, `node_modules` and `.DS_Store`. A missing directory gives `[]`.
+    pub async fn list_dir(
+        &self,
+        instance_id: &str,
+        path: &str,
+        depth: u32,
+    ) -> Result<Vec<RemoteEntry>, EicError> {
+        self.run("list", instance_id, async |fs: &RemoteFs| {
+            fs.list(path, depth).await
+        })
+        .await
+    }
+
+    pub fn status(&self) -> PoolStatus {
+        self.pool.status()
+    }
+
+    /// Refuses new operations and closes idle connections (call on shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Leases the instance's connection and runs one operation on it, all within
+    /// `operation_timeout`; a transport fault poisons the connection.
+    async fn run<T>(
+        &self,
+        kind: &'static str,
+        instance_id: &str,
+        operation: impl AsyncFnOnce(&RemoteFs) -> Result<T, EicError>,
+    ) -> Result<T, EicError> {
+        let span = tracing::info_span!("eic.operation", instance.id = instance_id, kind);
+        async {
+            let started = Instant::now();
+            let deadline = started + self.config.operation_timeout;
+            let instance = InstanceId::new(instance_id);
+            let result = async {
+                let lease = match tokio::time::timeout_at(deadline, self.pool.acquire(&instance)).await {
+                    Err(_) => return Err(EicError::Timeout { step: Step::Operation }),
+                    Ok(Err(err)) => return Err(acquire_error(err)),
+                    Ok(Ok(lease)) => lease,
+                };
+                let result = match tokio::time::timeout_at(deadline, operation(&lease.fs)).await {
+                    Err(_) => Err(EicError::Timeout { step: Step::Sftp }),
+                    Ok(result) => result,
+                };
+                if let Err(err) = &result
+                    && err.is_transport()
+                {
+                    lease.poison();
+                }
+                result
+            }
+            .await;
+            metrics::operation(kind, outcome(&result), started.elapsed());
+            if let Err(err) = &result {
+                tracing::debug!(error = %err, cause = ?std::error::Error::source(err), "EIC operation failed");
+            }
+            result
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+fn acquire_error(err: AcquireError<EicError>) -> EicError {
+    match err {
+        AcquireError::Setup(err) => err,
+        AcquireError::SetupAborted => EicError::SetupAborted,
+        AcquireError::Closed => EicError::Closed,
+    }
+}
+
+fn outcome<T>(result: &Result<T, EicError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(EicError::NotFound) => "not_found",
+        Err(EicError::TooLarge { .. }) => "too_large",
+        Err(_) => "error",
+    }
 }

@@ -1,1 +1,288 @@
-fn main() {}
+//! `eic-sim`: a local EC2 Instance Connect. See the crate docs and `--help`.
+
+mod authkeys;
+mod aws_api;
+mod control_api;
+mod sigv4;
+mod sshd;
+mod state;
+mod tunnel;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::routing::{get, post};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use eic_sim::wire::{Faults, SimInfo, SimInstance};
+use tokio_util::sync::CancellationToken;
+
+use crate::sigv4::Verifier;
+use crate::state::{Instance, Sim};
+
+/// The fixed test credentials the simulator accepts (printed in the ready line).
+const ACCESS_KEY_ID: &str = "AKIAEICSIMULATOR0001";
+const SECRET_ACCESS_KEY: &str = "eicsimSecretKeyForLocalTestsOnly00000000";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "eic-sim",
+    version,
+    about = "A local EC2 Instance Connect with real OpenSSH sshd per instance"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// sshd's AuthorizedKeysCommand: print the keys pushed for INSTANCE and USER.
+    AuthorizedKeys {
+        /// The simulator's base URL (http://127.0.0.1:PORT).
+        #[arg(long)]
+        url: String,
+        instance: String,
+        user: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// An instance to simulate (repeatable), e.g. i-0123456789abcdef0.
+    #[arg(long = "instance", value_name = "ID")]
+    instances: Vec<String>,
+    /// Where instance roots live (`DIR/<instance-id>`); it and its parents must be root-owned and
+    /// not group/other-writable (sshd's ChrootDirectory rule).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Injected latencies: `aws` models real AWS (key push 300 ms, handshake 1 s, 10 ms per chunk).
+    #[arg(long, value_enum, default_value = "none")]
+    profile: Profile,
+    /// How long a pushed key authorises logins (AWS: 60 s).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    key_ttl: Duration,
+    /// Loopback port of the AWS APIs, the tunnel endpoint and the control API (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Profile {
+    None,
+    Aws,
+}
+
+impl Profile {
+    fn faults(self) -> Faults {
+        match self {
+            Profile::None => Faults::default(),
+            // eic.md A.14: key push < 500 ms, tunnel 1-2 s; 10 ms per relayed chunk each way.
+            Profile::Aws => Faults {
+                refuse_tunnels: false,
+                key_push_delay_ms: 300,
+                handshake_delay_ms: 1000,
+                chunk_latency_ms: 10,
+            },
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |at| text.split_at(at));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("bad duration {text:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("bad duration {text:?} (use e.g. 500ms, 60s, 2m)")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::AuthorizedKeys {
+        url,
+        instance,
+        user,
+    }) = cli.command
+    {
+        return match authkeys::run(&url, &instance, &user) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("eic-sim authorized-keys: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "eic_sim=info".into()),
+        )
+        .init();
+    match serve(cli.serve).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("eic-sim: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut ids = args.instances.clone();
+    ids.dedup();
+    if ids.is_empty() {
+        bail!("give at least one --instance i-…");
+    }
+    if let Some(bad) = ids.iter().find(|id| !aws_api::is_instance_id(id)) {
+        bail!("--instance {bad}: must match ^i-[a-f0-9]+$ with 10-32 characters");
+    }
+    if ids.len() > 254 {
+        bail!("at most 254 instances");
+    }
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "eic-sim must run as root: sshd's ChrootDirectory and the per-instance login need it \
+             (run it with sudo)"
+        );
+    }
+    let root = args.root.as_deref().context("--root DIR is required")?;
+    let root = sshd::prepare_root(root)?;
+    let user = sshd::ensure_login_user().await?;
+    // sshd's privilege separation directory (absent when sshd was never started by systemd).
+    std::fs::create_dir_all("/run/sshd").context("cannot create /run/sshd")?;
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let endpoint_dns = listener.local_addr()?.to_string();
+    let url = format!("http://{endpoint_dns}");
+
+    // Host keys, configs and the AuthorizedKeysCommand wrapper; removed on exit. Inside `root`
+    // because sshd checks the wrapper's parents like the chroot's (so not /tmp).
+    let private_dir = tempfile::Builder::new()
+        .prefix(".eic-sim-")
+        .tempdir_in(&root)
+        .context("cannot create the simulator's private directory")?;
+    std::fs::set_permissions(private_dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let command = sshd::write_authorized_keys_command(private_dir.path(), &url)?;
+
+    let mut instances = BTreeMap::new();
+    let mut ready = BTreeMap::new();
+    for (n, id) in ids.iter().enumerate() {
+        let instance_root = sshd::prepare_instance_root(&root, id, &user)?;
+        let mut sshd = sshd::Sshd::create(sshd::SshdSpec {
+            instance_id: id,
+            instance_root: &instance_root,
+            private_dir: private_dir.path(),
+            authorized_keys_command: &command,
+            user: &user,
+        })
+        .await?;
+        sshd.start().await?;
+        let private_ip = format!("127.0.1.{}", n + 1);
+        ready.insert(
+            id.clone(),
+            SimInstance {
+                root: instance_root,
+                ssh_port: sshd.port(),
+                private_ip: private_ip.clone(),
+            },
+        );
+        instances.insert(
+            id.clone(),
+            Instance {
+                id: id.clone(),
+                private_ip,
+                ssh_port: sshd.port(),
+                sshd: tokio::sync::Mutex::new(sshd),
+            },
+        );
+    }
+
+    let shutdown = CancellationToken::new();
+    let verifier = Verifier {
+        access_key_id: ACCESS_KEY_ID.into(),
+        secret_access_key: SECRET_ACCESS_KEY.into(),
+        region: args.region.clone(),
+    };
+    let sim = Arc::new(Sim::new(
+        verifier,
+        args.region.clone(),
+        endpoint_dns,
+        instances,
+        args.key_ttl,
+        args.profile.faults(),
+        shutdown.clone(),
+    ));
+    let app = Router::new()
+        .route("/", post(aws_api::handle))
+        .route("/openTunnel", get(tunnel::open_tunnel))
+        .merge(control_api::routes())
+        .with_state(sim.clone());
+
+    let info = SimInfo {
+        aws_endpoint_url: url,
+        region: args.region,
+        access_key_id: ACCESS_KEY_ID.into(),
+        secret_access_key: SECRET_ACCESS_KEY.into(),
+        os_user: user.name.clone(),
+        instances: ready,
+    };
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::to_string(&info)?)?;
+    stdout.flush()?;
+    drop(stdout);
+    tracing::info!(profile = ?args.profile, "eic-sim ready at {}", info.aws_endpoint_url);
+
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tokio::select! {
+        result = server => result.context("the HTTP server failed")?,
+        // Idle keep-alive clients must not hold the exit.
+        () = async { shutdown.cancelled().await; tokio::time::sleep(Duration::from_secs(5)).await } => {}
+    }
+
+    for instance in sim.instances.values() {
+        instance.sshd.lock().await.stop().await;
+    }
+    tracing::info!("eic-sim stopped");
+    drop(private_dir);
+    Ok(())
+}
+
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    shutdown.cancel();
+}

@@ -143,11 +143,8 @@ pub async fn adopt_go_schema(pool: &PgPool) -> Result<Adoption, StoreError> {
     if !missing.is_empty() {
         return Err(StoreError::IncompatibleSchema { missing });
     }
-    let mut conn = pool.acquire().await?;
-    // On failure sqlx may still hold its session-level advisory lock; never return that
-    // connection to the pool.
-    conn.close_on_drop();
-    MIGRATOR.skip(&mut *conn, Some(BASELINE_VERSION)).await?;
+    // Takes the pool (not a connection) so the future stays `Send` for any caller.
+    MIGRATOR.skip(pool, Some(BASELINE_VERSION)).await?;
     tracing::info!(
         baseline = BASELINE_VERSION,
         "adopted a database written by the Go original: baseline recorded as applied"

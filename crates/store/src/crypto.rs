@@ -44,7 +44,9 @@ pub struct Crypto {
 impl std::fmt::Debug for Crypto {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        f.debug_struct("Crypto").field("enabled", &self.enabled()).finish()
+        f.debug_struct("Crypto")
+            .field("enabled", &self.enabled())
+            .finish()
     }
 }
 
@@ -56,7 +58,9 @@ impl Crypto {
 
     /// A cipher from 32 raw key bytes.
     pub fn from_key(key: &[u8; KEY_LEN]) -> Self {
-        Crypto { cipher: Some(Aes256Gcm::new(key.into())) }
+        Crypto {
+            cipher: Some(Aes256Gcm::new(key.into())),
+        }
     }
 
     /// Builds the cipher from `SECRETS_ENCRYPTION_KEY`, following the original's rules: standard
@@ -77,7 +81,11 @@ impl Crypto {
 
     /// The version written alongside values this cipher produces.
     pub fn current_version(&self) -> i32 {
-        if self.enabled() { VERSION_AES_GCM } else { VERSION_PLAINTEXT }
+        if self.enabled() {
+            VERSION_AES_GCM
+        } else {
+            VERSION_PLAINTEXT
+        }
     }
 
     /// Encrypts `plaintext`, returning the stored bytes and their `encryption_version`.
@@ -117,7 +125,10 @@ impl Crypto {
 fn parse_key(text: &str) -> Result<[u8; KEY_LEN], CryptoError> {
     match STANDARD.decode(text) {
         Ok(decoded) => decoded.try_into().map_err(|_| CryptoError::InvalidKey),
-        Err(_) => text.as_bytes().try_into().map_err(|_| CryptoError::InvalidKey),
+        Err(_) => text
+            .as_bytes()
+            .try_into()
+            .map_err(|_| CryptoError::InvalidKey),
     }
 }
 
@@ -135,7 +146,10 @@ mod tests {
     fn base64_alphabet_key_of_32_chars_is_rejected() {
         // 32 hex characters are valid base64 decoding to 24 bytes: rejected, like the original.
         let key = "0123456789abcdef0123456789abcdef";
-        assert!(matches!(Crypto::from_env_value(Some(key), false), Err(CryptoError::InvalidKey)));
+        assert!(matches!(
+            Crypto::from_env_value(Some(key), false),
+            Err(CryptoError::InvalidKey)
+        ));
     }
 
     #[test]
@@ -161,9 +175,18 @@ mod tests {
         assert_eq!(version, VERSION_AES_GCM);
         assert_eq!(blob.len(), 12 + 6 + 16);
         assert_eq!(crypto.decrypt(&blob, version).unwrap(), b"secret");
-        assert_eq!(crypto.decrypt(b"plain", VERSION_PLAINTEXT).unwrap(), b"plain");
-        assert!(matches!(crypto.decrypt(&blob, 7), Err(CryptoError::UnknownVersion(7))));
-        assert!(matches!(crypto.decrypt(b"short", 1), Err(CryptoError::CiphertextTooShort)));
+        assert_eq!(
+            crypto.decrypt(b"plain", VERSION_PLAINTEXT).unwrap(),
+            b"plain"
+        );
+        assert!(matches!(
+            crypto.decrypt(&blob, 7),
+            Err(CryptoError::UnknownVersion(7))
+        ));
+        assert!(matches!(
+            crypto.decrypt(b"short", 1),
+            Err(CryptoError::CiphertextTooShort)
+        ));
         assert!(matches!(
             Crypto::disabled().decrypt(&blob, 1),
             Err(CryptoError::KeyNotConfigured)

@@ -30,17 +30,4 @@ pub enum StoreError {
         missing.join(", ")
     )]
     IncompatibleSchema { missing: Vec<String> },
-    /// Another live workspace under the same parent already has this name
-    /// (the `workspaces_parent_name_uniq` index).
-    #[error("a workspace with this name already exists under the same parent")]
-    DuplicateWorkspaceName,
-    /// The referenced parent workspace does not exist (or is removed).
-    #[error("parent workspace not found")]
-    ParentNotFound,
-    /// The row the operation targets does not exist.
-    #[error("not found")]
-    NotFound,
-    /// A secret could not be encrypted or decrypted.
-    #[error("secret crypto failed")]
-    Crypto(#[from] crate::crypto::CryptoError),
 }

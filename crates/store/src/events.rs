@@ -1,9 +1,35 @@
-//! `structure_events`: the record of what happened to workspaces.
+//! `structure_events`: the record of what happened to workspaces, and the live announcements of it.
+//!
+//! Every insert is announced on the PostgreSQL channel [`CHANNEL`] by the trigger
+//! `structure_events_notify` (see `migrations/*_activity_and_notify.sql`); events that are only
+//! broadcast, never stored (heartbeats, task and activity updates), are announced by [`announce`].
+//! Every replica's hub listens on that channel, so each event reaches every subscriber.
 
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::StoreError;
+
+/// The `LISTEN`/`NOTIFY` channel of the live event stream.
+pub const CHANNEL: &str = "structure_events";
+
+/// How many events a listing returns at most (the original's `LIMIT 100`).
+pub const LIST_LIMIT: i64 = 100;
+
+/// NOTIFY payloads must stay under 8000 bytes; an announcement larger than this drops its payload.
+const MAX_ANNOUNCEMENT_BYTES: usize = 7000;
+
+/// One row of `structure_events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub id: Uuid,
+    pub event_type: String,
+    pub workspace_id: Option<Uuid>,
+    pub payload: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
 
 /// Records one event (`WORKSPACE_PROVISIONING`, `WORKSPACE_REMOVED`, …). Subscribers of the live
 /// stream hear of it through PostgreSQL `NOTIFY`.
@@ -22,4 +48,115 @@ pub async fn record(
     .fetch_one(executor)
     .await?;
     Ok(id)
+}
+
+/// The newest events first, at most [`LIST_LIMIT`], optionally of one workspace only.
+pub async fn list(
+    executor: impl PgExecutor<'_>,
+    workspace_id: Option<Uuid>,
+) -> Result<Vec<EventRow>, StoreError> {
+    let rows = sqlx::query_as!(
+        EventRow,
+        r#"SELECT id, event_type, workspace_id, payload, created_at AS "created_at!"
+           FROM structure_events
+           WHERE $1::uuid IS NULL OR workspace_id = $1
+           ORDER BY created_at DESC
+           LIMIT $2"#,
+        workspace_id,
+        LIST_LIMIT
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows)
+}
+
+/// One event by id (the hub fetches events whose announcement was too large to carry them).
+pub async fn get(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<EventRow>, StoreError> {
+    let row = sqlx::query_as!(
+        EventRow,
+        r#"SELECT id, event_type, workspace_id, payload, created_at AS "created_at!"
+           FROM structure_events WHERE id = $1"#,
+        id
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(row)
+}
+
+/// Announces an event to every replica's live subscribers without storing it (the original's
+/// `BroadcastOnly`: heartbeats, task and activity updates, which have tables of their own).
+pub async fn announce(
+    executor: impl PgExecutor<'_>,
+    event_type: &str,
+    workspace_id: Uuid,
+    payload: &serde_json::Value,
+) -> Result<(), StoreError> {
+    let mut message = serde_json::json!({
+        "event_type": event_type,
+        "workspace_id": workspace_id,
+        "payload": payload,
+        "created_at": Utc::now(),
+    });
+    if message.to_string().len() > MAX_ANNOUNCEMENT_BYTES {
+        message["payload"] = serde_json::json!({});
+    }
+    sqlx::query!("SELECT pg_notify($1, $2)", CHANNEL, message.to_string())
+        .execute(executor)
+        .await?;
+    Ok(())
+}
+
+/// An announcement as received on [`CHANNEL`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Announcement {
+    /// The whole event.
+    Event(AnnouncedEvent),
+    /// Only the id of a stored event too large to announce: fetch it with [`get`].
+    StoredId(Uuid),
+}
+
+#[derive(Deserialize)]
+struct Wire {
+    id: Option<Uuid>,
+    event_type: Option<String>,
+    workspace_id: Option<Uuid>,
+    payload: Option<serde_json::Value>,
+    created_at: Option<DateTime<Utc>>,
+}
+
+impl Announcement {
+    /// Parses a NOTIFY payload; `None` when it is not one of ours.
+    pub fn parse(text: &str) -> Option<Self> {
+        let wire: Wire = serde_json::from_str(text).ok()?;
+        match (wire.event_type, wire.created_at, wire.id) {
+            (Some(event_type), Some(created_at), _) => Some(Self::Event(AnnouncedEvent {
+                event_type,
+                workspace_id: wire.workspace_id,
+                payload: wire.payload,
+                created_at,
+            })),
+            (_, _, Some(id)) => Some(Self::StoredId(id)),
+            _ => None,
+        }
+    }
+}
+
+/// An event as subscribers of the live stream see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnnouncedEvent {
+    pub event_type: String,
+    pub workspace_id: Option<Uuid>,
+    pub payload: Option<serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<EventRow> for AnnouncedEvent {
+    fn from(row: EventRow) -> Self {
+        Self {
+            event_type: row.event_type,
+            workspace_id: row.workspace_id,
+            payload: row.payload,
+            created_at: row.created_at,
+        }
+    }
 }

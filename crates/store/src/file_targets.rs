@@ -27,5 +27,9 @@ pub async fn lookup(
     )
     .fetch_optional(executor)
     .await?;
-    Ok(row.map(|r| FileTarget { name: r.name, instance_id: r.instance_id, runtime: r.runtime }))
+    Ok(row.map(|r| FileTarget {
+        name: r.name,
+        instance_id: r.instance_id,
+        runtime: r.runtime,
+    }))
 }

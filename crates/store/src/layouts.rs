@@ -46,8 +46,11 @@ pub async fn delete_for(
     executor: impl PgExecutor<'_>,
     workspace_ids: &[Uuid],
 ) -> Result<(), StoreError> {
-    sqlx::query!("DELETE FROM canvas_layouts WHERE workspace_id = ANY($1)", workspace_ids)
-        .execute(executor)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM canvas_layouts WHERE workspace_id = ANY($1)",
+        workspace_ids
+    )
+    .execute(executor)
+    .await?;
     Ok(())
 }

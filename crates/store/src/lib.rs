@@ -3,6 +3,7 @@
 //! Queries are free functions taking an executor, so callers compose transactions. This crate never
 //! imports axum and knows nothing about HTTP.
 
+pub mod activity;
 pub mod adopt;
 pub mod crypto;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod events;
 pub mod file_targets;
 pub mod layouts;
 pub mod migrate;
+pub mod registry;
 pub mod secrets;
 pub mod tokens;
 pub mod workspaces;

@@ -23,7 +23,11 @@ fn mint() -> Minted {
     let bytes: [u8; 32] = rand::random();
     let plaintext = URL_SAFE_NO_PAD.encode(bytes);
     let prefix = plaintext[..PREFIX_LEN].to_string();
-    Minted { hash: hash_token(&plaintext), plaintext, prefix }
+    Minted {
+        hash: hash_token(&plaintext),
+        plaintext,
+        prefix,
+    }
 }
 
 /// The stored form of a token: sha256 of the plaintext string.
@@ -157,5 +161,9 @@ pub async fn validate_org_token(
     )
     .fetch_optional(executor)
     .await?;
-    Ok(row.map(|r| OrgToken { id: r.id, prefix: r.prefix, org_id: r.org_id }))
+    Ok(row.map(|r| OrgToken {
+        id: r.id,
+        prefix: r.prefix,
+        org_id: r.org_id,
+    }))
 }

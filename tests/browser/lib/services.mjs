@@ -85,7 +85,7 @@ function startProcess(command, args, { env, cwd, logPath, readStdout = false }) 
  */
 export async function startEicSim({ binary, instanceId, root, logPath }) {
   const proc = startProcess(binary, ["--instance", instanceId, "--root", root, "--profile", "aws"], {
-    env: process.env,
+    env: { ...process.env, NO_COLOR: "1" },
     logPath,
     readStdout: true,
   });

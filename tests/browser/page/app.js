@@ -56,7 +56,7 @@ async function call(step, method, path, body) {
     entry.error = `${error.name}: ${error.message}`;
   }
   entry.ms = performance.now() - started;
-  renderCall(entry, results.calls.length);
+  renderCall(entry, results.calls.indexOf(entry) + 1);
   return entry;
 }
 

@@ -137,7 +137,10 @@ mod tests {
 
     #[test]
     fn accepts_plain_relative_paths_in_canonical_form() {
-        assert_eq!(RelPath::parse("config.yaml").unwrap().as_str(), "config.yaml");
+        assert_eq!(
+            RelPath::parse("config.yaml").unwrap().as_str(),
+            "config.yaml"
+        );
         assert_eq!(RelPath::parse("a/b/c.txt").unwrap().as_str(), "a/b/c.txt");
         assert_eq!(RelPath::parse("a//./b/").unwrap().as_str(), "a/b");
         assert_eq!(RelPath::parse("a..b").unwrap().as_str(), "a..b");
@@ -203,10 +206,16 @@ mod tests {
     }
 
     fn raw_path() -> impl Strategy<Value = String> {
-        (any::<bool>(), prop::collection::vec(component(), 0..8)).prop_map(|(leading_slash, parts)| {
-            let joined = parts.join("/");
-            if leading_slash { format!("/{joined}") } else { joined }
-        })
+        (any::<bool>(), prop::collection::vec(component(), 0..8)).prop_map(
+            |(leading_slash, parts)| {
+                let joined = parts.join("/");
+                if leading_slash {
+                    format!("/{joined}")
+                } else {
+                    joined
+                }
+            },
+        )
     }
 
     proptest! {

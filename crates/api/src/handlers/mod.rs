@@ -1,1 +1,9 @@
 pub mod ops;
+pub mod files;
+pub mod templates;
+pub mod admin;
+pub mod model;
+pub mod workspaces;
+pub mod activity;
+pub mod events;
+pub mod registry;

@@ -18,8 +18,9 @@ pub const DB_POOL_IDLE_CONNECTIONS: &str = "molecule_db_pool_idle_connections";
 
 /// Histogram buckets for [`HTTP_REQUEST_DURATION_SECONDS`]: 1 ms to 30 s (file operations on a
 /// remote host may take seconds).
-pub const DURATION_BUCKETS: &[f64] =
-    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 
 /// Registers the help texts; call once after installing the recorder.
 pub fn describe() {
@@ -29,7 +30,10 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "HTTP request duration until the response head"
     );
-    metrics::describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, in use or idle");
+    metrics::describe_gauge!(
+        DB_POOL_CONNECTIONS,
+        "Database pool connections, in use or idle"
+    );
     metrics::describe_gauge!(DB_POOL_IDLE_CONNECTIONS, "Idle database pool connections");
 }
 
@@ -44,8 +48,13 @@ pub async fn record(request: Request, next: Next) -> Response {
     };
     let started = Instant::now();
     let response = next.run(request).await;
-    let labels = [("method", method), ("path", path), ("status", response.status().as_u16().to_string())];
+    let labels = [
+        ("method", method),
+        ("path", path),
+        ("status", response.status().as_u16().to_string()),
+    ];
     metrics::counter!(HTTP_REQUESTS_TOTAL, &labels).increment(1);
-    metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels)
+        .record(started.elapsed().as_secs_f64());
     response
 }

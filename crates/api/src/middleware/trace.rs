@@ -14,7 +14,10 @@ pub struct RouteSpan;
 
 impl MakeSpan<Body> for RouteSpan {
     fn make_span(&mut self, request: &Request<Body>) -> Span {
-        let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+        let route = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map_or("unmatched", MatchedPath::as_str);
         tracing::info_span!("http", method = %request.method(), route, path = %request.uri().path())
     }
 }

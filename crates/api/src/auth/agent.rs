@@ -1,0 +1,98 @@
+//! The agents' guards (the original's `requireWorkspaceToken` and `validateDiscoveryCaller`).
+//!
+//! Both are bootstrap-aware: a workspace with no live token yet is let through (its first
+//! `/registry/register` mints one); once it has a token, its own bearer is required.
+
+use axum::http::HeaderMap;
+use axum::http::header::COOKIE;
+use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
+
+use super::{AuthContext, bearer_token};
+use crate::{ApiError, AppState};
+
+/// The header naming the calling workspace on discovery and the live stream.
+pub const WORKSPACE_ID_HEADER: &str = "x-workspace-id";
+
+/// [`crate::Access::AgentBody`]: checked by the registry handlers once the body has named the
+/// workspace. Without a live token the workspace is let through; with one, its own bearer is
+/// required.
+pub async fn require_agent_token(
+    state: &AppState,
+    headers: &HeaderMap,
+    workspace_id: Uuid,
+) -> Result<(), ApiError> {
+    let has_token = store::tokens::workspace_has_live_token(&state.db, workspace_id)
+        .await
+        .map_err(ApiError::internal("auth check failed"))?;
+    if !has_token {
+        return Ok(());
+    }
+    let Some(bearer) = bearer_token(headers) else {
+        return Err(ApiError::Unauthorized(
+            "missing workspace auth token".to_string(),
+        ));
+    };
+    let owner = store::tokens::workspace_of_token(&state.db, bearer)
+        .await
+        .map_err(ApiError::internal("auth check failed"))?;
+    if owner == Some(workspace_id) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(
+            "invalid workspace auth token".to_string(),
+        ))
+    }
+}
+
+/// [`crate::Access::AgentHeader`] (discover): the caller named by the required `X-Workspace-ID`.
+pub async fn caller_from_header(ctx: &AuthContext, headers: &HeaderMap) -> Result<(), Response> {
+    let named = headers
+        .get(WORKSPACE_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty());
+    let Some(named) = named else {
+        return Err(bad_request("X-Workspace-ID header is required"));
+    };
+    discovery_caller(ctx, headers, named).await
+}
+
+/// [`crate::Access::AgentPath`] (peers): the caller is the `{id}` of the path.
+pub async fn caller_from_path(
+    ctx: &AuthContext,
+    headers: &HeaderMap,
+    path_id: Option<&str>,
+) -> Result<(), Response> {
+    discovery_caller(ctx, headers, path_id.unwrap_or_default()).await
+}
+
+/// Discovery's check: like [`require_agent_token`], and dev mode or a verified canvas session
+/// also pass, as in the original.
+async fn discovery_caller(
+    ctx: &AuthContext,
+    headers: &HeaderMap,
+    caller: &str,
+) -> Result<(), Response> {
+    let Ok(caller) = Uuid::parse_str(caller) else {
+        return Err(bad_request("invalid workspace ID"));
+    };
+    let state = &ctx.state;
+    let has_token = store::tokens::workspace_has_live_token(&state.db, caller)
+        .await
+        .map_err(|error| ApiError::internal("auth check failed")(error).into_response())?;
+    if !has_token || state.config.dev_mode() {
+        return Ok(());
+    }
+    if let Some(cookie) = headers.get(COOKIE).and_then(|v| v.to_str().ok())
+        && ctx.sessions.verify(cookie).await
+    {
+        return Ok(());
+    }
+    require_agent_token(state, headers, caller)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+fn bad_request(message: &str) -> Response {
+    ApiError::BadRequest(message.to_string()).into_response()
+}

@@ -1,0 +1,209 @@
+//! The live event stream: one `LISTEN structure_events` connection per process, fanned out to
+//! this process's subscribers (`GET /ws`).
+//!
+//! Events reach PostgreSQL from any replica (the insert trigger, or `store::events::announce`), so
+//! every replica's subscribers see every event. A subscriber that falls behind skips what it
+//! missed rather than slowing the others down; the canvas re-reads `GET /workspaces` anyway.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use store::events::{AnnouncedEvent, Announcement};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::liveness::Liveness;
+
+/// How many events a slow subscriber may lag before it skips ahead.
+const SUBSCRIBER_BUFFER: usize = 1024;
+/// Reconnect backoff after the listening connection fails.
+const BACKOFF_START: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// How often the listener reports itself alive while idle.
+const LIVENESS_INTERVAL: Duration = Duration::from_secs(10);
+/// The name under which the listener shows in `GET /admin/liveness`.
+pub const LIVENESS_NAME: &str = "events-hub";
+
+/// One event as the canvas's socket receives it (the original's `WSMessage`, in its field order).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LiveEvent {
+    pub event: String,
+    /// `""` for events about no workspace.
+    pub workspace_id: String,
+    #[serde(serialize_with = "crate::json::go_time")]
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+    pub payload: serde_json::Value,
+}
+
+impl LiveEvent {
+    /// The workspace the event is about.
+    pub fn workspace(&self) -> Option<Uuid> {
+        self.workspace_id.parse().ok()
+    }
+}
+
+impl From<AnnouncedEvent> for LiveEvent {
+    fn from(event: AnnouncedEvent) -> Self {
+        Self {
+            event: event.event_type,
+            workspace_id: event
+                .workspace_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            timestamp: event.created_at,
+            payload: event.payload.unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+enum ListenEnd {
+    Shutdown,
+    ConnectionLost,
+}
+
+/// The process's broadcaster. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventsHub {
+    sender: broadcast::Sender<Arc<LiveEvent>>,
+    /// Cancelled on shutdown: the listener and every socket stop.
+    shutdown: CancellationToken,
+}
+
+impl Default for EventsHub {
+    fn default() -> Self {
+        Self::new(CancellationToken::new())
+    }
+}
+
+impl EventsHub {
+    /// A hub whose listener and sockets stop when `shutdown` is cancelled.
+    pub fn new(shutdown: CancellationToken) -> Self {
+        let (sender, _) = broadcast::channel(SUBSCRIBER_BUFFER);
+        Self { sender, shutdown }
+    }
+
+    /// A new subscriber; it receives every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
+        self.sender.subscribe()
+    }
+
+    /// Cancelled when the server shuts down.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// Delivers an event to this process's subscribers only.
+    pub fn publish(&self, event: LiveEvent) {
+        // No subscriber is not an error: the event is stored anyway.
+        let _ = self.sender.send(Arc::new(event));
+    }
+
+    /// Starts the listening task; it reconnects with backoff and stops on shutdown.
+    pub fn spawn_listener(&self, pool: PgPool, liveness: Liveness) -> JoinHandle<()> {
+        let hub = self.clone();
+        tokio::spawn(async move { hub.listen_until_shutdown(pool, liveness).await })
+    }
+
+    async fn listen_until_shutdown(self, pool: PgPool, liveness: Liveness) {
+        let mut backoff = BACKOFF_START;
+        loop {
+            match self.listen(&pool, &liveness).await {
+                Ok(ListenEnd::Shutdown) => return,
+                // It was listening: the next failure starts the backoff afresh.
+                Ok(ListenEnd::ConnectionLost) => {
+                    tracing::warn!(
+                        "event stream connection lost; events announced meanwhile are missed"
+                    );
+                    backoff = BACKOFF_START;
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, retry_in = ?backoff, "event stream listener failed");
+                }
+            }
+            tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Listens until shutdown or until the connection drops.
+    async fn listen(&self, pool: &PgPool, liveness: &Liveness) -> Result<ListenEnd, sqlx::Error> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        listener.listen(store::events::CHANNEL).await?;
+        tracing::info!(channel = store::events::CHANNEL, "event stream listening");
+        liveness.tick(LIVENESS_NAME);
+        let mut heartbeat = tokio::time::interval(LIVENESS_INTERVAL);
+        loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => return Ok(ListenEnd::Shutdown),
+                _ = heartbeat.tick() => liveness.tick(LIVENESS_NAME),
+                // `try_recv` reports a lost connection (`None`) instead of silently reconnecting.
+                notification = listener.try_recv() => match notification? {
+                    Some(notification) => self.relay(pool, notification.payload()).await,
+                    None => return Ok(ListenEnd::ConnectionLost),
+                },
+            }
+        }
+    }
+
+    async fn relay(&self, pool: &PgPool, text: &str) {
+        let event = match Announcement::parse(text) {
+            Some(Announcement::Event(event)) => event,
+            Some(Announcement::StoredId(id)) => match store::events::get(pool, id).await {
+                Ok(Some(row)) => row.into(),
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(error = %error, event_id = %id, "cannot fetch an announced event");
+                    return;
+                }
+            },
+            None => {
+                tracing::debug!("ignoring a foreign notification on the event channel");
+                return;
+            }
+        };
+        self.publish(event.into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn live_event_has_the_original_wire_shape() {
+        let event = LiveEvent {
+            event: "WORKSPACE_ONLINE".into(),
+            workspace_id: String::new(),
+            timestamp: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+            payload: serde_json::json!({"url": "http://x"}),
+        };
+        assert_eq!(
+            serde_json::to_string(&event).unwrap(),
+            r#"{"event":"WORKSPACE_ONLINE","workspace_id":"","timestamp":"2026-01-02T03:04:05Z","payload":{"url":"http://x"}}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn published_events_reach_every_subscriber() {
+        let hub = EventsHub::default();
+        let mut first = hub.subscribe();
+        let mut second = hub.clone().subscribe();
+        hub.publish(LiveEvent {
+            event: "X".into(),
+            workspace_id: String::new(),
+            timestamp: chrono::Utc::now(),
+            payload: serde_json::Value::Null,
+        });
+        assert_eq!(first.recv().await.unwrap().event, "X");
+        assert_eq!(second.recv().await.unwrap().event, "X");
+    }
+}

@@ -1,0 +1,187 @@
+//! The EIC backend: the workspace's EC2 instance, through the shared `eic_pool::EicPool`.
+//! Also the one mapping of EIC faults to HTTP: told apart by variant, never a 500 for a remote
+//! fault, the remote detail logged (through the error's source) but never sent.
+
+use bytes::Bytes;
+use eic_pool::{EicError, EicPool, RemoteEntry, Step};
+use futures_util::future::BoxFuture;
+use http::StatusCode;
+
+use super::{FileBackend, FileEntry, FilesError, RelPath, Root};
+use crate::{ApiError, AppState};
+
+/// The 504 body of an operation that ran out of time.
+pub const TIMEOUT_MESSAGE: &str = "workspace host did not answer in time";
+
+/// The files of one workspace on its instance: `root` is mapped to a remote directory by the
+/// workspace's runtime (the original's map, see [`Root::remote_dir`]).
+#[derive(Debug)]
+pub struct EicBackend {
+    pool: EicPool,
+    instance_id: String,
+    runtime: String,
+}
+
+impl EicBackend {
+    /// The backend of a workspace on `instance_id`; 409 when this server has no EIC pool.
+    pub fn open(
+        state: &AppState,
+        instance_id: String,
+        runtime: String,
+    ) -> Result<Box<dyn FileBackend>, ApiError> {
+        let pool = state
+            .eic
+            .clone()
+            .ok_or_else(|| unavailable("EIC is not configured on this server"))?;
+        Ok(Box::new(EicBackend {
+            pool,
+            instance_id,
+            runtime,
+        }))
+    }
+
+    /// The absolute remote path: a `RelPath` joined under the root's directory (it cannot leave it).
+    fn remote_path(&self, root: Root, path: Option<&RelPath>) -> String {
+        let base = root.remote_dir(&self.runtime);
+        match path {
+            Some(path) => format!("{base}/{path}"),
+            None => base.to_string(),
+        }
+    }
+}
+
+impl FileBackend for EicBackend {
+    fn source(&self) -> &'static str {
+        "ec2-ssh"
+    }
+
+    fn list<'a>(
+        &'a self,
+        root: Root,
+        dir: Option<&'a RelPath>,
+        depth: u32,
+    ) -> BoxFuture<'a, Result<Vec<FileEntry>, FilesError>> {
+        Box::pin(async move {
+            let entries = self
+                .pool
+                .list_dir(&self.instance_id, &self.remote_path(root, dir), depth)
+                .await?;
+            Ok(entries
+                .into_iter()
+                .map(|RemoteEntry { path, size, dir }| FileEntry { path, size, dir })
+                .collect())
+        })
+    }
+
+    fn read<'a>(
+        &'a self,
+        root: Root,
+        path: &'a RelPath,
+        max_bytes: u64,
+    ) -> BoxFuture<'a, Result<Vec<u8>, FilesError>> {
+        Box::pin(async move {
+            Ok(self
+                .pool
+                .read_file(
+                    &self.instance_id,
+                    &self.remote_path(root, Some(path)),
+                    max_bytes,
+                )
+                .await?)
+        })
+    }
+
+    fn write<'a>(
+        &'a self,
+        root: Root,
+        path: &'a RelPath,
+        content: Bytes,
+    ) -> BoxFuture<'a, Result<(), FilesError>> {
+        Box::pin(async move {
+            Ok(self
+                .pool
+                .write_file(
+                    &self.instance_id,
+                    &self.remote_path(root, Some(path)),
+                    &content,
+                )
+                .await?)
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        root: Root,
+        path: &'a RelPath,
+    ) -> BoxFuture<'a, Result<(), FilesError>> {
+        Box::pin(async move {
+            Ok(self
+                .pool
+                .delete_file(&self.instance_id, &self.remote_path(root, Some(path)))
+                .await?)
+        })
+    }
+}
+
+fn unavailable(reason: &str) -> ApiError {
+    ApiError::Remote {
+        status: StatusCode::CONFLICT,
+        message: format!("workspace instance is unavailable: {reason}"),
+        source: None,
+    }
+}
+
+fn step_name(step: Step) -> &'static str {
+    match step {
+        Step::Discovery => "discovery",
+        Step::KeyPush => "key push",
+        Step::Tunnel => "tunnel",
+        Step::Ssh => "SSH",
+        Step::Sftp => "SFTP",
+        Step::Operation => "operation",
+    }
+}
+
+/// Maps an EIC fault to its status, by variant.
+pub fn api_error(error: EicError) -> ApiError {
+    let remote = |status: StatusCode, message: String, error: EicError| ApiError::Remote {
+        status,
+        message,
+        source: Some(Box::new(error)),
+    };
+    match error {
+        EicError::NotFound => ApiError::NotFound("file not found on workspace".into()),
+        EicError::TooLarge { limit, .. } => super::too_large(limit),
+        EicError::Timeout { .. } => {
+            remote(StatusCode::GATEWAY_TIMEOUT, TIMEOUT_MESSAGE.into(), error)
+        }
+        EicError::InstanceUnavailable { ref reason, .. } => remote(
+            StatusCode::CONFLICT,
+            format!("workspace instance is unavailable: {reason}"),
+            error.clone(),
+        ),
+        EicError::Discovery { .. }
+        | EicError::KeyPush { .. }
+        | EicError::Tunnel { .. }
+        | EicError::Ssh { .. }
+        | EicError::Sftp { .. }
+        | EicError::SftpChannel { .. } => {
+            let step = error.step().map_or("connection", step_name);
+            remote(
+                StatusCode::BAD_GATEWAY,
+                format!("workspace host unreachable: {step} failed"),
+                error,
+            )
+        }
+        EicError::SetupAborted => remote(
+            StatusCode::BAD_GATEWAY,
+            "workspace host unreachable: connection setup failed".into(),
+            error,
+        ),
+        EicError::Closed => ApiError::Unavailable {
+            message: "server is shutting down".into(),
+            code: "shutting_down",
+        },
+        EicError::InvalidConfig(_) => ApiError::internal("EIC is misconfigured")(error),
+    }
+}

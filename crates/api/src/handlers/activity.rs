@@ -1,0 +1,241 @@
+//! `POST|GET /workspaces/{id}/activity`: what agents report they did.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use store::activity::{ActivityFilter, ActivityRow, NewActivity};
+use uuid::Uuid;
+
+use crate::error::ApiResult;
+use crate::json::parse_body;
+use crate::{ApiError, AppState};
+
+/// The activity types the original accepts.
+pub const ACTIVITY_TYPES: [&str; 7] = [
+    "a2a_send",
+    "a2a_receive",
+    "task_update",
+    "agent_log",
+    "skill_promotion",
+    "memory_write",
+    "error",
+];
+const DEFAULT_LIMIT: i64 = 100;
+const MAX_LIMIT: i64 = 500;
+
+#[derive(Deserialize)]
+struct ReportBody {
+    activity_type: String,
+    #[serde(default)]
+    method: String,
+    #[serde(default)]
+    summary: String,
+    #[serde(default)]
+    target_id: String,
+    #[serde(default)]
+    source_id: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    error_detail: String,
+    duration_ms: Option<i32>,
+    request_body: Option<Value>,
+    response_body: Option<Value>,
+    /// The older name of `request_body`.
+    metadata: Option<Value>,
+}
+
+/// `POST /workspaces/{id}/activity`: records one activity and announces `ACTIVITY_LOGGED`.
+pub async fn report(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    let workspace_id = parse_workspace_id(&id)?;
+    let body: ReportBody = parse_body(&body, "invalid request body")?;
+    if body.activity_type.is_empty() {
+        return Err(ApiError::BadRequest("invalid request body".to_string()));
+    }
+    if !ACTIVITY_TYPES.contains(&body.activity_type.as_str()) {
+        let message = format!(
+            "invalid activity_type, must be one of: {}",
+            ACTIVITY_TYPES.join(", ")
+        );
+        return Err(ApiError::BadRequest(message));
+    }
+    // The bearer proves the caller owns `{id}`; it may not attribute the log to another workspace.
+    let source_id = match body.source_id.as_str() {
+        "" => workspace_id,
+        other if Uuid::parse_str(other).ok() == Some(workspace_id) => workspace_id,
+        _ => {
+            return Err(ApiError::WithBody {
+                status: StatusCode::FORBIDDEN,
+                body: json!({ "error": "source_id must match authenticated workspace" }),
+            });
+        }
+    };
+    let target_id = match body.target_id.as_str() {
+        "" => None,
+        other => Some(
+            Uuid::parse_str(other)
+                .map_err(|_| ApiError::BadRequest("invalid target_id".to_string()))?,
+        ),
+    };
+    let status = if body.status.is_empty() {
+        "ok"
+    } else {
+        body.status.as_str()
+    };
+    let activity = NewActivity {
+        workspace_id,
+        activity_type: &body.activity_type,
+        source_id: Some(source_id),
+        target_id,
+        method: non_empty(&body.method),
+        summary: non_empty(&body.summary),
+        request_body: body.request_body.as_ref().or(body.metadata.as_ref()),
+        response_body: body.response_body.as_ref(),
+        duration_ms: body.duration_ms,
+        status,
+        error_detail: non_empty(&body.error_detail),
+    };
+
+    let mut tx = state
+        .db
+        .begin()
+        .await
+        .map_err(ApiError::internal("failed to log activity"))?;
+    store::activity::insert(&mut *tx, &activity)
+        .await
+        .map_err(ApiError::internal("failed to log activity"))?;
+    let announced = json!({
+        "activity_type": activity.activity_type,
+        "duration_ms": activity.duration_ms,
+        "method": activity.method,
+        "source_id": activity.source_id,
+        "status": activity.status,
+        "summary": activity.summary,
+        "target_id": activity.target_id,
+    });
+    store::events::announce(&mut *tx, "ACTIVITY_LOGGED", workspace_id, &announced)
+        .await
+        .map_err(ApiError::internal("failed to log activity"))?;
+    tx.commit()
+        .await
+        .map_err(ApiError::internal("failed to log activity"))?;
+    Ok(Json(json!({ "status": "logged" })))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    #[serde(default, rename = "type")]
+    activity_type: String,
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    limit: String,
+}
+
+/// `GET /workspaces/{id}/activity?type=&source=&limit=`: newest first, 100 by default, at most 500.
+pub async fn list(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Activity>>> {
+    let workspace_id = parse_workspace_id(&id)?;
+    let from_agent = match query.source.as_str() {
+        "" => None,
+        "agent" => Some(true),
+        "canvas" => Some(false),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "source must be 'canvas' or 'agent'".to_string(),
+            ));
+        }
+    };
+    let filter = ActivityFilter {
+        activity_type: non_empty(&query.activity_type).map(str::to_string),
+        from_agent,
+        limit: parse_limit(&query.limit),
+    };
+    let rows = store::activity::list(&state.db, workspace_id, &filter)
+        .await
+        .map_err(ApiError::internal("query failed"))?;
+    Ok(Json(rows.into_iter().map(Activity::from).collect()))
+}
+
+/// A positive limit, capped; anything else means the default (as the original).
+fn parse_limit(text: &str) -> i64 {
+    match text.parse::<i64>() {
+        Ok(n) if n > 0 => n.min(MAX_LIMIT),
+        _ => DEFAULT_LIMIT,
+    }
+}
+
+/// An activity on the wire, keys in the original's (alphabetical) order; the bodies appear only
+/// when present.
+#[derive(Debug, Serialize)]
+pub struct Activity {
+    activity_type: String,
+    #[serde(serialize_with = "crate::json::go_time")]
+    created_at: chrono::DateTime<chrono::Utc>,
+    duration_ms: Option<i32>,
+    error_detail: Option<String>,
+    id: Uuid,
+    method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_body: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_body: Option<Value>,
+    source_id: Option<Uuid>,
+    status: String,
+    summary: Option<String>,
+    target_id: Option<Uuid>,
+    workspace_id: Uuid,
+}
+
+impl From<ActivityRow> for Activity {
+    fn from(row: ActivityRow) -> Self {
+        Self {
+            activity_type: row.activity_type,
+            created_at: row.created_at,
+            duration_ms: row.duration_ms,
+            error_detail: row.error_detail,
+            id: row.id,
+            method: row.method,
+            request_body: row.request_body,
+            response_body: row.response_body,
+            source_id: row.source_id,
+            status: row.status,
+            summary: row.summary,
+            target_id: row.target_id,
+            workspace_id: row.workspace_id,
+        }
+    }
+}
+
+fn parse_workspace_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::BadRequest("invalid workspace ID".to_string()))
+}
+
+fn non_empty(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_defaults_and_caps_like_the_original() {
+        assert_eq!(parse_limit(""), 100);
+        assert_eq!(parse_limit("abc"), 100);
+        assert_eq!(parse_limit("0"), 100);
+        assert_eq!(parse_limit("-3"), 100);
+        assert_eq!(parse_limit("2"), 2);
+        assert_eq!(parse_limit("9999"), 500);
+    }
+}

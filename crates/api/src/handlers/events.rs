@@ -1,0 +1,130 @@
+//! `GET /events[/{workspaceId}]` (the recorded events) and `GET /ws` (the live stream).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Serialize;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use crate::auth::agent::{WORKSPACE_ID_HEADER, require_agent_token};
+use crate::error::ApiResult;
+use crate::events_hub::LiveEvent;
+use crate::{ApiError, AppState};
+
+/// An event on the wire, keys in the original's (alphabetical) order.
+#[derive(Debug, Serialize)]
+pub struct Event {
+    #[serde(serialize_with = "crate::json::go_time")]
+    created_at: chrono::DateTime<chrono::Utc>,
+    event_type: String,
+    id: Uuid,
+    payload: Option<serde_json::Value>,
+    workspace_id: Option<Uuid>,
+}
+
+impl From<store::events::EventRow> for Event {
+    fn from(row: store::events::EventRow) -> Self {
+        Self {
+            created_at: row.created_at,
+            event_type: row.event_type,
+            id: row.id,
+            payload: row.payload,
+            workspace_id: row.workspace_id,
+        }
+    }
+}
+
+/// `GET /events`: the newest 100 events.
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Event>>> {
+    let rows = store::events::list(&state.db, None)
+        .await
+        .map_err(ApiError::internal("query failed"))?;
+    Ok(Json(rows.into_iter().map(Event::from).collect()))
+}
+
+/// `GET /events/{workspaceId}`: the newest 100 events of one workspace.
+pub async fn list_for_workspace(
+    State(state): State<AppState>,
+    Path(workspace_id): Path<String>,
+) -> ApiResult<Json<Vec<Event>>> {
+    let workspace_id = Uuid::parse_str(&workspace_id)
+        .map_err(|_| ApiError::BadRequest("invalid workspace ID".to_string()))?;
+    let rows = store::events::list(&state.db, Some(workspace_id))
+        .await
+        .map_err(ApiError::internal("query failed"))?;
+    Ok(Json(rows.into_iter().map(Event::from).collect()))
+}
+
+/// `GET /ws`: the live event stream. The canvas connects without `X-Workspace-ID` and receives
+/// every event; an agent names itself with `X-Workspace-ID` (and its token, once it has one) and
+/// receives the events of the workspaces it may talk to.
+pub async fn socket(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    let agent = match headers
+        .get(WORKSPACE_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+    {
+        None => None,
+        Some(named) => {
+            let id = Uuid::parse_str(named)
+                .map_err(|_| ApiError::BadRequest("invalid workspace ID".to_string()))?;
+            require_agent_token(&state, &headers, id).await?;
+            Some(id)
+        }
+    };
+    Ok(upgrade.on_upgrade(move |socket| stream_events(state, agent, socket)))
+}
+
+async fn stream_events(state: AppState, agent: Option<Uuid>, mut socket: WebSocket) {
+    let mut events = state.events.subscribe();
+    let shutdown = state.events.shutdown().clone();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            incoming = socket.recv() => match incoming {
+                // The canvas sends nothing we act on; reading keeps pings answered.
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+            event = events.recv() => match event {
+                Ok(event) => {
+                    if !visible_to(&state, agent, &event).await {
+                        continue;
+                    }
+                    let Ok(text) = serde_json::to_string(&*event) else { continue };
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Err(RecvError::Lagged(skipped)) => {
+                    tracing::warn!(skipped, "live stream subscriber fell behind; events skipped");
+                }
+                Err(RecvError::Closed) => break,
+            },
+        }
+    }
+    let _ = socket.send(Message::Close(None)).await;
+}
+
+/// Agents only see events of workspaces the hierarchy lets them talk to; the canvas sees all.
+async fn visible_to(state: &AppState, agent: Option<Uuid>, event: &Arc<LiveEvent>) -> bool {
+    let Some(agent) = agent else { return true };
+    let Some(subject) = event.workspace() else {
+        return false;
+    };
+    store::registry::can_communicate(&state.db, agent, subject)
+        .await
+        .unwrap_or_else(|error| {
+            tracing::warn!(error = %error, "live stream access check failed; event withheld");
+            false
+        })
+}

@@ -1,0 +1,233 @@
+//! `/workspaces/{id}/files…`: the canvas's Files and Config tabs (api-contract §6.1–§6.6).
+//! Checks run in the original's order; every path is a validated `RelPath` before anything
+//! touches a backend.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ApiResult;
+use crate::files::{FileEntry, MAX_FILES_PER_REQUEST, RelPath, Root, WorkspaceFiles, relpath};
+use crate::json::parse_body;
+use crate::{ApiConfig, ApiError, AppState};
+
+/// Writes of one replace in flight at once (the EIC pool allows 8 channels per instance).
+const REPLACE_CONCURRENCY: usize = 4;
+
+#[derive(Debug, Deserialize)]
+pub struct RootQuery {
+    root: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    root: Option<String>,
+    path: Option<String>,
+    depth: Option<String>,
+}
+
+fn root(raw: Option<&str>) -> ApiResult<Root> {
+    Root::parse(raw).ok_or_else(|| ApiError::BadRequest(relpath::ROOT_MESSAGE.into()))
+}
+
+fn path(raw: &str) -> ApiResult<RelPath> {
+    RelPath::parse(raw).map_err(|_| ApiError::BadRequest("invalid path".into()))
+}
+
+fn depth(raw: Option<&str>) -> ApiResult<u32> {
+    match raw {
+        None | Some("") => Ok(1),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|depth| (1..=5).contains(depth))
+            .ok_or_else(|| ApiError::BadRequest("depth must be 1-5".into())),
+    }
+}
+
+/// The largest single-file body: the content limit plus room for JSON escaping.
+fn file_body_limit(config: &ApiConfig) -> usize {
+    config
+        .max_file_bytes
+        .saturating_mul(6)
+        .saturating_add(64 * 1024)
+}
+
+/// The largest multi-file body (replace, import).
+pub fn batch_body_limit(config: &ApiConfig) -> usize {
+    config
+        .max_file_bytes
+        .saturating_mul(32)
+        .max(16 * 1024 * 1024)
+}
+
+/// 413 unless `content` fits `MAX_FILE_BYTES`.
+pub fn check_size(config: &ApiConfig, content: &str) -> ApiResult<()> {
+    let limit = config.max_file_bytes as u64;
+    if content.len() as u64 > limit {
+        return Err(crate::files::too_large(limit));
+    }
+    Ok(())
+}
+
+/// 400 `too many files (N), max 200`.
+pub fn too_many_files(count: usize) -> ApiError {
+    ApiError::BadRequest(format!(
+        "too many files ({count}), max {MAX_FILES_PER_REQUEST}"
+    ))
+}
+
+/// Reads a request body up to `limit` bytes; a larger one is 413 with a JSON body (the plain
+/// extractors would answer 413 in text).
+pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let over_limit = std::error::Error::source(&error)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if over_limit {
+            ApiError::PayloadTooLarge(format!("request body too large (max {limit} bytes)"))
+        } else {
+            ApiError::BadRequest("invalid request body".into())
+        }
+    })
+}
+
+/// `GET /workspaces/{id}/files?root=&path=&depth=`
+pub async fn list(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Vec<FileEntry>>> {
+    let root = root(query.root.as_deref())?;
+    let dir = match query.path.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(path(raw)?),
+    };
+    let depth = depth(query.depth.as_deref())?;
+    let files = WorkspaceFiles::open(&state, &id).await?;
+    Ok(Json(files.list(root, dir.as_ref(), depth).await?))
+}
+
+/// `GET /workspaces/{id}/files/{*path}?root=`
+pub async fn read(
+    State(state): State<AppState>,
+    Path((id, raw_path)): Path<(String, String)>,
+    Query(query): Query<RootQuery>,
+) -> ApiResult<Json<Value>> {
+    let path = path(&raw_path)?;
+    let root = root(query.root.as_deref())?;
+    let files = WorkspaceFiles::open(&state, &id).await?;
+    let content = files.read(root, &path).await?;
+    Ok(Json(json!({
+        "path": path.as_str(),
+        "size": content.len(),
+        "content": String::from_utf8_lossy(&content),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct WriteBody {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+/// `PUT /workspaces/{id}/files/{*path}?root=` with `{"content":…}`
+pub async fn write(
+    State(state): State<AppState>,
+    Path((id, raw_path)): Path<(String, String)>,
+    Query(query): Query<RootQuery>,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let path = path(&raw_path)?;
+    let bytes = read_body(body, file_body_limit(&state.config)).await?;
+    let content = parse_body::<WriteBody>(&bytes, "invalid request body")?
+        .content
+        .unwrap_or_default();
+    check_size(&state.config, &content)?;
+    let root = root(query.root.as_deref())?;
+    let files = WorkspaceFiles::open(&state, &id).await?;
+    files.write(root, &path, Bytes::from(content)).await?;
+    Ok(Json(json!({ "status": "saved", "path": path.as_str() })))
+}
+
+/// `DELETE /workspaces/{id}/files/{*path}?root=`. The catch-all arrives without the slash that
+/// separates it from `files/` (the original stripped exactly that one, after refusing every
+/// real request as absolute: fixed); a missing file is success, as `rm -f` was.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path((id, raw_path)): Path<(String, String)>,
+    Query(query): Query<RootQuery>,
+) -> ApiResult<Json<Value>> {
+    let path = path(&raw_path)?;
+    let root = root(query.root.as_deref())?;
+    let files = WorkspaceFiles::open(&state, &id).await?;
+    files.delete(root, &path).await?;
+    Ok(Json(json!({ "status": "deleted", "path": path.as_str() })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ReplaceBody {
+    files: Option<BTreeMap<String, String>>,
+}
+
+/// `PUT /workspaces/{id}/files` with `{"files":{rel:content}}`: upsert-many into `/configs`.
+/// Every path and size is checked before the first write.
+pub async fn replace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let bytes = read_body(body, batch_body_limit(&state.config)).await?;
+    let body: ReplaceBody = parse_body(&bytes, "invalid request body")?;
+    let Some(raw_files) = body.files else {
+        return Err(ApiError::BadRequest("invalid request body".into()));
+    };
+    if raw_files.len() > MAX_FILES_PER_REQUEST {
+        return Err(too_many_files(raw_files.len()));
+    }
+    let count = raw_files.len();
+    let files = WorkspaceFiles::open(&state, &id).await?;
+    let writes = validated_files(&state.config, raw_files)?;
+    futures_util::stream::iter(writes)
+        .map(|(path, content)| {
+            let files = &files;
+            async move {
+                files
+                    .write(Root::Configs, &path, Bytes::from(content))
+                    .await
+            }
+        })
+        .buffer_unordered(REPLACE_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(Json(json!({
+        "status": "replaced",
+        "workspace": id,
+        "files": count,
+        "source": files.source(),
+    })))
+}
+
+/// Validates every path (400 `invalid request body`) and size (413) of a multi-file body.
+pub fn validated_files(
+    config: &ApiConfig,
+    raw_files: BTreeMap<String, String>,
+) -> ApiResult<Vec<(RelPath, String)>> {
+    let files = raw_files
+        .into_iter()
+        .map(|(raw, content)| {
+            let path = RelPath::parse(&raw)
+                .map_err(|_| ApiError::BadRequest("invalid request body".into()))?;
+            Ok((path, content))
+        })
+        .collect::<ApiResult<Vec<_>>>()?;
+    for (_, content) in &files {
+        check_size(config, content)?;
+    }
+    Ok(files)
+}

@@ -1,0 +1,100 @@
+//! CORS exactly as the original's gin-contrib/cors setup (api-contract §1.3): an `Origin` outside
+//! `CORS_ORIGINS` gets 403 with an empty body; a preflight from an allowed origin gets 204 and
+//! nothing later runs; same-origin requests (`Origin == http(s)://<Host>`) pass untouched.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{
+    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ORIGIN, VARY,
+};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::auth::origin_is_host;
+
+const DEFAULT_ORIGINS: [&str; 2] = ["http://localhost:3000", "http://localhost:3001"];
+const ALLOW_METHODS: &str = "GET,POST,PUT,PATCH,DELETE,OPTIONS";
+const ALLOW_HEADERS: &str = "Origin,Content-Type,X-Workspace-Id,Authorization";
+const PREFLIGHT_VARY: [&str; 3] = [
+    "Origin",
+    "Access-Control-Request-Method",
+    "Access-Control-Request-Headers",
+];
+
+/// The allowed origins (`CORS_ORIGINS`, or the original's localhost defaults when empty).
+#[derive(Debug, Clone)]
+pub struct Cors {
+    allowed: Arc<Vec<String>>,
+}
+
+impl Cors {
+    pub fn new(origins: &[String]) -> Self {
+        let mut allowed: Vec<String> = origins
+            .iter()
+            .map(|o| o.trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if allowed.is_empty() {
+            allowed = DEFAULT_ORIGINS.iter().map(|o| o.to_string()).collect();
+        }
+        Cors {
+            allowed: Arc::new(allowed),
+        }
+    }
+
+    fn allows(&self, origin: &str) -> bool {
+        self.allowed.iter().any(|allowed| allowed == origin)
+    }
+}
+
+pub async fn cors(State(cors): State<Cors>, request: Request, next: Next) -> Response {
+    let Some(origin) = request.headers().get(ORIGIN).cloned() else {
+        return next.run(request).await; // not a CORS request
+    };
+    if origin_is_host(request.headers()) {
+        return next.run(request).await;
+    }
+    if !origin.to_str().is_ok_and(|o| cors.allows(o)) {
+        return status_only(StatusCode::FORBIDDEN);
+    }
+    if request.method() == Method::OPTIONS {
+        let mut response = status_only(StatusCode::NO_CONTENT);
+        let headers = response.headers_mut();
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+        headers.insert(
+            ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static(ALLOW_METHODS),
+        );
+        headers.insert(
+            ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(ALLOW_HEADERS),
+        );
+        for vary in PREFLIGHT_VARY {
+            headers.append(VARY, HeaderValue::from_static(vary));
+        }
+        return response;
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
+    headers.append(VARY, HeaderValue::from_static("Origin"));
+    response
+}
+
+fn status_only(status: StatusCode) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    response
+}

@@ -1,0 +1,87 @@
+//! Security headers on every response that passed CORS (api-contract §1.7). A handler may set its
+//! own value for any of them; ours fill in only what is missing.
+
+use axum::extract::Request;
+use axum::http::HeaderValue;
+use axum::http::header::{
+    CONTENT_SECURITY_POLICY, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
+use axum::middleware::Next;
+use axum::response::Response;
+
+/// Paths served as JSON by this server; everything else (the canvas) gets the permissive CSP.
+const API_PREFIXES: [&str; 16] = [
+    "/workspaces",
+    "/registry",
+    "/health",
+    "/admin",
+    "/metrics",
+    "/settings",
+    "/bundles",
+    "/org",
+    "/orgs",
+    "/templates",
+    "/plugins",
+    "/webhooks",
+    "/channels",
+    "/ws",
+    "/events",
+    "/approvals",
+];
+const API_CSP: &str = "default-src 'self'";
+const CANVAS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
+     style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self' ws: wss:; \
+     font-src 'self' data:";
+
+pub fn is_api_path(path: &str) -> bool {
+    API_PREFIXES.iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+pub async fn security_headers(request: Request, next: Next) -> Response {
+    let csp = if is_api_path(request.uri().path()) {
+        API_CSP
+    } else {
+        CANVAS_CSP
+    };
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let defaults = [
+        (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (X_FRAME_OPTIONS, "DENY"),
+        (
+            STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ),
+        (REFERRER_POLICY, "strict-origin-when-cross-origin"),
+        (CONTENT_SECURITY_POLICY, csp),
+    ];
+    for (name, value) in defaults {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    headers
+        .entry("permissions-policy")
+        .or_insert(HeaderValue::from_static(
+            "camera=(), microphone=(), geolocation=()",
+        ));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_api_path;
+
+    #[test]
+    fn api_paths_match_whole_segments() {
+        assert!(is_api_path("/health"));
+        assert!(is_api_path("/admin/liveness"));
+        assert!(is_api_path("/workspaces/x/files"));
+        assert!(!is_api_path("/healthz"));
+        assert!(!is_api_path("/buildinfo"));
+    }
+}

@@ -1,0 +1,80 @@
+//! Tenant guard (api-contract §1.6): with `MOLECULE_ORG_ID` set, a request must carry this org's
+//! id (`X-Molecule-Org-Id`, or `state=` of `Fly-Replay-Src`) or be a same-origin canvas request;
+//! otherwise 404 with an empty body, so other orgs cannot probe for this tenant.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::ApiConfig;
+use crate::auth::same_origin_canvas;
+
+/// Exact paths that stay reachable without the org header (probes and agents' boot signals).
+const ALLOWED_PATHS: [&str; 6] = [
+    "/health",
+    "/ready",
+    "/buildinfo",
+    "/metrics",
+    "/registry/register",
+    "/registry/heartbeat",
+];
+
+pub async fn tenant_guard(
+    State(config): State<Arc<ApiConfig>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(org_id) = config
+        .org_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+    else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path();
+    let headers = request.headers();
+    let passes = ALLOWED_PATHS.contains(&path)
+        || path.starts_with("/cp/")
+        || headers
+            .get("x-molecule-org-id")
+            .is_some_and(|v| v.as_bytes() == org_id.as_bytes())
+        || headers
+            .get("fly-replay-src")
+            .and_then(|v| v.to_str().ok())
+            .and_then(org_id_from_replay_src)
+            .is_some_and(|state| state == org_id)
+        || same_origin_canvas(&config, headers);
+    if passes {
+        return next.run(request).await;
+    }
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}
+
+/// The `state=` segment of `Fly-Replay-Src` (`instance=…;region=…;state=<org id>`).
+fn org_id_from_replay_src(header: &str) -> Option<&str> {
+    header
+        .split(';')
+        .map(str::trim)
+        .find_map(|segment| segment.strip_prefix("state="))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::org_id_from_replay_src;
+
+    #[test]
+    fn replay_src_state_is_extracted() {
+        assert_eq!(
+            org_id_from_replay_src("instance=1;region=ord; state=abc"),
+            Some("abc")
+        );
+        assert_eq!(org_id_from_replay_src("instance=1"), None);
+    }
+}

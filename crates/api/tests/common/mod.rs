@@ -1,0 +1,138 @@
+//! Helpers shared by the API's integration tests: an `AppState` over a test database and
+//! temporary folders, and one-shot requests against the real router.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use api::liveness::{Liveness, SchemaStatus};
+use api::{ApiConfig, AppState};
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use sqlx::PgPool;
+use tower::ServiceExt;
+
+/// A configuration for tests: dev mode (workspace auth passes without a token), folders under
+/// `dir`, a generous rate limit and the default 1 MiB file limit.
+pub fn test_config(dir: &Path) -> ApiConfig {
+    ApiConfig {
+        molecule_env: "development".into(),
+        configs_dir: dir.join("configs"),
+        workspaces_dir: dir.join("workspaces"),
+        rate_limit: 1_000_000,
+        max_file_bytes: 1024 * 1024,
+        git_sha: "dev".into(),
+        version: "test".into(),
+        ..ApiConfig::default()
+    }
+}
+
+/// An `AppState` over `db` with `config`.
+pub fn test_state(db: PgPool, config: ApiConfig) -> AppState {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .build_recorder()
+        .handle();
+    AppState {
+        db,
+        config: Arc::new(config),
+        metrics,
+        liveness: Liveness::default(),
+        schema: SchemaStatus::migrated(),
+        crypto: Arc::new(store::crypto::Crypto::disabled()),
+        events: api::events_hub::EventsHub::default(),
+        eic: None,
+    }
+}
+
+/// The router of `state` (every route, every layer).
+pub fn app(state: AppState) -> Router {
+    api::router(state)
+}
+
+/// A response: status, raw body, and the body parsed as JSON (`Value::Null` when it is not).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+/// Sends one request; `body` is sent as JSON when given.
+pub async fn send(app: &Router, method: &str, uri: &str, body: Option<&Value>) -> Reply {
+    let bytes = body
+        .map(|b| serde_json::to_vec(b).unwrap())
+        .unwrap_or_default();
+    send_raw(app, method, uri, bytes).await
+}
+
+/// Sends one request with a raw body (for malformed or oversized bodies).
+pub async fn send_raw(app: &Router, method: &str, uri: &str, body: Vec<u8>) -> Reply {
+    send_raw_with(app, method, uri, &[], body).await
+}
+
+/// Sends one request with extra headers (`Authorization`, `Origin`, …); `body` is sent as JSON
+/// when given.
+pub async fn send_with(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> Reply {
+    let bytes = body
+        .map(|b| serde_json::to_vec(b).unwrap())
+        .unwrap_or_default();
+    send_raw_with(app, method, uri, headers, bytes).await
+}
+
+/// Sends one request with extra headers and a raw body.
+pub async fn send_raw_with(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Body::from(body)).unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        text,
+        json,
+    }
+}
+
+/// Inserts a workspace row directly (the files tests need no more than the row).
+pub async fn insert_workspace(
+    db: &PgPool,
+    name: &str,
+    runtime: &str,
+    instance_id: Option<&str>,
+) -> uuid::Uuid {
+    sqlx::query_scalar::<_, uuid::Uuid>(
+        "INSERT INTO workspaces (name, runtime, instance_id) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(name)
+    .bind(runtime)
+    .bind(instance_id)
+    .fetch_one(db)
+    .await
+    .unwrap()
+}

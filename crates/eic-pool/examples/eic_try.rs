@@ -1,0 +1,47 @@
+//! Try the EIC path by hand: write, read, list and delete a file on one instance, with timings.
+//!
+//! ```sh
+//! # against eic-sim: export the values of its ready line, then
+//! AWS_ENDPOINT_URL=http://127.0.0.1:PORT AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… \
+//! AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true WORKSPACE_EC2_OS_USER=<os_user> \
+//! EIC_SFTP_COMMAND=internal-sftp cargo run --example eic_try -- i-0123456789abcdef0
+//! ```
+
+use std::time::Instant;
+
+use eic_pool::{EicConfig, EicPool};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let instance = std::env::args()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("usage: eic_try <instance-id>"))?;
+    let pool = EicPool::new(EicConfig::from_env()?).await?;
+    let path = "/configs/eic-try/hello.txt";
+
+    let timed = Instant::now();
+    pool.write_file(&instance, path, b"hello from eic-pool\n").await?;
+    println!("cold write: {:?}", timed.elapsed());
+
+    for round in 0..3 {
+        let timed = Instant::now();
+        let data = pool.read_file(&instance, path, 1 << 20).await?;
+        println!("warm read {round}: {:?} ({} bytes)", timed.elapsed(), data.len());
+    }
+    let listing = pool.list_dir(&instance, "/configs", 3).await?;
+    println!("list: {listing:?}");
+    if std::env::var_os("EIC_TRY_KEEP").is_some() {
+        return Ok(()); // leave the file, to look at it on the instance
+    }
+    pool.delete_file(&instance, path).await?;
+    match pool.read_file(&instance, path, 1 << 20).await {
+        Err(eic_pool::EicError::NotFound) => println!("deleted: read says NotFound"),
+        other => anyhow::bail!("expected NotFound after delete, got {other:?}"),
+    }
+    println!("status: {:?}", pool.status());
+    pool.close().await;
+    Ok(())
+}

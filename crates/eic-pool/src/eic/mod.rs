@@ -1,0 +1,187 @@
+//! The EC2 Instance Connect connector: builds one authenticated SSH connection (with its SFTP
+//! session) to an instance, natively: no subprocess, no key on disk.
+//!
+//! ```text
+//! key push (SendSSHPublicKey) ───────────────────────────────┐
+//! discovery (cached) ─> WebSocket (openTunnel) ─> SSH kex ────┴─> auth ─> SFTP
+//! ```
+//! The key push overlaps discovery, the tunnel handshake and the key exchange; only the
+//! authentication waits for it. Every step has its own timeout, error variant and span.
+
+mod aws;
+mod sftp_channel;
+mod ssh;
+mod tunnel;
+mod xml;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use russh::keys::{Algorithm, PrivateKey};
+use tracing::Instrument;
+
+use crate::error::{cause, cause_msg};
+use crate::pool::{Connector, InstanceId};
+use crate::sftp::RemoteFs;
+use crate::{EicConfig, EicError, Step, metrics};
+
+use self::aws::{Aws, Target};
+use self::ssh::{KnownHosts, SshHandle};
+
+/// One pooled connection: the SSH session and the SFTP session on one of its channels.
+pub(crate) struct EicConnection {
+    ssh: SshHandle,
+    pub(crate) fs: RemoteFs,
+}
+
+/// Builds [`EicConnection`]s; shared by the pool's setups.
+pub(crate) struct EicConnector {
+    config: Arc<EicConfig>,
+    aws: Aws,
+    targets: Mutex<HashMap<InstanceId, Target>>,
+    known_hosts: Arc<KnownHosts>,
+}
+
+impl EicConnector {
+    pub(crate) async fn new(config: Arc<EicConfig>) -> Result<Self, EicError> {
+        let aws = Aws::from_env(&config).await?;
+        Ok(Self {
+            config,
+            aws,
+            targets: Mutex::default(),
+            known_hosts: Arc::default(),
+        })
+    }
+
+    /// Discovery, cached per instance (an instance keeps its address while it runs).
+    async fn target(&self, instance: &InstanceId) -> Result<Target, EicError> {
+        if let Some(target) = self.cached_target(instance) {
+            return Ok(target);
+        }
+        let target = self.aws.discover(instance.as_str(), &self.config).await?;
+        self.lock_targets().insert(instance.clone(), target.clone());
+        Ok(target)
+    }
+
+    fn cached_target(&self, instance: &InstanceId) -> Option<Target> {
+        self.lock_targets().get(instance).cloned()
+    }
+
+    fn lock_targets(&self) -> std::sync::MutexGuard<'_, HashMap<InstanceId, Target>> {
+        self.targets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn build(&self, instance: &InstanceId) -> Result<EicConnection, EicError> {
+        let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+            .map_err(|e| EicError::Ssh { source: cause(e) })?;
+        let public_key = key
+            .public_key()
+            .to_openssh()
+            .map_err(|e| EicError::Ssh { source: cause(e) })?;
+
+        let push = self.step(
+            Step::KeyPush,
+            self.aws
+                .push_key(instance.as_str(), &self.config.os_user, &public_key),
+        );
+        let session = Box::pin(async {
+            let target = self.step(Step::Discovery, self.target(instance)).await?;
+            let stream = self.step(Step::Tunnel, self.open_tunnel(&target)).await?;
+            self.step(Step::Ssh, ssh::handshake(stream, instance, &self.known_hosts))
+                .await
+        });
+        let ((), mut handle) = tokio::try_join!(push, session)?;
+        self.step(
+            Step::Ssh,
+            ssh::authenticate(&mut handle, &self.config.os_user, key),
+        )
+        .await?;
+        let fs = self.step(Step::Sftp, self.start_sftp(&handle)).await?;
+        Ok(EicConnection { ssh: handle, fs })
+    }
+
+    async fn open_tunnel(&self, target: &Target) -> Result<tunnel::TunnelStream<tunnel::Ws>, EicError> {
+        let credentials = self.aws.credentials().await.map_err(|e| EicError::Tunnel {
+            source: cause(e),
+        })?;
+        let url = aws::presign_tunnel_url(
+            credentials,
+            self.aws.region(),
+            target,
+            None,
+            SystemTime::now(),
+        )
+        .map_err(|e| EicError::Tunnel {
+            source: cause_msg(format!("presigning the tunnel URL: {e}")),
+        })?;
+        tunnel::open(&url).await
+    }
+
+    /// Runs the SFTP server (`EIC_SFTP_COMMAND`, usually through `sudo`) on a new channel.
+    async fn start_sftp(&self, handle: &SshHandle) -> Result<RemoteFs, EicError> {
+        let command = &self.config.sftp_command;
+        let (stream, report) = sftp_channel::start(handle, command).await?;
+        let timeout_secs = self.config.operation_timeout.as_secs().max(1);
+        RemoteFs::start(stream, timeout_secs).await.map_err(|err| {
+            let report = report.lock().unwrap_or_else(|e| e.into_inner());
+            EicError::Sftp {
+                source: cause_msg(format!(
+                    "the SFTP server `{command}` did not start: {} ({err}: {})",
+                    report.describe(),
+                    std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default(),
+                )),
+            }
+        })
+    }
+
+    /// Bounds one setup step by its timeout, in its own span, counted by outcome.
+    async fn step<T>(
+        &self,
+        step: Step,
+        work: impl Future<Output = Result<T, EicError>>,
+    ) -> Result<T, EicError> {
+        let span = tracing::info_span!("eic.step", step = step.as_str());
+        let work = Box::pin(work.instrument(span)); // the SDK's and russh's futures are large
+        let result = match tokio::time::timeout(self.config.step_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(EicError::Timeout { step }),
+        };
+        metrics::setup_step(step, result.is_ok());
+        result
+    }
+}
+
+impl Connector for EicConnector {
+    type Conn = EicConnection;
+    type Error = EicError;
+
+    async fn connect(&self, instance: &InstanceId) -> Result<EicConnection, EicError> {
+        let started = Instant::now();
+        let result = Box::pin(self.build(instance)).await;
+        match &result {
+            Ok(_) => {
+                metrics::setup_duration(started.elapsed());
+                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "EIC connection ready");
+            }
+            Err(err) => {
+                // The cached address or endpoint may be what broke: look it up again next time.
+                self.lock_targets().remove(instance);
+                tracing::warn!(error = %err, cause = ?std::error::Error::source(err), "EIC setup failed");
+            }
+        }
+        result
+    }
+
+    fn is_broken(&self, conn: &EicConnection) -> bool {
+        conn.ssh.is_closed()
+    }
+
+    async fn disconnect(&self, conn: &EicConnection) {
+        let _ = conn
+            .ssh
+            .disconnect(russh::Disconnect::ByApplication, "", "en")
+            .await;
+    }
+}

@@ -1,0 +1,141 @@
+//! The russh client over the tunnel: host key pinned on first use, public key authentication.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client;
+use russh::keys::{PrivateKey, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::EicError;
+use crate::error::{cause, cause_msg};
+use crate::pool::InstanceId;
+
+/// SSH keepalive: the tunnel has no pings of its own (the Go original used 15 s too).
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+pub(crate) type SshHandle = client::Handle<HostKeyCheck>;
+
+/// Host keys seen per instance, for the life of the process.
+#[derive(Default)]
+pub(crate) struct KnownHosts(Mutex<HashMap<InstanceId, PublicKey>>);
+
+impl KnownHosts {
+    /// Trust on first use: records the key the first time, then accepts only that key.
+    fn check(&self, instance: &InstanceId, key: &PublicKey) -> bool {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let pinned = known.entry(instance.clone()).or_insert_with(|| key.clone());
+        pinned.key_data() == key.key_data()
+    }
+}
+
+/// russh handler that checks the server's host key against [`KnownHosts`].
+pub(crate) struct HostKeyCheck {
+    instance: InstanceId,
+    known: Arc<KnownHosts>,
+    /// Set when the key differs from the pinned one, to name the cause precisely.
+    refused: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl client::Handler for HostKeyCheck {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match server_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(cert) => PublicKey::from(cert.public_key().clone()),
+        };
+        let accepted = self.known.check(&self.instance, &key);
+        if !accepted {
+            self.refused
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::error!(instance.id = %self.instance, "SSH host key changed since first use; refusing");
+        }
+        Ok(accepted)
+    }
+}
+
+fn config() -> Arc<client::Config> {
+    Arc::new(client::Config {
+        keepalive_interval: Some(KEEPALIVE),
+        keepalive_max: 3,
+        ..Default::default()
+    })
+}
+
+/// SSH version exchange, key exchange and host key check over `stream`.
+pub(crate) async fn handshake<S>(
+    stream: S,
+    instance: &InstanceId,
+    known: &Arc<KnownHosts>,
+) -> Result<SshHandle, EicError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handler = HostKeyCheck {
+        instance: instance.clone(),
+        known: known.clone(),
+        refused: refused.clone(),
+    };
+    client::connect_stream(config(), stream, handler)
+        .await
+        .map_err(|err| {
+            let source = if refused.load(std::sync::atomic::Ordering::Relaxed) {
+                cause_msg(format!(
+                    "host key of {instance} changed since first use; refusing to connect"
+                ))
+            } else {
+                cause(err)
+            };
+            EicError::Ssh { source }
+        })
+}
+
+/// Logs in as `user` with the key pushed through EC2 Instance Connect.
+pub(crate) async fn authenticate(
+    handle: &mut SshHandle,
+    user: &str,
+    key: PrivateKey,
+) -> Result<(), EicError> {
+    let result = handle
+        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), None))
+        .await
+        .map_err(|err| EicError::Ssh { source: cause(err) })?;
+    if result.success() {
+        Ok(())
+    } else {
+        Err(EicError::Ssh {
+            source: cause_msg(format!(
+                "public key authentication as {user} refused (was the pushed key accepted?)"
+            )),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use russh::keys::Algorithm;
+
+    #[test]
+    fn a_host_key_is_pinned_on_first_use_and_a_change_is_refused() {
+        let known = KnownHosts::default();
+        let random = || {
+            PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+                .unwrap()
+                .public_key()
+                .clone()
+        };
+        let (first, second) = (random(), random());
+        let a = InstanceId::new("i-a");
+        assert!(known.check(&a, &first));
+        assert!(known.check(&a, &first));
+        assert!(!known.check(&a, &second));
+        assert!(known.check(&InstanceId::new("i-b"), &second));
+    }
+}

@@ -1,0 +1,386 @@
+//! File operations over SFTP: no path ever reaches a shell.
+//!
+//! One SFTP session per pooled connection, shared by all its concurrent operations (SFTP
+//! requests carry ids, so they interleave on one channel): the warm path pays no channel open,
+//! no `exec` and no SFTP handshake. Independent requests are pipelined (sent before awaiting).
+
+use std::sync::Arc;
+
+use futures_util::future::try_join_all;
+use russh_sftp::client::RawSftpSession;
+use russh_sftp::client::error::Error as SftpError;
+use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
+
+use crate::error::{cause, cause_msg};
+use crate::{EicError, RemoteEntry};
+
+/// Names the listing skips entirely (as the original's template walk does).
+const PRUNED: [&str; 4] = [".git", "__pycache__", "node_modules", ".DS_Store"];
+/// Chunk size when the server does not announce its limits (OpenSSH does).
+const DEFAULT_CHUNK: u64 = 32 * 1024;
+/// Write requests in flight at once for one file.
+const WRITES_IN_FLIGHT: usize = 16;
+const POSIX_RENAME: &str = "posix-rename@openssh.com";
+
+/// An SFTP session on one channel of a pooled SSH connection.
+pub(crate) struct RemoteFs {
+    raw: Arc<RawSftpSession>,
+    posix_rename: bool,
+    read_chunk: u32,
+    write_chunk: usize,
+}
+
+impl RemoteFs {
+    /// Speaks SFTP over an already started SFTP server (its channel's stream).
+    pub(crate) async fn start<S>(stream: S, request_timeout_secs: u64) -> Result<Self, EicError>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let config = russh_sftp::client::Config {
+            request_timeout_secs,
+            ..Default::default()
+        };
+        let mut raw = RawSftpSession::new_with_config(stream, config);
+        let version = raw.init().await.map_err(channel_error)?;
+        let has = |name: &str, ver: &str| version.extensions.get(name).is_some_and(|v| v == ver);
+        let (mut read_chunk, mut write_chunk) = (DEFAULT_CHUNK, DEFAULT_CHUNK);
+        if has("limits@openssh.com", "1") {
+            let limits = russh_sftp::client::rawsession::Limits::from(
+                raw.limits().await.map_err(channel_error)?,
+            );
+            read_chunk = limits.read_len.unwrap_or(read_chunk);
+            write_chunk = limits.write_len.unwrap_or(write_chunk);
+            raw.set_limits(limits);
+        }
+        Ok(Self {
+            raw: Arc::new(raw),
+            posix_rename: has(POSIX_RENAME, "1"),
+            read_chunk: read_chunk.min(u32::MAX as u64) as u32,
+            write_chunk: write_chunk as usize,
+        })
+    }
+
+    /// The whole file; `NotFound` if missing (or a directory), `TooLarge` above `max_bytes`.
+    pub(crate) async fn read(&self, path: &str, max_bytes: u64) -> Result<Vec<u8>, EicError> {
+        let handle = self
+            .raw
+            .open(path, OpenFlags::READ, FileAttributes::empty())
+            .await
+            .map_err(sftp_error)?
+            .handle;
+        let result = self.read_open(&handle, max_bytes).await;
+        // Nothing to learn from the close's reply: send it without waiting a round trip.
+        let raw = self.raw.clone();
+        tokio::spawn(async move {
+            if let Err(err) = raw.close(handle).await {
+                tracing::debug!(error = %err, "closing a read handle failed");
+            }
+        });
+        result
+    }
+
+    async fn read_open(&self, handle: &str, max_bytes: u64) -> Result<Vec<u8>, EicError> {
+        // The size check and the first chunk travel together: one round trip for small files.
+        let (attrs, first) = tokio::join!(
+            self.raw.fstat(handle),
+            self.raw.read(handle, 0, self.read_chunk)
+        );
+        let attrs = attrs.map_err(sftp_error)?.attrs;
+        if attrs.file_type().is_dir() {
+            return Err(EicError::NotFound);
+        }
+        let size = attrs.size.unwrap_or(0);
+        if size > max_bytes {
+            return Err(EicError::TooLarge {
+                size,
+                limit: max_bytes,
+            });
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        let mut next = Some(first);
+        while let Some(reply) = next.take() {
+            match reply {
+                Ok(chunk) if chunk.data.is_empty() => break,
+                Ok(chunk) => data.extend_from_slice(&chunk.data),
+                Err(SftpError::Status(status)) if status.status_code == StatusCode::Eof => break,
+                Err(err) => return Err(sftp_error(err)),
+            }
+            if data.len() as u64 > max_bytes {
+                return Err(EicError::TooLarge {
+                    size: data.len() as u64,
+                    limit: max_bytes,
+                });
+            }
+            // Stop at the size seen by fstat: saves the round trip that would only say EOF.
+            if (data.len() as u64) < size {
+                next = Some(self.raw.read(handle, data.len() as u64, self.read_chunk).await);
+            }
+        }
+        Ok(data)
+    }
+
+    /// Atomic write: a temporary sibling, mode 0644, renamed over the target. Parents are
+    /// created. A failure leaves the target as it was and removes the temporary file.
+    pub(crate) async fn write(&self, path: &str, contents: &[u8]) -> Result<(), EicError> {
+        let (dir, name) = split_parent(path)?;
+        let temp = format!("{dir}/.{name}.tmp-{:016x}", rand::random::<u64>());
+        let handle = match self.create(&temp).await {
+            Err(EicError::NotFound) => {
+                self.create_dirs(dir).await?;
+                self.create(&temp).await?
+            }
+            other => other?,
+        };
+        let written = self.write_open(&handle, contents).await;
+        let closed = self.raw.close(handle).await.map_err(sftp_error);
+        let result = match (written, closed) {
+            (Ok(()), Ok(_)) => self.rename_over(&temp, path).await,
+            (Err(err), _) | (Ok(()), Err(err)) => Err(err),
+        };
+        if result.is_err() {
+            // Best effort: on a broken channel this fails too, and the temp file stays hidden.
+            let _ = self.raw.remove(temp).await;
+        }
+        result
+    }
+
+    async fn create(&self, path: &str) -> Result<String, EicError> {
+        let flags = OpenFlags::CREATE | OpenFlags::EXCLUDE | OpenFlags::WRITE;
+        Ok(self
+            .raw
+            .open(path, flags, mode(0o644))
+            .await
+            .map_err(sftp_error)?
+            .handle)
+    }
+
+    async fn write_open(&self, handle: &str, contents: &[u8]) -> Result<(), EicError> {
+        // The mode is set explicitly too: the open's mode is subject to the server's umask.
+        let chmod = async {
+            self.raw
+                .fsetstat(handle, mode(0o644))
+                .await
+                .map(|_| ())
+                .map_err(sftp_error)
+        };
+        let chunks = async {
+            let chunks: Vec<(u64, &[u8])> = contents
+                .chunks(self.write_chunk.max(1))
+                .scan(0u64, |offset, chunk| {
+                    let at = *offset;
+                    *offset += chunk.len() as u64;
+                    Some((at, chunk))
+                })
+                .collect();
+            for batch in chunks.chunks(WRITES_IN_FLIGHT) {
+                try_join_all(batch.iter().map(|(offset, chunk)| async move {
+                    self.raw
+                        .write(handle, *offset, chunk.to_vec())
+                        .await
+                        .map(|_| ())
+                        .map_err(sftp_error)
+                }))
+                .await?;
+            }
+            Ok(())
+        };
+        tokio::try_join!(chmod, chunks).map(|_| ())
+    }
+
+    async fn rename_over(&self, from: &str, to: &str) -> Result<(), EicError> {
+        if self.posix_rename {
+            let mut data = Vec::with_capacity(8 + from.len() + to.len());
+            for s in [from, to] {
+                data.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                data.extend_from_slice(s.as_bytes());
+            }
+            return match self.raw.extended(POSIX_RENAME, data).await {
+                Ok(Packet::Status(status)) if status.status_code == StatusCode::Ok => Ok(()),
+                Ok(Packet::Status(status)) => Err(sftp_error(SftpError::Status(status))),
+                Ok(_) => Err(EicError::Sftp {
+                    source: cause_msg("unexpected reply to posix-rename"),
+                }),
+                Err(err) => Err(sftp_error(err)),
+            };
+        }
+        // Plain SFTP rename refuses to replace a file: remove first (briefly not atomic).
+        match self.raw.remove(to).await {
+            Ok(_) => {}
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {}
+            Err(err) => return Err(sftp_error(err)),
+        }
+        self.raw
+            .rename(from, to)
+            .await
+            .map(|_| ())
+            .map_err(sftp_error)
+    }
+
+    /// `mkdir -p`: finds the deepest existing ancestor, then creates the rest downwards.
+    async fn create_dirs(&self, dir: &str) -> Result<(), EicError> {
+        let mut missing = Vec::new();
+        let mut current = dir;
+        loop {
+            match self.raw.stat(current).await {
+                Ok(found) if found.attrs.file_type().is_dir() => break,
+                Ok(_) => {
+                    return Err(EicError::Sftp {
+                        source: cause_msg(format!("{current} is not a directory")),
+                    });
+                }
+                Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {
+                    missing.push(current);
+                    match current.rsplit_once('/') {
+                        Some((parent, _)) if !parent.is_empty() => current = parent,
+                        _ => break,
+                    }
+                }
+                Err(err) => return Err(sftp_error(err)),
+            }
+        }
+        for dir in missing.into_iter().rev() {
+            if let Err(err) = self.raw.mkdir(dir, mode(0o755)).await {
+                // Someone else may have created it meanwhile.
+                let exists = self
+                    .raw
+                    .stat(dir)
+                    .await
+                    .is_ok_and(|s| s.attrs.file_type().is_dir());
+                if !exists {
+                    return Err(sftp_error(err));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a file; a missing file is fine.
+    pub(crate) async fn delete(&self, path: &str) -> Result<(), EicError> {
+        match self.raw.remove(path).await {
+            Ok(_) => Ok(()),
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => Ok(()),
+            Err(err) => Err(sftp_error(err)),
+        }
+    }
+
+    /// Entries under `dir` down to `depth` levels, paths relative to `dir`, pruned and sorted.
+    /// A missing `dir` is an empty list. Directories of one level are read concurrently.
+    pub(crate) async fn list(&self, dir: &str, depth: u32) -> Result<Vec<RemoteEntry>, EicError> {
+        let root = if dir.len() > 1 { dir.trim_end_matches('/') } else { dir };
+        let mut entries = Vec::new();
+        let mut level = vec![String::new()];
+        for current_depth in 1..=depth.max(1) {
+            let listings = try_join_all(level.iter().map(|relative| async move {
+                let absolute = join(root, relative);
+                match self.read_dir(&absolute).await {
+                    Err(EicError::NotFound) => Ok((relative, Vec::new())),
+                    other => other.map(|files| (relative, files)),
+                }
+            }))
+            .await?;
+            let mut next = Vec::new();
+            for (parent, files) in listings {
+                for (name, attrs) in files {
+                    if name == "." || name == ".." || PRUNED.contains(&name.as_str()) {
+                        continue;
+                    }
+                    let path = if parent.is_empty() {
+                        name
+                    } else {
+                        format!("{parent}/{name}")
+                    };
+                    let is_dir = attrs.file_type().is_dir();
+                    if is_dir && current_depth < depth {
+                        next.push(path.clone());
+                    }
+                    let size = if is_dir { 0 } else { attrs.size.unwrap_or(0) };
+                    entries.push(RemoteEntry {
+                        path,
+                        size,
+                        dir: is_dir,
+                    });
+                }
+            }
+            level = next;
+            if level.is_empty() {
+                break;
+            }
+        }
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(entries)
+    }
+
+    async fn read_dir(&self, path: &str) -> Result<Vec<(String, FileAttributes)>, EicError> {
+        let handle = self.raw.opendir(path).await.map_err(sftp_error)?.handle;
+        let mut files = Vec::new();
+        let result = loop {
+            match self.raw.readdir(handle.as_str()).await {
+                Ok(name) => files.extend(name.files.into_iter().map(|f| (f.filename, f.attrs))),
+                Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break Ok(()),
+                Err(err) => break Err(sftp_error(err)),
+            }
+        };
+        let closed = self.raw.close(handle).await.map_err(sftp_error);
+        result.and(closed).map(|_| files)
+    }
+}
+
+fn mode(bits: u32) -> FileAttributes {
+    FileAttributes {
+        permissions: Some(bits),
+        ..FileAttributes::empty()
+    }
+}
+
+fn join(root: &str, relative: &str) -> String {
+    match (relative.is_empty(), root.ends_with('/')) {
+        (true, _) => root.to_owned(),
+        (false, true) => format!("{root}{relative}"),
+        (false, false) => format!("{root}/{relative}"),
+    }
+}
+
+fn split_parent(path: &str) -> Result<(&str, &str), EicError> {
+    match path.rsplit_once('/') {
+        Some((dir, name)) if !name.is_empty() && !dir.is_empty() => Ok((dir, name)),
+        _ => Err(EicError::Sftp {
+            source: cause_msg(format!("not a file path under a directory: {path:?}")),
+        }),
+    }
+}
+
+/// A status from the server is the server's answer (`NoSuchFile` → `NotFound`); anything else
+/// means the channel failed, which poisons the connection.
+fn sftp_error(err: SftpError) -> EicError {
+    match err {
+        SftpError::Status(status) if status.status_code == StatusCode::NoSuchFile => {
+            EicError::NotFound
+        }
+        SftpError::Status(_) | SftpError::Limited(_) => EicError::Sftp { source: cause(err) },
+        other => channel_error(other),
+    }
+}
+
+fn channel_error(err: SftpError) -> EicError {
+    EicError::SftpChannel { source: cause(err) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_parent_needs_a_directory_and_a_name() {
+        assert_eq!(split_parent("/configs/a.yaml").unwrap(), ("/configs", "a.yaml"));
+        assert_eq!(split_parent("/a/b/c").unwrap(), ("/a/b", "c"));
+        assert!(split_parent("/top").is_err());
+        assert!(split_parent("/configs/").is_err());
+    }
+
+    #[test]
+    fn join_keeps_single_slashes() {
+        assert_eq!(join("/configs", ""), "/configs");
+        assert_eq!(join("/configs", "a/b"), "/configs/a/b");
+        assert_eq!(join("/", "etc"), "/etc");
+    }
+}

@@ -1,0 +1,333 @@
+//! Configuration: parsed once from flags and environment (the Go original's names where it had
+//! them), then split into the settings of each layer.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// workspace-server: the HTTP backend of the agent-workspace canvas.
+///
+/// Every setting can be given as a flag or through the environment variable shown. Without
+/// DATABASE_URL the server runs a built-in PostgreSQL in <data-dir>/postgres.
+#[derive(Debug, Parser)]
+#[command(name = "workspace-server", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply the database migrations and exit.
+    Migrate,
+    /// GET http://127.0.0.1:$PORT/health; exit 0 on 200, else 1 (for container health checks).
+    Healthcheck,
+    /// Print the version and the git sha it was built from.
+    Version,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured on a terminal).
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// TCP port to listen on (all interfaces).
+    #[arg(long, env = "PORT", default_value_t = 8080, global = true)]
+    pub port: u16,
+
+    /// PostgreSQL URL. Unset: run the built-in PostgreSQL in <data-dir>/postgres.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+
+    /// Directory for the server's own data (built-in PostgreSQL, default templates and workspaces).
+    #[arg(long, env = "DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// Most connections in the database pool.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
+    pub db_max_connections: u32,
+
+    /// How long a request waits for a database connection (e.g. `5s`, `500ms`).
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
+    pub db_acquire_timeout: Duration,
+
+    /// Operators' bearer token for admin routes. Unset with MOLECULE_ENV=development: dev mode.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub admin_token: Option<String>,
+
+    /// Deployment environment (`development`, `production`, …).
+    #[arg(long, env = "MOLECULE_ENV", default_value = "", global = true)]
+    pub molecule_env: String,
+
+    /// Serve the test-token route even in production (`1`/`true`).
+    #[arg(long, env = "MOLECULE_ENABLE_TEST_TOKENS", default_value = "false",
+          value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    pub enable_test_tokens: bool,
+
+    /// 32-byte key (base64 or raw) encrypting secrets at rest; required in production.
+    #[arg(
+        long,
+        env = "SECRETS_ENCRYPTION_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub secrets_encryption_key: Option<String>,
+
+    /// Template folders [default: ./workspace-configs-templates if present, else <data-dir>/templates].
+    #[arg(long, env = "CONFIGS_DIR", global = true)]
+    pub configs_dir: Option<PathBuf>,
+
+    /// Local workspaces' files [default: <data-dir>/workspaces].
+    #[arg(long, env = "WORKSPACES_DIR", global = true)]
+    pub workspaces_dir: Option<PathBuf>,
+
+    /// Browser origins allowed by CORS, comma-separated.
+    #[arg(
+        long,
+        env = "CORS_ORIGINS",
+        default_value = "http://localhost:3000,http://localhost:3001",
+        global = true
+    )]
+    pub cors_origins: String,
+
+    /// Requests per minute per client IP.
+    #[arg(long, env = "RATE_LIMIT", default_value_t = 600, global = true)]
+    pub rate_limit: u32,
+
+    /// Organisation id; when set, the tenant guard is on.
+    #[arg(long, env = "MOLECULE_ORG_ID", global = true)]
+    pub org_id: Option<String>,
+
+    /// Organisation slug sent to the control plane's session check.
+    #[arg(long, env = "MOLECULE_ORG_SLUG", global = true)]
+    pub org_slug: Option<String>,
+
+    /// Canvas origin; same-origin canvas requests pass workspace auth when set.
+    #[arg(long, env = "CANVAS_PROXY_URL", global = true)]
+    pub canvas_proxy_url: Option<String>,
+
+    /// Control plane that verifies session cookies.
+    #[arg(long, env = "CP_UPSTREAM_URL", global = true)]
+    pub cp_upstream_url: Option<String>,
+
+    /// Largest file content accepted or served, in bytes.
+    #[arg(long, env = "MAX_FILE_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub max_file_bytes: usize,
+
+    /// Seconds without a heartbeat after which a remote agent counts as offline.
+    #[arg(long, env = "REMOTE_LIVENESS_STALE_AFTER", default_value = "90s", value_parser = parse_duration, global = true)]
+    pub heartbeat_ttl: Duration,
+
+    /// AWS region of the workspaces' EC2 instances.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-2", global = true)]
+    pub aws_region: String,
+
+    /// Login user on the workspaces' EC2 instances.
+    #[arg(
+        long,
+        env = "WORKSPACE_EC2_OS_USER",
+        default_value = "ubuntu",
+        global = true
+    )]
+    pub ec2_os_user: String,
+
+    /// Command that runs the SFTP server on an instance.
+    #[arg(
+        long,
+        env = "EIC_SFTP_COMMAND",
+        default_value = "sudo -n /usr/lib/openssh/sftp-server",
+        global = true
+    )]
+    pub eic_sftp_command: String,
+
+    /// Idle EIC connections kept at most (least recently used closed first).
+    #[arg(
+        long,
+        env = "EIC_POOL_MAX_INSTANCES",
+        default_value_t = 32,
+        global = true
+    )]
+    pub eic_pool_max_instances: usize,
+
+    /// Budget of one remote file operation; past it the API answers 504.
+    #[arg(long, env = "EIC_OPERATION_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub eic_operation_timeout: Duration,
+
+    /// Close an EIC connection unused for this long.
+    #[arg(long, env = "EIC_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration, global = true)]
+    pub eic_idle_timeout: Duration,
+
+    /// Recycle every EIC connection after this long (below the tunnel's 1 h maximum).
+    #[arg(long, env = "EIC_MAX_LIFETIME", default_value = "55m", value_parser = parse_duration, global = true)]
+    pub eic_max_lifetime: Duration,
+
+    /// Log format; RUST_LOG sets the filter (default `info`).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, ignore_case = true, global = true)]
+    pub log_format: LogFormat,
+
+    /// On SIGTERM/Ctrl-C, how long in-flight requests may still run.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// The settings of the HTTP layer.
+    // Fields other layers add later keep their defaults until they are wired here.
+    #[allow(clippy::needless_update)]
+    pub fn api_config(&self) -> api::ApiConfig {
+        api::ApiConfig {
+            admin_token: self.admin_token.clone().filter(|token| !token.is_empty()),
+            molecule_env: self.molecule_env.trim().to_lowercase(),
+            enable_test_tokens: self.enable_test_tokens,
+            configs_dir: self.configs_dir(),
+            workspaces_dir: self.workspaces_dir(),
+            cors_origins: split_list(&self.cors_origins),
+            rate_limit: self.rate_limit,
+            org_id: non_empty(&self.org_id),
+            org_slug: non_empty(&self.org_slug),
+            canvas_proxy_url: non_empty(&self.canvas_proxy_url),
+            cp_upstream_url: non_empty(&self.cp_upstream_url),
+            max_file_bytes: self.max_file_bytes,
+            heartbeat_ttl: self.heartbeat_ttl,
+            git_sha: crate::GIT_SHA.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..api::ApiConfig::default()
+        }
+    }
+
+    /// The settings of the EIC path.
+    #[allow(clippy::needless_update)]
+    pub fn eic_config(&self) -> eic_pool::EicConfig {
+        eic_pool::EicConfig {
+            region: self.aws_region.clone(),
+            os_user: self.ec2_os_user.clone(),
+            sftp_command: self.eic_sftp_command.clone(),
+            operation_timeout: self.eic_operation_timeout,
+            idle_timeout: self.eic_idle_timeout,
+            max_lifetime: self.eic_max_lifetime,
+            max_instances: self.eic_pool_max_instances,
+            ..eic_pool::EicConfig::default()
+        }
+    }
+
+    fn configs_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.configs_dir {
+            return dir.clone();
+        }
+        let bundled = Path::new("workspace-configs-templates");
+        if bundled.is_dir() {
+            bundled.to_path_buf()
+        } else {
+            self.data_dir.join("templates")
+        }
+    }
+
+    fn workspaces_dir(&self) -> PathBuf {
+        self.workspaces_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("workspaces"))
+    }
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn non_empty(value: &Option<String>) -> Option<String> {
+    value
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(String::from)
+}
+
+/// Parses `30`, `30s`, `500ms`, `5m` or `1h` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 30s, 500ms, 5m"))?;
+    let duration = match unit {
+        "" | "s" => Duration::from_secs(number),
+        "ms" => Duration::from_millis(number),
+        "m" => Duration::from_secs(number * 60),
+        "h" => Duration::from_secs(number * 3600),
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("workspace-server").chain(args.iter().copied()))
+            .unwrap()
+    }
+
+    #[test]
+    fn durations_accept_the_usual_units() {
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn flags_work_before_and_after_the_subcommand() {
+        let cli = parse(&["--port", "9000", "serve", "--data-dir", "/tmp/x"]);
+        assert!(matches!(cli.command, Some(Command::Serve)));
+        assert_eq!(cli.config.port, 9000);
+        assert_eq!(cli.config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(
+            cli.config.api_config().workspaces_dir,
+            PathBuf::from("/tmp/x/workspaces")
+        );
+    }
+
+    #[test]
+    fn api_config_normalises_values() {
+        let cli = parse(&[
+            "--molecule-env",
+            " Production ",
+            "--cors-origins",
+            "http://a, http://b,,",
+            "--admin-token",
+            "",
+            "--enable-test-tokens",
+            "1",
+        ]);
+        let api = cli.config.api_config();
+        assert!(api.production());
+        assert_eq!(api.cors_origins, ["http://a", "http://b"]);
+        assert_eq!(api.admin_token, None);
+        assert!(api.enable_test_tokens);
+        assert_eq!(api.max_file_bytes, 1024 * 1024);
+    }
+}

@@ -1,0 +1,153 @@
+//! `serve`: open the database, migrate, build the state, serve until SIGTERM/Ctrl-C, shut down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use api::AppState;
+use api::liveness::{Liveness, SchemaStatus};
+use api::middleware::metrics::{DURATION_BUCKETS, HTTP_REQUEST_DURATION_SECONDS};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::database::{self, Database};
+
+/// How often the metrics recorder drains its histogram buffers between scrapes.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    // Cancelled on SIGTERM/Ctrl-C; every background task watches it (or a child token).
+    let shutdown = CancellationToken::new();
+    let metrics = install_metrics_recorder(&shutdown)?;
+    let database = Database::open(&config).await?;
+    let schema = SchemaStatus::default();
+    let started = async {
+        database::migrate_or_retry(&database, &schema, &shutdown).await?;
+        let state = build_state(&config, database.pool.clone(), metrics, schema.clone()).await?;
+        api::background::start(&state, &shutdown);
+        let listener = TcpListener::bind(("0.0.0.0", config.port))
+            .await
+            .with_context(|| format!("cannot listen on port {}", config.port))?;
+        anyhow::Ok((state, listener))
+    };
+    let (state, listener) = match started.await {
+        Ok(started) => started,
+        Err(error) => {
+            database.close().await;
+            return Err(error);
+        }
+    };
+    tracing::info!(addr = %listener.local_addr()?, "workspace-server listening");
+
+    let eic = state.eic.clone();
+    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let mut serving = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
+    );
+    let early_exit = tokio::select! {
+        signal = shutdown_signal() => { tracing::info!(signal, "shutting down: no new connections, finishing requests in flight"); None }
+        result = &mut serving => Some(result),
+    };
+    shutdown.cancel();
+    let outcome = match early_exit {
+        Some(result) => flatten(result),
+        None => match tokio::time::timeout(config.shutdown_timeout, &mut serving).await {
+            Ok(result) => flatten(result),
+            Err(_) => {
+                serving.abort();
+                tracing::warn!(timeout = ?config.shutdown_timeout, "requests still in flight at the shutdown timeout were cut off");
+                Ok(())
+            }
+        },
+    };
+    if let Some(eic) = eic {
+        eic.close().await;
+    }
+    tracing::info!("HTTP server stopped; closing the database");
+    database.close().await;
+    tracing::info!("stopped");
+    outcome
+}
+
+/// Everything handlers reach. Other layers add their parts here (one line each).
+pub async fn build_state(
+    config: &Config,
+    db: PgPool,
+    metrics: PrometheusHandle,
+    schema: SchemaStatus,
+) -> anyhow::Result<AppState> {
+    let api_config = config.api_config();
+    tracing::debug!(eic = ?config.eic_config(), "EIC settings");
+    let eic = eic_pool::EicPool::new(config.eic_config())
+        .await
+        .context("EIC settings")?;
+    // Fails fast in production without a key, as the Go original does at boot.
+    let crypto = store::crypto::Crypto::from_env_value(
+        config.secrets_encryption_key.as_deref(),
+        api_config.production(),
+    )
+    .context("SECRETS_ENCRYPTION_KEY")?;
+    Ok(AppState {
+        db,
+        config: Arc::new(api_config),
+        metrics,
+        liveness: Liveness::default(),
+        schema,
+        crypto: Arc::new(crypto),
+        events: api::events_hub::EventsHub::default(),
+        eic: Some(eic),
+    })
+}
+
+/// Installs the process-wide Prometheus recorder and keeps its histogram buffers drained.
+fn install_metrics_recorder(shutdown: &CancellationToken) -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.to_string()),
+            DURATION_BUCKETS,
+        )?
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    api::middleware::metrics::describe();
+    let upkeep = handle.clone();
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => upkeep.run_upkeep(),
+            }
+        }
+    });
+    Ok(handle)
+}
+
+async fn shutdown_signal() -> &'static str {
+    let mut terminate = match tokio::signal::unix::signal(
+        tokio::signal::unix::SignalKind::terminate(),
+    ) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::error!(error = %error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}
+
+fn flatten(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    result
+        .context("the HTTP server task failed")?
+        .context("the HTTP server failed")
+}

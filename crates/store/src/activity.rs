@@ -1,0 +1,109 @@
+//! `activity_logs`: what agents report they did (A2A calls, task updates, logs, errors).
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// One reported activity, as inserted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewActivity<'a> {
+    pub workspace_id: Uuid,
+    pub activity_type: &'a str,
+    pub source_id: Option<Uuid>,
+    pub target_id: Option<Uuid>,
+    pub method: Option<&'a str>,
+    pub summary: Option<&'a str>,
+    pub request_body: Option<&'a serde_json::Value>,
+    pub response_body: Option<&'a serde_json::Value>,
+    pub duration_ms: Option<i32>,
+    pub status: &'a str,
+    pub error_detail: Option<&'a str>,
+}
+
+/// One row of `activity_logs` as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityRow {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub activity_type: String,
+    pub source_id: Option<Uuid>,
+    pub target_id: Option<Uuid>,
+    pub method: Option<String>,
+    pub summary: Option<String>,
+    pub request_body: Option<serde_json::Value>,
+    pub response_body: Option<serde_json::Value>,
+    pub duration_ms: Option<i32>,
+    pub status: String,
+    pub error_detail: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which rows a listing keeps.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActivityFilter {
+    /// Only this `activity_type`.
+    pub activity_type: Option<String>,
+    /// `Some(true)`: only rows with a `source_id` (reported by an agent); `Some(false)`: only rows
+    /// without one (the canvas's own).
+    pub from_agent: Option<bool>,
+    /// At most this many rows, newest first.
+    pub limit: i64,
+}
+
+/// Inserts one activity and returns its id.
+pub async fn insert(
+    executor: impl PgExecutor<'_>,
+    activity: &NewActivity<'_>,
+) -> Result<Uuid, StoreError> {
+    let id = sqlx::query_scalar!(
+        "INSERT INTO activity_logs (workspace_id, activity_type, source_id, target_id, method,
+                                    summary, request_body, response_body, duration_ms, status,
+                                    error_detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         RETURNING id",
+        activity.workspace_id,
+        activity.activity_type,
+        activity.source_id,
+        activity.target_id,
+        activity.method,
+        activity.summary,
+        activity.request_body,
+        activity.response_body,
+        activity.duration_ms,
+        activity.status,
+        activity.error_detail
+    )
+    .fetch_one(executor)
+    .await?;
+    Ok(id)
+}
+
+/// A workspace's activities, newest first.
+pub async fn list(
+    executor: impl PgExecutor<'_>,
+    workspace_id: Uuid,
+    filter: &ActivityFilter,
+) -> Result<Vec<ActivityRow>, StoreError> {
+    let rows = sqlx::query_as!(
+        ActivityRow,
+        r#"SELECT id, workspace_id, activity_type, source_id, target_id, method, summary,
+                  request_body, response_body, duration_ms,
+                  COALESCE(status, 'ok') AS "status!", error_detail,
+                  created_at AS "created_at!"
+           FROM activity_logs
+           WHERE workspace_id = $1
+             AND ($2::text IS NULL OR activity_type = $2)
+             AND ($3::bool IS NULL OR (source_id IS NOT NULL) = $3)
+           ORDER BY created_at DESC
+           LIMIT $4"#,
+        workspace_id,
+        filter.activity_type.as_deref(),
+        filter.from_agent,
+        filter.limit
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows)
+}

@@ -1,0 +1,360 @@
+// Browser test (issue 6): the canvas's calls to the real workspace-server, made by a real
+// headless Chromium from a page on another origin, against eic-sim --profile aws.
+// Needs the debug binaries (`cargo build --workspace`) and Chromium; see run.sh.
+// Prints one line per assertion and closes with `browser: N passed, M failed`.
+
+import { randomBytes } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+import { createDatabase, serveStatic, startEicSim, startServer } from "./lib/services.mjs";
+import { Tally } from "./lib/tally.mjs";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, "../..");
+const targetDir = process.env.CARGO_TARGET_DIR ? resolve(process.env.CARGO_TARGET_DIR) : join(repo, "target");
+const binaries = {
+  server: join(targetDir, "debug", "workspace-server"),
+  sim: join(targetDir, "debug", "eic-sim"),
+};
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+// Without these Chromium stalls on refused background connections on an offline machine.
+const CHROMIUM_ARGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const outDir = join(here, "out");
+const INSTANCE_ID = "i-0123456789abcdef0";
+const COLD_LIMIT_MS = 2_000;
+const WARM_LIMIT_MS = 300;
+const PAGE_TIMEOUT_MS = 90_000;
+const RUN_TIMEOUT_MS = 300_000;
+const COOKIE = { name: "canvas_session", value: `browser-${randomBytes(8).toString("hex")}` };
+const SEEDED = {
+  "config.yaml": [
+    "name: browser-panel",
+    "runtime: langgraph",
+    "tier: 3",
+    "runtime_config:",
+    "  model: anthropic:claude-haiku-4-5-20251001",
+    "",
+  ].join("\n"),
+  "prompts/system.md": "You are the browser test's agent.\n",
+};
+
+const tally = new Tally();
+const cleanups = [];
+
+async function main() {
+  for (const [what, path] of Object.entries(binaries)) {
+    if (!existsSync(path)) throw new Error(`${what} binary missing at ${path}: run cargo build --workspace first`);
+  }
+  mkdirSync(outDir, { recursive: true });
+  const scratch = mkdtempSync(join(tmpdir(), "ws-browser-"));
+  // Without DATABASE_URL the server's built-in PostgreSQL runs as `postgres` in here.
+  chmodSync(scratch, 0o755);
+  cleanups.push(() => rmSync(scratch, { recursive: true, force: true }));
+
+  const allowed = await serveStatic(join(here, "page"));
+  cleanups.push(allowed.stop);
+  const foreign = await serveStatic(join(here, "page"));
+  cleanups.push(foreign.stop);
+
+  // sshd's ChrootDirectory needs every component of the instance root root-owned and not
+  // writable by others, which rules out the system temp dir: the roots live under target/.
+  mkdirSync(join(targetDir, "browser-test"), { recursive: true });
+  const simDir = mkdtempSync(join(targetDir, "browser-test", "instances-"));
+  chmodSync(simDir, 0o755);
+  cleanups.push(() => rmSync(simDir, { recursive: true, force: true }));
+  const sim = await startEicSim({
+    binary: binaries.sim,
+    instanceId: INSTANCE_ID,
+    root: join(simDir, "instances"),
+    logPath: join(outDir, "eic-sim.log"),
+  });
+  cleanups.push(sim.stop);
+
+  const database = createDatabase(process.env.DATABASE_URL);
+  if (database) cleanups.push(database.drop);
+
+  const adminToken = randomBytes(24).toString("hex");
+  const serverEnv = serverEnvironment({ database, sim, allowedOrigin: allowed.origin, adminToken });
+  const serverDir = join(scratch, "server");
+  mkdirSync(serverDir);
+  const server = await startServer({
+    binary: binaries.server,
+    env: serverEnv,
+    cwd: serverDir,
+    logPath: join(outDir, "server.log"),
+  });
+  cleanups.push(server.stop);
+  console.log(`server ${server.url}, page ${allowed.origin} (allowed), ${foreign.origin} (not allowed)`);
+  console.log(`database: ${database ? `fresh database ${database.name}` : "the server's built-in PostgreSQL"}`);
+
+  const { workspaceId, token } = await prepareWorkspace(server.url, adminToken);
+  const configsDir = join(sim.instance.root, "opt", "configs");
+  seedInstance(configsDir, sim.os_user);
+
+  await checkPreflights(server.url, allowed.origin, foreign.origin);
+
+  const profile = join(scratch, "chromium-profile");
+  mkdirSync(profile);
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: chromiumPath,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1000, height: 820 },
+  });
+  cleanups.push(() => context.close());
+  await context.addCookies([{ ...COOKIE, url: server.url }]);
+  const traffic = recordTraffic(context, server.url);
+
+  const query = new URLSearchParams({ server: server.url, ws: workspaceId, token }).toString();
+  const allowedPage = await context.newPage();
+  const results = await runPage(allowedPage, `${allowed.origin}/index.html?${query}`);
+  // panel.png is the first screen (small enough for the README); page-full.png has every row.
+  await allowedPage.screenshot({ path: join(outDir, "panel.png") });
+  await allowedPage.screenshot({ path: join(outDir, "page-full.png"), fullPage: true });
+  await traffic.settled();
+  checkAllowedOrigin(results, traffic.fromOrigin(allowed.origin));
+  checkInstanceDisk(configsDir, results);
+
+  const savedConfig = readFileSync(join(configsDir, "config.yaml"), "utf8");
+  const foreignPage = await context.newPage();
+  const refused = await runPage(foreignPage, `${foreign.origin}/index.html?${query}`);
+  checkForeignOrigin(refused, readFileSync(join(configsDir, "config.yaml"), "utf8") === savedConfig);
+
+  tally.check("screenshot saved", existsSync(join(outDir, "panel.png")), "tests/browser/out/panel.png");
+}
+
+/** The inherited environment, minus what would change the server's mode, plus the test's setup. */
+function serverEnvironment({ database, sim, allowedOrigin, adminToken }) {
+  const env = { ...process.env };
+  for (const key of ["DATABASE_URL", "MOLECULE_ENV", "AWS_PROFILE", "AWS_SESSION_TOKEN", "CANVAS_PROXY_URL", "MOLECULE_ORG_ID"]) {
+    delete env[key];
+  }
+  return Object.assign(env, {
+    ...(database ? { DATABASE_URL: database.url } : {}),
+    CORS_ORIGINS: allowedOrigin,
+    ADMIN_TOKEN: adminToken,
+    SECRETS_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
+    AWS_ENDPOINT_URL: sim.aws_endpoint_url,
+    AWS_ACCESS_KEY_ID: sim.access_key_id,
+    AWS_SECRET_ACCESS_KEY: sim.secret_access_key,
+    AWS_REGION: sim.region,
+    AWS_EC2_METADATA_DISABLED: "true",
+    WORKSPACE_EC2_OS_USER: sim.os_user,
+  });
+}
+
+/** Admin API: create the workspace, attach the simulated instance, mint a workspace token. */
+async function prepareWorkspace(serverUrl, adminToken) {
+  const admin = async (method, path, body) => {
+    const response = await fetch(serverUrl + path, {
+      method,
+      headers: { Authorization: `Bearer ${adminToken}`, "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(15_000),
+    });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  };
+  const created = await admin("POST", "/workspaces", { name: "browser-panel", runtime: "langgraph", tier: 3 });
+  const workspaceId = created.id;
+  await admin("PUT", `/admin/workspaces/${workspaceId}/instance`, { instance_id: INSTANCE_ID });
+  const { auth_token: token } = await admin("GET", `/admin/workspaces/${workspaceId}/test-token`);
+  console.log(`workspace ${workspaceId} on simulated instance ${INSTANCE_ID}`);
+  return { workspaceId, token };
+}
+
+/** langgraph's managed-config directory is /opt/configs on the instance. */
+function seedInstance(configsDir, osUser) {
+  for (const [path, content] of Object.entries(SEEDED)) {
+    const file = join(configsDir, path);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, content);
+  }
+  // The simulated instance's sshd logs in as os_user, who must own what it edits.
+  const owner = userIds(osUser);
+  if (!owner) return;
+  chownSync(configsDir, owner.uid, owner.gid);
+  for (const entry of readdirSync(configsDir, { recursive: true })) {
+    chownSync(join(configsDir, entry), owner.uid, owner.gid);
+  }
+}
+
+function userIds(user) {
+  if (process.getuid?.() !== 0) return null;
+  try {
+    const uid = Number(execFileSync("id", ["-u", user], { encoding: "utf8", stdio: "pipe" }).trim());
+    const gid = Number(execFileSync("id", ["-g", user], { encoding: "utf8", stdio: "pipe" }).trim());
+    return { uid, gid };
+  } catch {
+    return null;
+  }
+}
+
+/** What the server itself answers to a preflight, seen without a browser in the way. */
+async function checkPreflights(serverUrl, allowedOrigin, foreignOrigin) {
+  const preflight = (origin) =>
+    fetch(`${serverUrl}/health`, {
+      method: "OPTIONS",
+      headers: {
+        Origin: origin,
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization,content-type",
+      },
+      signal: AbortSignal.timeout(5_000),
+    });
+  const foreign = await preflight(foreignOrigin);
+  tally.check(
+    "server: a preflight from the foreign origin gets 403 without CORS headers",
+    foreign.status === 403 && !foreign.headers.has("access-control-allow-origin"),
+    `status ${foreign.status}`,
+  );
+  const allowed = await preflight(allowedOrigin);
+  tally.check(
+    "server: a preflight from the allowed origin gets 204 with credentials allowed",
+    allowed.status === 204 &&
+      allowed.headers.get("access-control-allow-origin") === allowedOrigin &&
+      allowed.headers.get("access-control-allow-credentials") === "true",
+    `status ${allowed.status}`,
+  );
+}
+
+/** Every request the browser sends to the server, with the headers on the wire. */
+function recordTraffic(context, serverUrl) {
+  const exchanges = [];
+  context.on("request", (request) => {
+    if (!request.url().startsWith(serverUrl)) return;
+    const exchange = { method: request.method(), url: request.url() };
+    exchange.done = (async () => {
+      exchange.requestHeaders = await request.allHeaders();
+      const response = await request.response();
+      exchange.responseHeaders = response ? await response.allHeaders() : null;
+      exchange.status = response?.status() ?? 0;
+    })().catch((error) => {
+      exchange.error = String(error);
+    });
+    exchanges.push(exchange);
+  });
+  return {
+    settled: () => Promise.all(exchanges.map((e) => e.done)),
+    fromOrigin: (origin) => exchanges.filter((e) => e.requestHeaders?.origin === origin),
+  };
+}
+
+async function runPage(page, url) {
+  await page.goto(url, { waitUntil: "load" });
+  await page.waitForFunction(() => window.results?.done === true, null, { timeout: PAGE_TIMEOUT_MS });
+  return page.evaluate(() => window.results);
+}
+
+function checkAllowedOrigin(results, exchanges) {
+  console.log(`allowed origin ${results.origin}: ${results.calls.length} calls`);
+  for (const call of results.calls) {
+    const path = call.path.replace(results.workspaceId, "{id}");
+    tally.check(`allowed: ${call.step}: ${call.method} ${path} → ${call.status}`, call.ok, call.error ?? "");
+  }
+  for (const check of results.checks) tally.check(`page: ${check.name}`, check.ok, check.detail);
+
+  const cold = results.panels.cold;
+  tally.check("panel: config.yaml as seeded on the instance", cold.config === SEEDED["config.yaml"]);
+  tally.check("panel: runtime langgraph", cold.workspace?.runtime === "langgraph", cold.workspace?.runtime);
+
+  tally.check(
+    "the browser sent every call to the server",
+    exchanges.length >= results.calls.length,
+    `${exchanges.length} requests seen for ${results.calls.length} calls`,
+  );
+  const cookie = `${COOKIE.name}=${COOKIE.value}`;
+  const withoutCookie = exchanges.filter((e) => !(e.requestHeaders?.cookie ?? "").split("; ").includes(cookie));
+  tally.check(
+    "every credentialed request carries the session cookie",
+    exchanges.length > 0 && withoutCookie.length === 0,
+    withoutCookie.map((e) => `${e.method} ${e.url}`).join(", "),
+  );
+  const badCors = exchanges.filter(
+    (e) =>
+      e.responseHeaders?.["access-control-allow-credentials"] !== "true" ||
+      e.responseHeaders?.["access-control-allow-origin"] !== results.origin,
+  );
+  tally.check(
+    "every response carries Access-Control-Allow-Credentials: true and the page's origin",
+    exchanges.length > 0 && badCors.length === 0,
+    badCors.map((e) => `${e.method} ${e.url} → ${e.status}`).join(", "),
+  );
+
+  const { cold: coldMs, warm: warmMs } = results.timings;
+  console.log(`panel load measured in the page: cold ${coldMs.toFixed(0)} ms, warm ${warmMs.toFixed(0)} ms`);
+  tally.check(`cold panel load under ${COLD_LIMIT_MS} ms`, coldMs < COLD_LIMIT_MS, `${coldMs.toFixed(0)} ms`);
+  tally.check(`warm panel load under ${WARM_LIMIT_MS} ms`, warmMs < WARM_LIMIT_MS, `${warmMs.toFixed(0)} ms`);
+}
+
+/** The instance's disk, read directly: what the page saved and uploaded really landed there. */
+function checkInstanceDisk(configsDir, results) {
+  const saved = results.panels["after-save"]?.config;
+  const onDisk = readFileSync(join(configsDir, "config.yaml"), "utf8");
+  tally.check("instance disk: config.yaml holds what the page saved", saved != null && onDisk === saved);
+  tally.check("instance disk: the kept upload exists", existsSync(join(configsDir, "browser-upload-b.md")));
+  tally.check("instance disk: the deleted upload is gone", !existsSync(join(configsDir, "browser-upload-a.txt")));
+}
+
+function checkForeignOrigin(results, configUnchanged) {
+  console.log(`foreign origin ${results.origin}: ${results.calls.length} calls`);
+  const answered = results.calls.filter((c) => c.status !== 0 || !String(c.error).startsWith("TypeError"));
+  tally.check(
+    "foreign origin: the browser refuses every call (fetch rejects)",
+    results.calls.length >= 4 && answered.length === 0,
+    answered.map((c) => `${c.method} ${c.path} → ${c.status}`).join(", ") || `${results.calls.length} refused`,
+  );
+  tally.check("foreign origin: the instance's config.yaml is unchanged", configUnchanged);
+}
+
+async function cleanUp() {
+  for (const cleanup of cleanups.reverse()) {
+    try {
+      await cleanup();
+    } catch (error) {
+      console.error(`cleanup: ${error.message}`);
+    }
+  }
+}
+
+const watchdog = setTimeout(() => {
+  console.error(`browser test did not finish within ${RUN_TIMEOUT_MS / 1000} s`);
+  tally.check("run finished in time", false);
+  cleanUp().finally(() => finish());
+}, RUN_TIMEOUT_MS);
+
+function finish() {
+  clearTimeout(watchdog);
+  console.log(tally.summary());
+  process.exit(tally.failed === 0 && tally.passed > 0 ? 0 : 1);
+}
+
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.once(signal, () => {
+    tally.check(`run interrupted by ${signal}`, false);
+    cleanUp().finally(finish);
+  });
+}
+
+try {
+  await main();
+} catch (error) {
+  tally.check("setup and run", false, error.stack ?? String(error));
+}
+await cleanUp();
+finish();
