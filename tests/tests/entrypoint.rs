@@ -312,7 +312,13 @@ fn every_shell_script_passes_shellcheck() {
         scripts.iter().any(|p| p.ends_with("entrypoint-tenant.sh")),
         "the script search must find the entrypoint: {scripts:?}"
     );
-    let output = Command::new("shellcheck").args(&scripts).output().unwrap();
+    // `-x` follows sourced files; their `# shellcheck source=` paths are relative to the root.
+    let output = Command::new("shellcheck")
+        .arg("-x")
+        .args(&scripts)
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
     assert!(
         output.status.success(),
         "shellcheck failed on {scripts:?}:\n{}{}",

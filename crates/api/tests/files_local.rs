@@ -273,6 +273,17 @@ async fn bad_requests_answer_the_original_messages(db: PgPool) {
     );
     fs::create_dir_all(ws.root("configs").join("folder")).unwrap();
     assert_eq!(ws.get("/folder").await.status, StatusCode::BAD_REQUEST);
+    // A file used as a folder: 404 to read below it, 400 to write below it.
+    fs::write(ws.root("configs").join("plain.txt"), "x").unwrap();
+    assert_eq!(
+        ws.get("/plain.txt/below").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let below = ws.put("/plain.txt/below/x", json!({"content": "x"})).await;
+    assert_eq!(
+        (below.status, error(&below)),
+        (StatusCode::BAD_REQUEST, "a parent of the path is a file")
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]

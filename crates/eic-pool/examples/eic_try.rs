@@ -13,8 +13,10 @@ use eic_pool::{EicConfig, EicPool};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=eic_pool=info shows each setup step's span with its duration (`time.busy`).
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .init();
     let instance = std::env::args()
         .nth(1)
@@ -23,14 +25,32 @@ async fn main() -> anyhow::Result<()> {
     let path = "/configs/eic-try/hello.txt";
 
     let timed = Instant::now();
-    pool.write_file(&instance, path, b"hello from eic-pool\n").await?;
+    pool.write_file(&instance, path, b"hello from eic-pool\n")
+        .await?;
     println!("cold write: {:?}", timed.elapsed());
 
     for round in 0..3 {
         let timed = Instant::now();
         let data = pool.read_file(&instance, path, 1 << 20).await?;
-        println!("warm read {round}: {:?} ({} bytes)", timed.elapsed(), data.len());
+        println!(
+            "warm read {round}: {:?} ({} bytes)",
+            timed.elapsed(),
+            data.len()
+        );
     }
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let timed = Instant::now();
+    pool.write_file(&instance, "/configs/eic-try/big.bin", &big)
+        .await?;
+    let back = pool
+        .read_file(&instance, "/configs/eic-try/big.bin", 1 << 30)
+        .await?;
+    anyhow::ensure!(back == big, "3 MB round trip differs");
+    println!("3 MB write + read: {:?}", timed.elapsed());
+    pool.delete_file(&instance, "/configs/eic-try/big.bin")
+        .await?;
     let listing = pool.list_dir(&instance, "/configs", 3).await?;
     println!("list: {listing:?}");
     if std::env::var_os("EIC_TRY_KEEP").is_some() {

@@ -152,7 +152,10 @@ impl EicError {
         match self {
             EicError::Tunnel { .. } | EicError::Ssh { .. } | EicError::SftpChannel { .. } => true,
             EicError::Timeout { step } => {
-                matches!(step, Step::Tunnel | Step::Ssh | Step::Sftp | Step::Operation)
+                matches!(
+                    step,
+                    Step::Tunnel | Step::Ssh | Step::Sftp | Step::Operation
+                )
             }
             EicError::Discovery { .. }
             | EicError::KeyPush { .. }
@@ -181,7 +184,12 @@ mod tests {
         assert!(!EicError::Sftp { source: io() }.is_transport());
         assert!(!EicError::NotFound.is_transport());
         assert!(!EicError::KeyPush { source: io() }.is_transport());
-        assert!(!EicError::Timeout { step: Step::KeyPush }.is_transport());
+        assert!(
+            !EicError::Timeout {
+                step: Step::KeyPush
+            }
+            .is_transport()
+        );
     }
 
     #[test]

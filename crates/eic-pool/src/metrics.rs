@@ -29,8 +29,7 @@ pub(crate) fn setup_duration(elapsed: Duration) {
 
 /// One file operation finished (`outcome`: `ok`, `not_found`, `too_large` or `error`).
 pub(crate) fn operation(kind: &'static str, outcome: &'static str, elapsed: Duration) {
-    metrics::counter!("eic_operations_total", "kind" => kind, "outcome" => outcome)
-        .increment(1);
+    metrics::counter!("eic_operations_total", "kind" => kind, "outcome" => outcome).increment(1);
     metrics::histogram!("eic_operation_duration_seconds", "kind" => kind)
         .record(elapsed.as_secs_f64());
 }

@@ -192,26 +192,20 @@ struct Entry<T> {
     last_used: AtomicU64,
     retired: AtomicBool,
     broken: AtomicBool,
-    _tunnel: OwnedSemaphorePermit,
+    _tunnel: TunnelSlot,
     _live: LiveConnection,
 }
 
 /// Counts a live connection from construction to drop.
 struct LiveConnection {
     counters: Arc<Counters>,
-    tunnels: Arc<Semaphore>,
-    max_tunnels: usize,
 }
 
 impl LiveConnection {
-    fn new(counters: Arc<Counters>, tunnels: Arc<Semaphore>, max_tunnels: usize) -> Self {
+    fn new(counters: Arc<Counters>) -> Self {
         let live = counters.connections.fetch_add(1, Ordering::Relaxed) + 1;
         metrics::connections_live(live);
-        Self {
-            counters,
-            tunnels,
-            max_tunnels,
-        }
+        Self { counters }
     }
 }
 
@@ -219,8 +213,36 @@ impl Drop for LiveConnection {
     fn drop(&mut self) {
         let live = self.counters.connections.fetch_sub(1, Ordering::Relaxed) - 1;
         metrics::connections_live(live);
-        // `Entry` declares its tunnel permit before this guard, so the permit is already back.
+    }
+}
+
+/// One of the `max_tunnels` slots, held by a setup and then by its connection.
+struct TunnelSlot {
+    permit: Option<OwnedSemaphorePermit>,
+    tunnels: Arc<Semaphore>,
+    max_tunnels: usize,
+}
+
+impl TunnelSlot {
+    fn new(permit: OwnedSemaphorePermit, tunnels: Arc<Semaphore>, max_tunnels: usize) -> Self {
+        let slot = Self {
+            permit: Some(permit),
+            tunnels,
+            max_tunnels,
+        };
+        slot.report();
+        slot
+    }
+
+    fn report(&self) {
         metrics::tunnels_live(self.max_tunnels - self.tunnels.available_permits());
+    }
+}
+
+impl Drop for TunnelSlot {
+    fn drop(&mut self) {
+        self.permit.take();
+        self.report();
     }
 }
 
@@ -412,10 +434,7 @@ impl<C: Connector> Shared<C> {
             && !idle_too_long
     }
 
-    fn lookup(
-        self: &Arc<Self>,
-        instance: &InstanceId,
-    ) -> Result<Next<C>, AcquireError<C::Error>> {
+    fn lookup(self: &Arc<Self>, instance: &InstanceId) -> Result<Next<C>, AcquireError<C::Error>> {
         let now = Instant::now();
         let mut state = self.lock();
         if state.closed {
@@ -455,7 +474,12 @@ impl<C: Connector> Shared<C> {
         Ok(Next::Wait(rx))
     }
 
-    fn spawn_setup(self: &Arc<Self>, instance: InstanceId, setup: u64, tx: watch::Sender<Outcome<C::Error>>) {
+    fn spawn_setup(
+        self: &Arc<Self>,
+        instance: InstanceId,
+        setup: u64,
+        tx: watch::Sender<Outcome<C::Error>>,
+    ) {
         let guard = SetupGuard {
             shared: Arc::downgrade(self),
             instance: instance.clone(),
@@ -488,7 +512,7 @@ impl<C: Connector> Shared<C> {
 
     /// Waits for a tunnel slot, closing the least recently used idle connection when all are
     /// taken (an idle tunnel should not block a needed one).
-    fn acquire_tunnel(self: &Arc<Self>) -> impl Future<Output = Option<OwnedSemaphorePermit>> + use<C> {
+    fn acquire_tunnel(self: &Arc<Self>) -> impl Future<Output = Option<TunnelSlot>> + use<C> {
         let shared = Arc::downgrade(self);
         let tunnels = self.tunnels.clone();
         let max_tunnels = self.config.max_tunnels;
@@ -498,7 +522,8 @@ impl<C: Connector> Shared<C> {
                 Err(_) => {
                     if let Some(shared) = shared.upgrade() {
                         let mut state = shared.lock();
-                        if let Some(victim) = least_recently_used_idle(&state, None, shared.epoch()) {
+                        if let Some(victim) = least_recently_used_idle(&state, None, shared.epoch())
+                        {
                             retire(&mut state, &victim);
                             shared.wake_reaper.notify_one();
                         }
@@ -506,8 +531,7 @@ impl<C: Connector> Shared<C> {
                     tunnels.clone().acquire_owned().await.ok()?
                 }
             };
-            metrics::tunnels_live(max_tunnels - tunnels.available_permits());
-            Some(permit)
+            Some(TunnelSlot::new(permit, tunnels, max_tunnels))
         }
     }
 
@@ -638,7 +662,7 @@ struct SetupGuard<C: Connector> {
 }
 
 impl<C: Connector> SetupGuard<C> {
-    fn succeed(mut self, conn: C::Conn, tunnel: OwnedSemaphorePermit) {
+    fn succeed(mut self, conn: C::Conn, tunnel: TunnelSlot) {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
@@ -653,11 +677,7 @@ impl<C: Connector> SetupGuard<C> {
             retired: AtomicBool::new(false),
             broken: AtomicBool::new(false),
             _tunnel: tunnel,
-            _live: LiveConnection::new(
-                shared.counters.clone(),
-                shared.tunnels.clone(),
-                config.max_tunnels,
-            ),
+            _live: LiveConnection::new(shared.counters.clone()),
         });
         entry.stamp(now, shared.epoch());
         let mut state = shared.lock();
@@ -675,7 +695,8 @@ impl<C: Connector> SetupGuard<C> {
             .count()
             > config.max_connections
         {
-            let Some(victim) = least_recently_used_idle(&state, Some(&self.instance), shared.epoch())
+            let Some(victim) =
+                least_recently_used_idle(&state, Some(&self.instance), shared.epoch())
             else {
                 break; // every other connection is busy: the cap is soft, like the original's
             };
@@ -689,7 +710,10 @@ impl<C: Connector> SetupGuard<C> {
 
     fn fail(mut self, err: C::Error) {
         if let Some(shared) = self.shared.upgrade() {
-            shared.counters.setups_failed.fetch_add(1, Ordering::Relaxed);
+            shared
+                .counters
+                .setups_failed
+                .fetch_add(1, Ordering::Relaxed);
             let mut state = shared.lock();
             if self.owns_slot(&state) {
                 state.slots.remove(&self.instance);

@@ -16,18 +16,20 @@ use crate::{EicError, RemoteEntry};
 
 /// Names the listing skips entirely (as the original's template walk does).
 const PRUNED: [&str; 4] = [".git", "__pycache__", "node_modules", ".DS_Store"];
-/// Chunk size when the server does not announce its limits (OpenSSH does).
-const DEFAULT_CHUNK: u64 = 32 * 1024;
-/// Write requests in flight at once for one file.
-const WRITES_IN_FLIGHT: usize = 16;
+/// Bytes asked per read request; a server may answer with fewer (handled), and the reply must
+/// fit russh-sftp's 256 KiB packet limit.
+const READ_CHUNK: u32 = 128 * 1024;
+/// Bytes per write request: 32 KiB is what every SFTP server must accept. (We do not ask for
+/// `limits@openssh.com`: it would cost a round trip on every connection setup.)
+const WRITE_CHUNK: usize = 32 * 1024;
+/// Read or write requests in flight at once for one file.
+const REQUESTS_IN_FLIGHT: usize = 16;
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
 
 /// An SFTP session on one channel of a pooled SSH connection.
 pub(crate) struct RemoteFs {
     raw: Arc<RawSftpSession>,
     posix_rename: bool,
-    read_chunk: u32,
-    write_chunk: usize,
 }
 
 impl RemoteFs {
@@ -40,23 +42,15 @@ impl RemoteFs {
             request_timeout_secs,
             ..Default::default()
         };
-        let mut raw = RawSftpSession::new_with_config(stream, config);
+        let raw = RawSftpSession::new_with_config(stream, config);
         let version = raw.init().await.map_err(channel_error)?;
-        let has = |name: &str, ver: &str| version.extensions.get(name).is_some_and(|v| v == ver);
-        let (mut read_chunk, mut write_chunk) = (DEFAULT_CHUNK, DEFAULT_CHUNK);
-        if has("limits@openssh.com", "1") {
-            let limits = russh_sftp::client::rawsession::Limits::from(
-                raw.limits().await.map_err(channel_error)?,
-            );
-            read_chunk = limits.read_len.unwrap_or(read_chunk);
-            write_chunk = limits.write_len.unwrap_or(write_chunk);
-            raw.set_limits(limits);
-        }
+        let posix_rename = version
+            .extensions
+            .get(POSIX_RENAME)
+            .is_some_and(|v| v == "1");
         Ok(Self {
             raw: Arc::new(raw),
-            posix_rename: has(POSIX_RENAME, "1"),
-            read_chunk: read_chunk.min(u32::MAX as u64) as u32,
-            write_chunk: write_chunk as usize,
+            posix_rename,
         })
     }
 
@@ -81,10 +75,8 @@ impl RemoteFs {
 
     async fn read_open(&self, handle: &str, max_bytes: u64) -> Result<Vec<u8>, EicError> {
         // The size check and the first chunk travel together: one round trip for small files.
-        let (attrs, first) = tokio::join!(
-            self.raw.fstat(handle),
-            self.raw.read(handle, 0, self.read_chunk)
-        );
+        let (attrs, first) =
+            tokio::join!(self.raw.fstat(handle), self.raw.read(handle, 0, READ_CHUNK));
         let attrs = attrs.map_err(sftp_error)?.attrs;
         if attrs.file_type().is_dir() {
             return Err(EicError::NotFound);
@@ -97,26 +89,44 @@ impl RemoteFs {
             });
         }
         let mut data = Vec::with_capacity(size as usize);
-        let mut next = Some(first);
-        while let Some(reply) = next.take() {
-            match reply {
-                Ok(chunk) if chunk.data.is_empty() => break,
-                Ok(chunk) => data.extend_from_slice(&chunk.data),
-                Err(SftpError::Status(status)) if status.status_code == StatusCode::Eof => break,
-                Err(err) => return Err(sftp_error(err)),
-            }
-            if data.len() as u64 > max_bytes {
+        if !append_chunk(&mut data, first)? {
+            return Ok(data);
+        }
+        // The rest in batches of concurrent requests, up to the size seen by fstat (which saves
+        // the round trip that would only say EOF); a short reply makes the next batch start
+        // where it ended, and reading past the size (the file grew) goes on until EOF.
+        loop {
+            let at = data.len() as u64;
+            if at > max_bytes {
                 return Err(EicError::TooLarge {
-                    size: data.len() as u64,
+                    size: at,
                     limit: max_bytes,
                 });
             }
-            // Stop at the size seen by fstat: saves the round trip that would only say EOF.
-            if (data.len() as u64) < size {
-                next = Some(self.raw.read(handle, data.len() as u64, self.read_chunk).await);
+            let batch = if at < size {
+                (size - at)
+                    .div_ceil(READ_CHUNK as u64)
+                    .min(REQUESTS_IN_FLIGHT as u64)
+            } else if at == size {
+                return Ok(data);
+            } else {
+                1
+            };
+            let offsets = (0..batch).map(|i| at + i * READ_CHUNK as u64);
+            let replies = futures_util::future::join_all(
+                offsets.map(|o| self.raw.read(handle, o, READ_CHUNK)),
+            )
+            .await;
+            for reply in replies {
+                let before = data.len();
+                if !append_chunk(&mut data, reply)? {
+                    return Ok(data);
+                }
+                if data.len() - before < READ_CHUNK as usize {
+                    break; // short reply: later chunks start at the wrong offset
+                }
             }
         }
-        Ok(data)
     }
 
     /// Atomic write: a temporary sibling, mode 0644, renamed over the target. Parents are
@@ -165,14 +175,14 @@ impl RemoteFs {
         };
         let chunks = async {
             let chunks: Vec<(u64, &[u8])> = contents
-                .chunks(self.write_chunk.max(1))
+                .chunks(WRITE_CHUNK)
                 .scan(0u64, |offset, chunk| {
                     let at = *offset;
                     *offset += chunk.len() as u64;
                     Some((at, chunk))
                 })
                 .collect();
-            for batch in chunks.chunks(WRITES_IN_FLIGHT) {
+            for batch in chunks.chunks(REQUESTS_IN_FLIGHT) {
                 try_join_all(batch.iter().map(|(offset, chunk)| async move {
                     self.raw
                         .write(handle, *offset, chunk.to_vec())
@@ -266,7 +276,11 @@ impl RemoteFs {
     /// Entries under `dir` down to `depth` levels, paths relative to `dir`, pruned and sorted.
     /// A missing `dir` is an empty list. Directories of one level are read concurrently.
     pub(crate) async fn list(&self, dir: &str, depth: u32) -> Result<Vec<RemoteEntry>, EicError> {
-        let root = if dir.len() > 1 { dir.trim_end_matches('/') } else { dir };
+        let root = if dir.len() > 1 {
+            dir.trim_end_matches('/')
+        } else {
+            dir
+        };
         let mut entries = Vec::new();
         let mut level = vec![String::new()];
         for current_depth in 1..=depth.max(1) {
@@ -325,6 +339,22 @@ impl RemoteFs {
     }
 }
 
+/// Appends one read reply; `false` at end of file.
+fn append_chunk(
+    data: &mut Vec<u8>,
+    reply: Result<russh_sftp::protocol::Data, SftpError>,
+) -> Result<bool, EicError> {
+    match reply {
+        Ok(chunk) if chunk.data.is_empty() => Ok(false),
+        Ok(chunk) => {
+            data.extend_from_slice(&chunk.data);
+            Ok(true)
+        }
+        Err(SftpError::Status(status)) if status.status_code == StatusCode::Eof => Ok(false),
+        Err(err) => Err(sftp_error(err)),
+    }
+}
+
 fn mode(bits: u32) -> FileAttributes {
     FileAttributes {
         permissions: Some(bits),
@@ -371,7 +401,10 @@ mod tests {
 
     #[test]
     fn split_parent_needs_a_directory_and_a_name() {
-        assert_eq!(split_parent("/configs/a.yaml").unwrap(), ("/configs", "a.yaml"));
+        assert_eq!(
+            split_parent("/configs/a.yaml").unwrap(),
+            ("/configs", "a.yaml")
+        );
         assert_eq!(split_parent("/a/b/c").unwrap(), ("/a/b", "c"));
         assert!(split_parent("/top").is_err());
         assert!(split_parent("/configs/").is_err());

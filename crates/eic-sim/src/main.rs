@@ -85,15 +85,20 @@ enum Profile {
 }
 
 impl Profile {
-    fn faults(self) -> Faults {
+    fn faults(self, key_ttl: Duration) -> Faults {
+        let key_ttl_ms = u64::try_from(key_ttl.as_millis()).unwrap_or(u64::MAX);
         match self {
-            Profile::None => Faults::default(),
+            Profile::None => Faults {
+                key_ttl_ms,
+                ..Faults::default()
+            },
             // eic.md A.14: key push < 500 ms, tunnel 1-2 s; 10 ms per relayed chunk each way.
             Profile::Aws => Faults {
                 refuse_tunnels: false,
                 key_push_delay_ms: 300,
                 handshake_delay_ms: 1000,
                 chunk_latency_ms: 10,
+                key_ttl_ms,
             },
         }
     }
@@ -230,8 +235,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.region.clone(),
         endpoint_dns,
         instances,
-        args.key_ttl,
-        args.profile.faults(),
+        args.profile.faults(args.key_ttl),
         shutdown.clone(),
     ));
     let app = Router::new()

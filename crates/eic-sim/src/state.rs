@@ -49,7 +49,6 @@ pub struct Sim {
     /// `127.0.0.1:PORT`, the endpoint's DNS name.
     pub endpoint_dns: String,
     pub instances: BTreeMap<String, Instance>,
-    pub key_ttl: Duration,
     /// Cancelled on shutdown; every tunnel's token is a child of it.
     pub shutdown: CancellationToken,
     keys: Mutex<Vec<PushedKey>>,
@@ -79,7 +78,6 @@ impl Sim {
         region: String,
         endpoint_dns: String,
         instances: BTreeMap<String, Instance>,
-        key_ttl: Duration,
         faults: Faults,
         shutdown: CancellationToken,
     ) -> Self {
@@ -88,7 +86,6 @@ impl Sim {
             region,
             endpoint_dns,
             instances,
-            key_ttl,
             shutdown,
             keys: Mutex::default(),
             faults: Mutex::new(faults),
@@ -114,13 +111,14 @@ impl Sim {
 
     pub fn push_key(&self, instance_id: &str, os_user: &str, public_key: &str) {
         let now = Instant::now();
+        let ttl = Duration::from_millis(self.faults().key_ttl_ms);
         let mut keys = self.keys.lock().unwrap();
         keys.retain(|k| k.expires > now);
         keys.push(PushedKey {
             instance_id: instance_id.to_owned(),
             os_user: os_user.to_owned(),
             public_key: public_key.to_owned(),
-            expires: now + self.key_ttl,
+            expires: now + ttl,
         });
         self.counters.keys_pushed.fetch_add(1, Ordering::Relaxed);
     }

@@ -29,7 +29,17 @@ pub struct SimInstance {
     pub private_ip: String,
 }
 
+/// The environment variable that hands the ready line to a child test process
+/// ([`crate::SimProcess::run_test_in_child`]).
+pub const SIM_INFO_ENV: &str = "EIC_SIM_INFO";
+
 impl SimInfo {
+    /// The ready line handed down by [`crate::SimProcess::run_test_in_child`], in the child.
+    pub fn from_env() -> Option<SimInfo> {
+        let json = std::env::var(SIM_INFO_ENV).ok()?;
+        Some(serde_json::from_str(&json).expect("EIC_SIM_INFO holds a ready line"))
+    }
+
     /// `127.0.0.1:PORT`: the endpoint's DNS name as `DescribeInstanceConnectEndpoints` reports it.
     pub fn endpoint_dns(&self) -> &str {
         self.aws_endpoint_url
@@ -61,6 +71,8 @@ pub struct Faults {
     pub handshake_delay_ms: u64,
     /// Delay every relayed chunk, each way (a delay line: chunks stay pipelined).
     pub chunk_latency_ms: u64,
+    /// How long a key pushed from now on authorises logins (`--key-ttl`; 0: not at all).
+    pub key_ttl_ms: u64,
 }
 
 /// A partial update of [`Faults`] (`POST /_sim/faults`); absent fields keep their value.
@@ -74,6 +86,8 @@ pub struct FaultsPatch {
     pub handshake_delay_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chunk_latency_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_ttl_ms: Option<u64>,
 }
 
 impl Faults {
@@ -89,6 +103,9 @@ impl Faults {
         }
         if let Some(v) = patch.chunk_latency_ms {
             self.chunk_latency_ms = v;
+        }
+        if let Some(v) = patch.key_ttl_ms {
+            self.key_ttl_ms = v;
         }
     }
 }

@@ -185,3 +185,85 @@ pub fn api_error(error: EicError) -> ApiError {
         EicError::InvalidConfig(_) => ApiError::internal("EIC is misconfigured")(error),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn status_and_message(error: EicError) -> (StatusCode, String) {
+        let api = api_error(error);
+        (api.status(), api.to_string())
+    }
+
+    #[test]
+    fn remote_faults_map_by_variant_and_never_to_500() {
+        let cause =
+            || -> eic_pool::Cause { Arc::new(std::io::Error::other("secret remote detail")) };
+        let unreachable = |step: &str| {
+            (
+                StatusCode::BAD_GATEWAY,
+                format!("workspace host unreachable: {step} failed"),
+            )
+        };
+        let cases = [
+            (
+                EicError::Discovery { source: cause() },
+                unreachable("discovery"),
+            ),
+            (
+                EicError::KeyPush { source: cause() },
+                unreachable("key push"),
+            ),
+            (EicError::Tunnel { source: cause() }, unreachable("tunnel")),
+            (EicError::Ssh { source: cause() }, unreachable("SSH")),
+            (EicError::Sftp { source: cause() }, unreachable("SFTP")),
+            (
+                EicError::SftpChannel { source: cause() },
+                unreachable("SFTP"),
+            ),
+            (
+                EicError::Timeout { step: Step::Tunnel },
+                (StatusCode::GATEWAY_TIMEOUT, TIMEOUT_MESSAGE.to_string()),
+            ),
+            (
+                EicError::InstanceUnavailable {
+                    instance_id: "i-1".into(),
+                    reason: "instance is stopped".into(),
+                },
+                (
+                    StatusCode::CONFLICT,
+                    "workspace instance is unavailable: instance is stopped".into(),
+                ),
+            ),
+            (
+                EicError::NotFound,
+                (StatusCode::NOT_FOUND, "file not found on workspace".into()),
+            ),
+            (
+                EicError::TooLarge { size: 10, limit: 5 },
+                (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "file too large (max 5 bytes)".into(),
+                ),
+            ),
+            (
+                EicError::SetupAborted,
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "workspace host unreachable: connection setup failed".into(),
+                ),
+            ),
+        ];
+        for (error, expected) in cases {
+            let got = status_and_message(error);
+            assert!(!got.1.contains("secret"), "{got:?}");
+            assert_eq!(got, expected);
+        }
+        assert_eq!(
+            status_and_message(EicError::Closed).0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

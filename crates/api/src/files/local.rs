@@ -132,7 +132,12 @@ impl Confined {
         for (index, component) in components.enumerate() {
             let next = current.join(component);
             match fs::symlink_metadata(&next) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                    ) =>
+                {
                     return Ok(Resolved::MissingFrom(current, index));
                 }
                 Err(e) => {
@@ -172,6 +177,9 @@ impl Confined {
                 for component in &parents[index..] {
                     dir.push(component);
                     match fs::create_dir(&dir) {
+                        Err(e) if e.kind() == io::ErrorKind::NotADirectory => {
+                            return Err(FilesError::ParentIsFile);
+                        }
                         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
                             return Err(FilesError::Local {
                                 context: "failed to create directory",

@@ -53,6 +53,9 @@ pub enum FilesError {
     /// A directory where a file was expected.
     #[error("path is a directory")]
     IsDirectory,
+    /// A parent of the path is a file.
+    #[error("a parent of the path is a file")]
+    ParentIsFile,
     #[error("operation did not finish in time")]
     Timeout,
     #[error("{context}")]
@@ -78,6 +81,9 @@ impl From<FilesError> for ApiError {
             FilesError::TooLarge { limit } => too_large(limit),
             FilesError::Escape => ApiError::BadRequest("invalid path".into()),
             FilesError::IsDirectory => ApiError::BadRequest("path is a directory".into()),
+            FilesError::ParentIsFile => {
+                ApiError::BadRequest("a parent of the path is a file".into())
+            }
             FilesError::Timeout => ApiError::Remote {
                 status: http::StatusCode::GATEWAY_TIMEOUT,
                 message: eic::TIMEOUT_MESSAGE.into(),
@@ -169,14 +175,6 @@ impl WorkspaceFiles {
 
     pub fn source(&self) -> &'static str {
         self.backend.source()
-    }
-
-    /// 413 unless `content` fits `MAX_FILE_BYTES`; call before any write.
-    pub fn check_size(&self, content: &[u8]) -> Result<(), ApiError> {
-        if content.len() as u64 > self.max_file_bytes {
-            return Err(too_large(self.max_file_bytes));
-        }
-        Ok(())
     }
 
     pub async fn list(

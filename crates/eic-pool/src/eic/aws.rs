@@ -77,7 +77,9 @@ impl Aws {
     }
 
     /// Current credentials (refreshed by the provider when they are temporary).
-    pub async fn credentials(&self) -> Result<Credentials, aws_credential_types::provider::error::CredentialsError> {
+    pub async fn credentials(
+        &self,
+    ) -> Result<Credentials, aws_credential_types::provider::error::CredentialsError> {
         match self.sdk.credentials_provider() {
             Some(provider) => provider.provide_credentials().await,
             None => Err(
@@ -127,9 +129,14 @@ impl Aws {
 
     /// Finds the instance's private address and the EIC Endpoint of its VPC (same subnet
     /// preferred), like `aws ec2-instance-connect open-tunnel` does.
-    pub async fn discover(&self, instance_id: &str, config: &EicConfig) -> Result<Target, EicError> {
+    pub async fn discover(
+        &self,
+        instance_id: &str,
+        config: &EicConfig,
+    ) -> Result<Target, EicError> {
         let instance = self.describe_instance(instance_id).await?;
-        if let (Some(endpoint_id), Some(endpoint_dns)) = (&config.endpoint_id, &config.endpoint_dns) {
+        if let (Some(endpoint_id), Some(endpoint_dns)) = (&config.endpoint_id, &config.endpoint_dns)
+        {
             return Ok(Target {
                 private_ip: instance.private_ip,
                 endpoint_id: endpoint_id.clone(),
@@ -174,7 +181,10 @@ impl Aws {
         Ok(Target {
             private_ip: instance.private_ip,
             endpoint_id: chosen[0].clone(),
-            endpoint_dns: config.endpoint_dns.clone().unwrap_or_else(|| chosen[1].clone()),
+            endpoint_dns: config
+                .endpoint_dns
+                .clone()
+                .unwrap_or_else(|| chosen[1].clone()),
         })
     }
 
@@ -210,9 +220,16 @@ impl Aws {
         if !state.is_empty() && state != "running" {
             return Err(unavailable(instance_id, &format!("instance is {state}")));
         }
-        let private_ip = if private_ip.is_empty() { ipv6 } else { private_ip };
+        let private_ip = if private_ip.is_empty() {
+            ipv6
+        } else {
+            private_ip
+        };
         if private_ip.is_empty() || vpc_id.is_empty() {
-            return Err(unavailable(instance_id, "instance has no private address in a VPC"));
+            return Err(unavailable(
+                instance_id,
+                "instance has no private address in a VPC",
+            ));
         }
         Ok(Instance {
             private_ip,
@@ -426,7 +443,11 @@ pub(crate) fn is_loopback_host(authority: &str) -> bool {
         rest.split(']').next().unwrap_or_default()
     } else {
         match authority.rsplit_once(':') {
-            Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => host,
+            Some((host, port))
+                if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                host
+            }
             _ => authority,
         }
     };
@@ -476,10 +497,21 @@ mod tests {
 
     #[test]
     fn only_a_loopback_endpoint_gets_plain_ws() {
-        for host in ["127.0.0.1:8080", "127.1.2.3", "localhost:99", "[::1]:443", "::1"] {
+        for host in [
+            "127.0.0.1:8080",
+            "127.1.2.3",
+            "localhost:99",
+            "[::1]:443",
+            "::1",
+        ] {
             assert!(is_loopback_host(host), "{host}");
         }
-        for host in ["eice-1.example.amazonaws.com", "10.0.0.1:443", "[2001:db8::1]:80", "localhost.evil.com"] {
+        for host in [
+            "eice-1.example.amazonaws.com",
+            "10.0.0.1:443",
+            "[2001:db8::1]:80",
+            "localhost.evil.com",
+        ] {
             assert!(!is_loopback_host(host), "{host}");
         }
     }
@@ -487,6 +519,9 @@ mod tests {
     #[test]
     fn form_encoding_escapes_reserved_characters() {
         let pairs = [("a b", "x/y=z&"), ("Version", "2016-11-15")];
-        assert_eq!(form_urlencoded(pairs.iter()), "a%20b=x%2Fy%3Dz%26&Version=2016-11-15");
+        assert_eq!(
+            form_urlencoded(pairs.iter()),
+            "a%20b=x%2Fy%3Dz%26&Version=2016-11-15"
+        );
     }
 }

@@ -89,8 +89,11 @@ impl EicConnector {
         let session = Box::pin(async {
             let target = self.step(Step::Discovery, self.target(instance)).await?;
             let stream = self.step(Step::Tunnel, self.open_tunnel(&target)).await?;
-            self.step(Step::Ssh, ssh::handshake(stream, instance, &self.known_hosts))
-                .await
+            self.step(
+                Step::Ssh,
+                ssh::handshake(stream, instance, &self.known_hosts),
+            )
+            .await
         });
         let ((), mut handle) = tokio::try_join!(push, session)?;
         self.step(
@@ -102,10 +105,15 @@ impl EicConnector {
         Ok(EicConnection { ssh: handle, fs })
     }
 
-    async fn open_tunnel(&self, target: &Target) -> Result<tunnel::TunnelStream<tunnel::Ws>, EicError> {
-        let credentials = self.aws.credentials().await.map_err(|e| EicError::Tunnel {
-            source: cause(e),
-        })?;
+    async fn open_tunnel(
+        &self,
+        target: &Target,
+    ) -> Result<tunnel::TunnelStream<tunnel::Ws>, EicError> {
+        let credentials = self
+            .aws
+            .credentials()
+            .await
+            .map_err(|e| EicError::Tunnel { source: cause(e) })?;
         let url = aws::presign_tunnel_url(
             credentials,
             self.aws.region(),
@@ -130,7 +138,9 @@ impl EicConnector {
                 source: cause_msg(format!(
                     "the SFTP server `{command}` did not start: {} ({err}: {})",
                     report.describe(),
-                    std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default(),
+                    std::error::Error::source(&err)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default(),
                 )),
             }
         })
@@ -163,7 +173,10 @@ impl Connector for EicConnector {
         match &result {
             Ok(_) => {
                 metrics::setup_duration(started.elapsed());
-                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "EIC connection ready");
+                tracing::info!(
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "EIC connection ready"
+                );
             }
             Err(err) => {
                 // The cached address or endpoint may be what broke: look it up again next time.

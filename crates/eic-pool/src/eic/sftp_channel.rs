@@ -42,7 +42,13 @@ impl ServerReport {
 pub(crate) async fn start(
     handle: &SshHandle,
     command: &str,
-) -> Result<(impl AsyncRead + AsyncWrite + Unpin + Send + 'static, Arc<Mutex<ServerReport>>), EicError> {
+) -> Result<
+    (
+        impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        Arc<Mutex<ServerReport>>,
+    ),
+    EicError,
+> {
     let channel = handle
         .channel_open_session()
         .await
@@ -63,15 +69,16 @@ pub(crate) async fn start(
         let _keep_open = to_channel;
         while let Some(message) = from_channel.wait().await {
             match message {
-                ChannelMsg::Data { data } => {
-                    if pipe.write_all(&data).await.is_err() {
-                        break; // the SFTP session is gone
-                    }
+                ChannelMsg::Data { data } if pipe.write_all(&data).await.is_err() => {
+                    break; // the SFTP session is gone
                 }
+                ChannelMsg::Data { .. } => {}
                 ChannelMsg::ExtendedData { data, .. } => {
                     let mut report = reported.lock().unwrap_or_else(|e| e.into_inner());
                     let room = STDERR_KEPT.saturating_sub(report.stderr.len());
-                    report.stderr.extend_from_slice(&data[..data.len().min(room)]);
+                    report
+                        .stderr
+                        .extend_from_slice(&data[..data.len().min(room)]);
                 }
                 ChannelMsg::ExitStatus { exit_status } => {
                     let mut report = reported.lock().unwrap_or_else(|e| e.into_inner());

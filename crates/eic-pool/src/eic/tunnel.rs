@@ -98,7 +98,11 @@ where
                     tracing::warn!(code = u16::from(frame.code), reason = %frame.reason, "EIC tunnel closed");
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::ConnectionAborted,
-                        format!("tunnel closed ({}): {}", u16::from(frame.code), frame.reason),
+                        format!(
+                            "tunnel closed ({}): {}",
+                            u16::from(frame.code),
+                            frame.reason
+                        ),
                     )));
                 }
                 Some(Ok(Message::Close(_))) | None => self.eof = true,
@@ -167,7 +171,10 @@ mod tests {
             Message::Close(None),
         ]);
         let mut out = String::new();
-        TunnelStream::new(ws).read_to_string(&mut out).await.unwrap();
+        TunnelStream::new(ws)
+            .read_to_string(&mut out)
+            .await
+            .unwrap();
         assert_eq!(out, "SSH-2.0-OpenSSH\r\n");
     }
 

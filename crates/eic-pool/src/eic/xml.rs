@@ -40,17 +40,20 @@ pub(crate) fn records(
             }
             Event::GeneralRef(reference) => {
                 if let Some(record) = current.as_mut() {
-                    let resolved = reference.resolve_char_ref()?.or_else(|| {
-                        match reference.as_ref() {
-                            b"amp" => Some('&'),
-                            b"lt" => Some('<'),
-                            b"gt" => Some('>'),
-                            b"quot" => Some('"'),
-                            b"apos" => Some('\''),
-                            _ => None,
-                        }
-                    });
-                    if let (Some(c), Some(slot)) = (resolved, field_slot(&path, record_path, fields)) {
+                    let resolved =
+                        reference
+                            .resolve_char_ref()?
+                            .or_else(|| match reference.as_ref() {
+                                b"amp" => Some('&'),
+                                b"lt" => Some('<'),
+                                b"gt" => Some('>'),
+                                b"quot" => Some('"'),
+                                b"apos" => Some('\''),
+                                _ => None,
+                            });
+                    if let (Some(c), Some(slot)) =
+                        (resolved, field_slot(&path, record_path, fields))
+                    {
                         record[slot].push(c);
                     }
                 }
@@ -93,7 +96,12 @@ mod tests {
         let found = records(
             xml,
             "DescribeInstancesResponse/reservationSet/item/instancesSet/item",
-            &["instanceId", "privateIpAddress", "instanceState/name", "ipv6Address"],
+            &[
+                "instanceId",
+                "privateIpAddress",
+                "instanceState/name",
+                "ipv6Address",
+            ],
         )
         .unwrap();
         assert_eq!(found, vec![vec!["i-0abc", "10.0.1.5", "running", ""]]);

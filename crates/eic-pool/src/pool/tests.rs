@@ -295,7 +295,11 @@ async fn connections_are_recycled_before_their_maximum_lifetime() {
     }
     let fresh = pool.acquire(&id("i-a")).await.unwrap();
     assert_eq!(fresh.setup, 2);
-    assert_eq!(fake.dropped(), 0, "the old connection lives until its last lease ends");
+    assert_eq!(
+        fake.dropped(),
+        0,
+        "the old connection lives until its last lease ends"
+    );
     drop(held);
     settle().await;
     assert_eq!(fake.dropped(), 1);
@@ -319,8 +323,16 @@ async fn least_recently_used_idle_connection_goes_first_at_the_cap() {
     assert_eq!(fake.disconnects(), 1);
     assert_eq!(pool.status().connections, 2);
 
-    assert_eq!(pool.acquire(&id("i-a")).await.unwrap().setup, 1, "a was kept");
-    assert_eq!(pool.acquire(&id("i-b")).await.unwrap().setup, 4, "b was closed");
+    assert_eq!(
+        pool.acquire(&id("i-a")).await.unwrap().setup,
+        1,
+        "a was kept"
+    );
+    assert_eq!(
+        pool.acquire(&id("i-b")).await.unwrap().setup,
+        4,
+        "b was closed"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -386,7 +398,10 @@ async fn a_panic_inside_an_operation_leaks_nothing() {
     settle().await;
     let status = pool.status();
     assert_eq!((status.leases, status.queued), (0, 0));
-    assert_eq!(status.connections, 0, "the half-used connection was dropped");
+    assert_eq!(
+        status.connections, 0,
+        "the half-used connection was dropped"
+    );
     assert_eq!(fake.dropped(), 1);
     // All eight channel slots are available on the fresh connection.
     let key = id("i-a");
