@@ -90,8 +90,35 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// Whether a cause in the chain is the database being unreachable (see
+/// [`store::StoreError::is_unavailable`]).
+fn datastore_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if current.downcast_ref::<store::StoreError>().is_some_and(store::StoreError::is_unavailable) {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // A database outage in any handler answers like the auth guard's (contract §5.2): a 503
+        // naming the datastore that the client may retry, not a 500.
+        if let ApiError::Internal { source, .. } = &self
+            && datastore_unavailable(source.as_ref())
+        {
+            let logged = LoggedError(std::sync::Arc::new(chain(&self)));
+            let mut response = ApiError::Unavailable {
+                message: "platform datastore unavailable — retry shortly".to_string(),
+                code: "platform_unavailable",
+            }
+            .into_response();
+            response.extensions_mut().insert(logged);
+            return response;
+        }
         let status = self.status();
         let body = match &self {
             ApiError::WithBody { body, .. } => body.clone(),

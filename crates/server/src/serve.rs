@@ -83,7 +83,6 @@ pub async fn build_state(
     schema: SchemaStatus,
 ) -> anyhow::Result<AppState> {
     let api_config = config.api_config();
-    tracing::debug!(eic = ?config.eic_config(), "EIC settings");
     let eic = eic_pool::EicPool::new(config.eic_config())
         .await
         .context("EIC settings")?;

@@ -31,3 +31,26 @@ pub enum StoreError {
     )]
     IncompatibleSchema { missing: Vec<String> },
 }
+
+impl StoreError {
+    /// Whether the database could not be reached or ended the session (a restart, a failover, a
+    /// full pool): the request may succeed when retried, so it is not a bug of ours.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(error) = self else {
+            return false;
+        };
+        match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed => true,
+            // SQLSTATE class 08 (connection exception) and 57P (admin shutdown, crash shutdown,
+            // cannot connect now).
+            sqlx::Error::Database(error) => error
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
+        }
+    }
+}
