@@ -29,15 +29,18 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     println!("cold write: {:?}", timed.elapsed());
 
-    for round in 0..3 {
+    let mut warm = Vec::new();
+    for _ in 0..50 {
         let timed = Instant::now();
         let data = pool.read_file(&instance, path, 1 << 20).await?;
-        println!(
-            "warm read {round}: {:?} ({} bytes)",
-            timed.elapsed(),
-            data.len()
-        );
+        warm.push(timed.elapsed());
+        anyhow::ensure!(data == b"hello from eic-pool\n", "read back something else");
     }
+    warm.sort();
+    println!(
+        "warm read: median {:?}, min {:?}, max {:?} (50 reads)",
+        warm[25], warm[0], warm[49]
+    );
     let big: Vec<u8> = (0..3_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();

@@ -19,6 +19,7 @@ pub mod pool;
 mod sftp;
 
 pub use error::{Cause, EicError, Step};
+pub use crate::metrics::describe as describe_metrics;
 pub use pool::PoolStatus;
 
 use std::sync::Arc;
@@ -148,6 +149,7 @@ impl EicPool {
     /// Loads AWS settings from the standard environment and starts the pool's reaper.
     pub async fn new(config: EicConfig) -> Result<Self, EicError> {
         config.validate()?;
+        crate::metrics::describe();
         let config = Arc::new(config);
         let connector = EicConnector::new(config.clone()).await?;
         let pool = Pool::new(

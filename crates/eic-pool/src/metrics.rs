@@ -5,6 +5,41 @@ use std::time::Duration;
 
 use crate::Step;
 
+/// Registers the help text of every EIC metric (call once, after installing the recorder).
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "eic_setups_total",
+        "EIC connection setup steps, by step and outcome"
+    );
+    describe_histogram!(
+        "eic_setup_duration_seconds",
+        Unit::Seconds,
+        "Duration of successful EIC connection setups"
+    );
+    describe_counter!(
+        "eic_operations_total",
+        "Remote file operations, by kind and outcome"
+    );
+    describe_histogram!(
+        "eic_operation_duration_seconds",
+        Unit::Seconds,
+        "Duration of remote file operations (connection setup included), by kind"
+    );
+    describe_gauge!(
+        "eic_connections_live",
+        "Live pooled SSH connections to instances"
+    );
+    describe_gauge!(
+        "eic_tunnels_live",
+        "EIC tunnels in use (connections and setups)"
+    );
+    describe_gauge!(
+        "eic_operations_queued",
+        "Operations waiting for a channel slot"
+    );
+}
+
 pub(crate) fn connections_live(count: usize) {
     metrics::gauge!("eic_connections_live").set(count as f64);
 }

@@ -146,6 +146,7 @@ struct Shared<C: Connector> {
     counters: Arc<Counters>,
     wake_reaper: Arc<Notify>,
     cancel: CancellationToken,
+    created: Instant,
 }
 
 #[derive(Default)]
@@ -333,6 +334,7 @@ impl<C: Connector> Pool<C> {
             counters: Arc::default(),
             wake_reaper: Arc::new(Notify::new()),
             cancel: CancellationToken::new(),
+            created: Instant::now(),
         });
         tokio::spawn(reap(
             Arc::downgrade(&shared),
@@ -418,10 +420,9 @@ impl<C: Connector> Shared<C> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A fixed origin for the entries' `last_used` stamps.
+    /// The origin of the entries' `last_used` stamps.
     fn epoch(&self) -> Instant {
-        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        Instant::from_std(*EPOCH.get_or_init(std::time::Instant::now))
+        self.created
     }
 
     fn is_usable(&self, entry: &Entry<C::Conn>, now: Instant) -> bool {

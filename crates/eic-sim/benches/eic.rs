@@ -1,0 +1,396 @@
+//! EIC benchmarks against `eic-sim` and its real sshd, in one run:
+//!
+//! 1. warm 4 KiB read through `EicPool` vs the Go original's per-operation path (a new OpenSSH
+//!    `sftp -b` client process — it spawns `ssh` — through a fresh tunnel per read);
+//! 2. the pool's warm per-operation overhead over a bare SFTP read on an open session;
+//! 3. a cold first read with profile `aws`, with the setup's step timeline;
+//! 4. 100 concurrent reads of one instance from cold (profile `none`).
+//!
+//! Run: `cargo bench --workspace --bench eic` (as root, with openssh-server and openssh-client).
+//! The pool reads its AWS settings from the environment, so each phase runs in a child process
+//! of this executable with the simulator's environment (`SimProcess::run_test_in_child`).
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eic_pool::{EicConfig, EicPool};
+use eic_sim::{SimControl, SimInfo, SimProcess, TunnelListener};
+use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing_subscriber::layer::SubscriberExt;
+
+const INSTANCE: &str = "i-0123456789abcdef0";
+const FILE: &str = "/configs/bench-4k";
+const LIMIT: u64 = 1 << 20;
+
+fn main() {
+    match SimInfo::from_env() {
+        Some(info) => {
+            let phase = std::env::args().nth(1).unwrap_or_default();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(run_phase(&phase, info));
+        }
+        None => {
+            for profile in ["none", "aws"] {
+                let sim = SimProcess::spawn(&["--instance", INSTANCE, "--profile", profile])
+                    .expect("eic-sim starts (root, openssh-server)");
+                let status = sim.run_test_in_child(profile).unwrap();
+                assert!(
+                    status.success(),
+                    "benchmark phase {profile} failed: {status}"
+                );
+            }
+        }
+    }
+}
+
+async fn run_phase(phase: &str, info: SimInfo) {
+    let root = info.instances[INSTANCE].root.clone();
+    std::fs::write(root.join(FILE.trim_start_matches('/')), vec![b'x'; 4096]).unwrap();
+    let layer = StepTimeline::default();
+    let timeline = layer.spans.clone();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
+    match phase {
+        "none" => phase_none(&info).await,
+        "aws" => phase_aws(&info, &timeline).await,
+        other => panic!("unknown phase {other}"),
+    }
+}
+
+fn config(info: &SimInfo) -> EicConfig {
+    EicConfig {
+        region: info.region.clone(),
+        os_user: info.os_user.clone(),
+        ..EicConfig::default()
+    }
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    samples[samples.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn timed<T>(work: impl Future<Output = T>) -> (Duration, T) {
+    let started = Instant::now();
+    let out = work.await;
+    (started.elapsed(), out)
+}
+
+async fn phase_none(info: &SimInfo) {
+    // (1) and (2): warm reads through the pool.
+    let pool = EicPool::new(config(info)).await.unwrap();
+    pool.read_file(INSTANCE, FILE, LIMIT).await.unwrap();
+    let mut pool_reads = Vec::new();
+    for _ in 0..300 {
+        let (elapsed, bytes) = timed(pool.read_file(INSTANCE, FILE, LIMIT)).await;
+        assert_eq!(bytes.unwrap().len(), 4096);
+        pool_reads.push(elapsed);
+    }
+    let pool_median = median(pool_reads);
+    pool.close().await;
+
+    // (2): the bare SFTP read (open + read + close) on an already-open session.
+    let (bare_median, round_trip) = bare_sftp_reads(info, 300).await;
+
+    // (1): the original's per-operation path.
+    let process_median = ssh_process_reads(info, 20).await;
+
+    println!("== profile none ==");
+    println!(
+        "(1) warm 4 KiB read: pool median {:.2} ms, new sftp/ssh process + new tunnel median {:.1} ms -> {:.0}x faster (goal >= 50x)",
+        ms(pool_median),
+        ms(process_median),
+        process_median.as_secs_f64() / pool_median.as_secs_f64()
+    );
+    println!(
+        "(2) pool read median {:.3} ms vs bare SFTP open+read on an open session {:.3} ms -> overhead {:.3} ms (goal <= 1 ms); one SFTP round trip (stat) {:.3} ms",
+        ms(pool_median),
+        ms(bare_median),
+        ms(pool_median.saturating_sub(bare_median)),
+        ms(round_trip)
+    );
+
+    // (4): 100 concurrent reads from cold, against a single cold read.
+    let control = SimControl::new(&info.aws_endpoint_url);
+    let mut colds = Vec::new();
+    let mut bursts = Vec::new();
+    for _ in 0..5 {
+        let pool = EicPool::new(config(info)).await.unwrap();
+        let (elapsed, bytes) = timed(pool.read_file(INSTANCE, FILE, LIMIT)).await;
+        bytes.unwrap();
+        colds.push(elapsed);
+        pool.close().await;
+
+        let pool = EicPool::new(config(info)).await.unwrap();
+        let before = control.status().await.unwrap().tunnels_opened;
+        let reads = (0..100).map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.read_file(INSTANCE, FILE, LIMIT).await })
+        });
+        let (elapsed, results) = timed(futures_util::future::join_all(reads)).await;
+        for result in results {
+            assert_eq!(result.unwrap().unwrap().len(), 4096);
+        }
+        let setups = pool.status().setups;
+        let tunnels = control.status().await.unwrap().tunnels_opened - before;
+        assert_eq!(
+            (setups, tunnels),
+            (1, 1),
+            "100 concurrent cold reads share one setup"
+        );
+        bursts.push(elapsed);
+        pool.close().await;
+    }
+    let (cold, burst) = (median(colds), median(bursts));
+    println!(
+        "(4) 100 concurrent cold reads: 1 setup, 1 tunnel; all done in {:.1} ms (median of 5) vs one cold read {:.1} ms -> +{:.1} ms (goal <= +300 ms)",
+        ms(burst),
+        ms(cold),
+        ms(burst.saturating_sub(cold))
+    );
+}
+
+async fn phase_aws(info: &SimInfo, timeline: &Arc<Mutex<Vec<SpanRecord>>>) {
+    let mut colds = Vec::new();
+    let mut first_timeline = None;
+    for _ in 0..5 {
+        timeline.lock().unwrap().clear();
+        let pool = EicPool::new(config(info)).await.unwrap();
+        let (elapsed, bytes) = timed(pool.read_file(INSTANCE, FILE, LIMIT)).await;
+        assert_eq!(bytes.unwrap().len(), 4096);
+        colds.push(elapsed);
+        pool.close().await;
+        first_timeline.get_or_insert_with(|| timeline.lock().unwrap().clone());
+    }
+    println!("== profile aws (key push 300 ms, handshake 1 s, 10 ms per chunk each way) ==");
+    println!(
+        "(3) cold first read: median {:.0} ms of 5 (goal <= 1350 ms); runs: {:?} ms",
+        ms(median(colds.clone())),
+        colds.iter().map(|d| ms(*d).round()).collect::<Vec<_>>()
+    );
+    println!("    setup steps of the first run (start..end, ms after the setup began):");
+    let records = first_timeline.unwrap_or_default();
+    let origin = records.iter().map(|r| r.start).min();
+    if let Some(origin) = origin {
+        for record in records {
+            println!(
+                "      {:<28} {:>6.0} .. {:>6.0}",
+                record.label,
+                ms(record.start - origin),
+                ms(record.end - origin)
+            );
+        }
+    }
+}
+
+struct AcceptAny;
+
+impl russh::client::Handler for AcceptAny {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, _: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+async fn push_key(info: &SimInfo) -> PrivateKey {
+    use aws_sdk_ec2instanceconnect as eic;
+    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
+    let credentials = aws_credential_types::Credentials::new(
+        &info.access_key_id,
+        &info.secret_access_key,
+        None,
+        None,
+        "bench",
+    );
+    let config = eic::Config::builder()
+        .behavior_version(eic::config::BehaviorVersion::latest())
+        .region(eic::config::Region::new(info.region.clone()))
+        .credentials_provider(credentials)
+        .endpoint_url(&info.aws_endpoint_url)
+        .build();
+    eic::Client::from_conf(config)
+        .send_ssh_public_key()
+        .instance_id(INSTANCE)
+        .instance_os_user(&info.os_user)
+        .ssh_public_key(key.public_key().to_openssh().unwrap())
+        .send()
+        .await
+        .unwrap();
+    key
+}
+
+/// Medians of a bare open + read on an open SFTP session, and of one SFTP round trip (stat).
+async fn bare_sftp_reads(info: &SimInfo, count: usize) -> (Duration, Duration) {
+    let key = push_key(info).await;
+    let listener = TunnelListener::bind(info, INSTANCE).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(listener.local_addr())
+        .await
+        .unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let config = Arc::new(russh::client::Config::default());
+    let mut ssh = russh::client::connect_stream(config, tcp, AcceptAny)
+        .await
+        .unwrap();
+    let auth = ssh
+        .authenticate_publickey(
+            &info.os_user,
+            PrivateKeyWithHashAlg::new(Arc::new(key), None),
+        )
+        .await
+        .unwrap();
+    assert!(auth.success());
+    let channel = ssh.channel_open_session().await.unwrap();
+    channel.exec(true, "sftp-server").await.unwrap();
+    let sftp = russh_sftp::client::SftpSession::new(channel.into_stream())
+        .await
+        .unwrap();
+    // The requests the pool needs at least: open, then one read (it closes without waiting).
+    let mut samples = Vec::new();
+    let mut stats = Vec::new();
+    for _ in 0..count {
+        let (elapsed, mut file) = timed(async {
+            let mut file = sftp.open(FILE).await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            file.read_exact(&mut buf).await.unwrap();
+            file
+        })
+        .await;
+        samples.push(elapsed);
+        file.shutdown().await.unwrap();
+        let (elapsed, attrs) = timed(sftp.metadata(FILE)).await;
+        assert_eq!(attrs.unwrap().size, Some(4096));
+        stats.push(elapsed);
+    }
+    (median(samples), median(stats))
+}
+
+/// One `sftp -b` process (it spawns `ssh`) per read, each through a new presigned WebSocket, as
+/// the Go original paid for every operation (its pooled `ssh … sudo cat`; sshd here forces the
+/// SFTP server, so `sftp -b` with `get` is the equivalent read).
+async fn ssh_process_reads(info: &SimInfo, count: usize) -> Duration {
+    let key = push_key(info).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("id_ed25519");
+    std::fs::write(
+        &key_file,
+        key.to_openssh(russh::keys::ssh_key::LineEnding::LF)
+            .unwrap(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let batch = dir.path().join("batch");
+    let local = dir.path().join("out");
+    std::fs::write(&batch, format!("get {FILE} {}\n", local.display())).unwrap();
+    let listener = TunnelListener::bind(info, INSTANCE).await.unwrap();
+    let port = listener.local_addr().port().to_string();
+    let mut samples = Vec::new();
+    for _ in 0..count {
+        let _ = std::fs::remove_file(&local);
+        let mut command = tokio::process::Command::new("sftp");
+        command
+            .args(["-q", "-b"])
+            .arg(&batch)
+            .arg("-i")
+            .arg(&key_file)
+            .args(["-P", &port])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+            ])
+            .args(["-o", "LogLevel=ERROR", "-o", "BatchMode=yes"])
+            .arg(format!("{}@127.0.0.1", info.os_user))
+            .stdout(std::process::Stdio::null());
+        let (elapsed, status) = timed(command.status()).await;
+        assert!(status.unwrap().success(), "sftp failed");
+        assert_eq!(std::fs::read(&local).unwrap().len(), 4096);
+        samples.push(elapsed);
+    }
+    median(samples)
+}
+
+/// Start and end of every `eic.setup` / `eic.step` span of the pool.
+#[derive(Debug, Clone)]
+struct SpanRecord {
+    label: String,
+    start: Instant,
+    end: Instant,
+}
+
+#[derive(Default)]
+struct StepTimeline {
+    spans: Arc<Mutex<Vec<SpanRecord>>>,
+}
+
+struct Open {
+    label: String,
+    start: Instant,
+}
+
+#[derive(Default)]
+struct StepField(Option<String>);
+
+impl tracing::field::Visit for StepField {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "step" {
+            self.0 = Some(value.to_owned());
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "step" {
+            self.0 = Some(format!("{value:?}"));
+        }
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for StepTimeline
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let name = attrs.metadata().name();
+        if !matches!(name, "eic.setup" | "eic.step" | "eic.operation") {
+            return;
+        }
+        let mut step = StepField::default();
+        attrs.record(&mut step);
+        let label = match step.0 {
+            Some(step) => format!("{name} {step}"),
+            None => name.to_owned(),
+        };
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(Open {
+                label,
+                start: Instant::now(),
+            });
+        }
+    }
+
+    fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if let Some(span) = ctx.span(&id)
+            && let Some(open) = span.extensions_mut().remove::<Open>()
+        {
+            self.spans.lock().unwrap().push(SpanRecord {
+                label: open.label,
+                start: open.start,
+                end: Instant::now(),
+            });
+        }
+    }
+}
