@@ -103,8 +103,28 @@ fn datastore_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether a cause in the chain is PostgreSQL refusing a text value the client sent (see
+/// [`store::StoreError::is_invalid_text`]).
+fn invalid_text(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if current.downcast_ref::<store::StoreError>().is_some_and(store::StoreError::is_invalid_text) {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // A NUL character cannot be stored in a text column: bad input, not a server fault.
+        if let ApiError::Internal { source, .. } = &self
+            && invalid_text(source.as_ref())
+        {
+            return ApiError::BadRequest("text must not contain NUL characters".to_string())
+                .into_response();
+        }
         // A database outage in any handler answers like the auth guard's (contract §5.2): a 503
         // naming the datastore that the client may retry, not a 500.
         if let ApiError::Internal { source, .. } = &self

@@ -13,6 +13,7 @@ pub mod files;
 pub mod json;
 pub mod liveness;
 pub mod middleware;
+pub mod openapi;
 pub mod routes;
 pub mod state;
 

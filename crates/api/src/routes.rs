@@ -62,6 +62,7 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/ready", Public, get(ops::ready)),
         route(Method::GET, "/buildinfo", Public, get(ops::buildinfo)),
         route(Method::GET, "/metrics", Public, get(ops::metrics)),
+        route(Method::GET, "/openapi.json", Public, get(crate::openapi::serve)),
         route(Method::GET, "/admin/liveness", Admin, get(admin::liveness)),
         route(Method::GET, "/workspaces", Admin, get(workspaces::list)),
         route(Method::POST, "/workspaces", Admin, post(workspaces::create)),

@@ -160,6 +160,10 @@ pub struct Config {
     )]
     pub eic_pool_max_instances: usize,
 
+    /// Concurrent EIC tunnels at most, across all instances (an endpoint allows 20).
+    #[arg(long, env = "EIC_MAX_TUNNELS", default_value_t = 16, global = true)]
+    pub eic_max_tunnels: usize,
+
     /// Budget of one remote file operation; past it the API answers 504.
     #[arg(long, env = "EIC_OPERATION_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub eic_operation_timeout: Duration,
@@ -217,6 +221,7 @@ impl Config {
             idle_timeout: self.eic_idle_timeout,
             max_lifetime: self.eic_max_lifetime,
             max_instances: self.eic_pool_max_instances,
+            max_tunnels: self.eic_max_tunnels,
             ..eic_pool::EicConfig::default()
         }
     }

@@ -53,4 +53,15 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// Whether PostgreSQL refused a text value it cannot store: a NUL character in `text`
+    /// (SQLSTATE 22021) or `\u0000` in `jsonb` (22P05). The client sent it, so it is bad input.
+    pub fn is_invalid_text(&self) -> bool {
+        let StoreError::Database(sqlx::Error::Database(error)) = self else {
+            return false;
+        };
+        error
+            .code()
+            .is_some_and(|code| code == "22021" || code == "22P05")
+    }
 }

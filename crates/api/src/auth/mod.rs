@@ -123,7 +123,9 @@ pub async fn guard(
         Access::Admin => admin(&ctx, request.headers()).await,
         Access::Workspace => workspace(&ctx, request.headers(), path_id.as_deref()).await,
         Access::WorkspaceSelf => workspace_self(&ctx, request.headers(), path_id.as_deref()).await,
-        Access::TestToken => test_token(&ctx.state.config, request.headers()),
+        Access::TestToken => test_token(&ctx.state.config, request.headers())
+            .map(|()| None)
+            .map_err(IntoResponse::into_response),
         // The body names the workspace: the handler checks once it has parsed it.
         Access::AgentBody => Ok(None),
         Access::AgentHeader => agent::caller_from_header(&ctx, request.headers())
@@ -234,17 +236,17 @@ async fn workspace_self(ctx: &AuthContext, headers: &HeaderMap, path_id: Option<
 }
 
 /// The test-token route's own gate (§5.5).
-fn test_token(config: &ApiConfig, headers: &HeaderMap) -> Verdict {
+fn test_token(config: &ApiConfig, headers: &HeaderMap) -> Result<(), ApiError> {
     let enabled = config.molecule_env != "production" || config.enable_test_tokens;
     if !enabled {
-        return Err(ApiError::NotFound("not found".to_string()).into_response());
+        return Err(ApiError::NotFound("not found".to_string()));
     }
     if config.admin_token.is_some()
         && !bearer_token(headers).is_some_and(|b| is_admin_token(config, b))
     {
-        return Err(unauthorized("admin auth required"));
+        return Err(ApiError::Unauthorized("admin auth required".to_string()));
     }
-    Ok(None)
+    Ok(())
 }
 
 async fn own_token(ctx: &AuthContext, bearer: &str, path_id: Option<&str>) -> Result<(), Response> {
