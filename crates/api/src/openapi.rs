@@ -58,7 +58,6 @@ pub struct LivenessView {
 #[derive(Debug, ToSchema)]
 pub struct WorkspaceFull {
     pub active_tasks: i64,
-    #[schema(value_type = Object, nullable)]
     pub agent_card: Option<Value>,
     pub budget_limit: Option<i64>,
     pub collapsed: bool,
@@ -85,7 +84,6 @@ pub struct WorkspaceFull {
 #[derive(Debug, ToSchema)]
 pub struct WorkspacePublic {
     pub active_tasks: i64,
-    #[schema(value_type = Object, nullable)]
     pub agent_card: Option<Value>,
     pub collapsed: bool,
     pub id: String,
@@ -139,7 +137,7 @@ pub struct CreatedWorkspace {
     pub awareness_namespace: Option<String>,
     pub workspace_access: Option<String>,
     pub external: Option<bool>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub connection: Option<Value>,
 }
 
@@ -243,7 +241,7 @@ pub struct InstanceSet {
 
 #[derive(Debug, ToSchema)]
 pub struct RegisterBody {
-    pub id: String,
+    pub id: uuid::Uuid,
     pub url: String,
     #[schema(value_type = Object)]
     pub agent_card: Value,
@@ -258,7 +256,7 @@ pub struct Registered {
 
 #[derive(Debug, ToSchema)]
 pub struct HeartbeatBody {
-    pub workspace_id: String,
+    pub workspace_id: uuid::Uuid,
     pub error_rate: Option<f64>,
     pub sample_error: Option<String>,
     pub active_tasks: Option<i32>,
@@ -270,7 +268,7 @@ pub struct HeartbeatBody {
 
 #[derive(Debug, ToSchema)]
 pub struct UpdateCardBody {
-    pub workspace_id: String,
+    pub workspace_id: uuid::Uuid,
     #[schema(value_type = Object)]
     pub agent_card: Value,
 }
@@ -292,7 +290,6 @@ pub struct Unreachable {
 #[derive(Debug, ToSchema)]
 pub struct PeerView {
     pub active_tasks: i64,
-    #[schema(value_type = Object, nullable)]
     pub agent_card: Option<Value>,
     pub id: String,
     pub name: String,
@@ -319,7 +316,6 @@ pub struct EventView {
     pub created_at: String,
     pub event_type: String,
     pub id: String,
-    #[schema(value_type = Object, nullable)]
     pub payload: Option<Value>,
     pub workspace_id: Option<String>,
 }
@@ -334,11 +330,11 @@ pub struct ActivityReport {
     pub status: Option<String>,
     pub error_detail: Option<String>,
     pub duration_ms: Option<i32>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub request_body: Option<Value>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub response_body: Option<Value>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub metadata: Option<Value>,
 }
 
@@ -350,9 +346,7 @@ pub struct ActivityView {
     pub error_detail: Option<String>,
     pub id: String,
     pub method: Option<String>,
-    #[schema(value_type = Object)]
     pub request_body: Option<Value>,
-    #[schema(value_type = Object)]
     pub response_body: Option<Value>,
     pub source_id: Option<String>,
     pub status: String,
@@ -369,11 +363,11 @@ pub struct TemplateView {
     pub tier: i64,
     pub runtime: String,
     pub model: String,
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub models: Option<Vec<Value>>,
     pub required_env: Option<Vec<String>>,
     pub providers: Option<Vec<String>>,
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Option<Vec<Object>>)]
     pub provider_registry: Option<Vec<Value>>,
     pub skills: Option<Vec<String>>,
     pub skill_count: i64,
@@ -489,7 +483,7 @@ mod operations {
     pub fn create_workspace() {}
 
     #[utoipa::path(get, path = "/workspaces/{id}", tag = "workspaces",
-        params(("id" = String, Path, description = "Workspace id"),
+        params(("id" = uuid::Uuid, Path, description = "Workspace id"),
                ("include_removed" = Option<String>, Query, description = "`true` shows removed")),
         responses(
         (status = 200, description = "The open projection", body = WorkspacePublic),
@@ -500,7 +494,7 @@ mod operations {
     pub fn get_workspace() {}
 
     #[utoipa::path(patch, path = "/workspaces/{id}", tag = "workspaces",
-        params(("id" = String, Path)), request_body = PatchWorkspace, responses(
+        params(("id" = uuid::Uuid, Path)), request_body = PatchWorkspace, responses(
         (status = 200, description = "Updated", body = Patched),
         (status = 400, description = "Invalid key or value", body = ErrorBody),
         (status = 401, description = "Not this workspace", body = ErrorBody),
@@ -511,7 +505,7 @@ mod operations {
     pub fn patch_workspace() {}
 
     #[utoipa::path(delete, path = "/workspaces/{id}", tag = "workspaces",
-        params(("id" = String, Path),
+        params(("id" = uuid::Uuid, Path),
                ("confirm" = Option<String>, Query, description = "`true` cascades"),
                ("purge" = Option<String>, Query, description = "`true` hard-deletes")),
         responses(
@@ -524,7 +518,7 @@ mod operations {
     pub fn delete_workspace() {}
 
     #[utoipa::path(get, path = "/workspaces/{id}/state", tag = "workspaces",
-        params(("id" = String, Path)), responses(
+        params(("id" = uuid::Uuid, Path)), responses(
         (status = 200, description = "Live", body = StateView),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "Not this workspace's token", body = ErrorBody),
@@ -533,7 +527,7 @@ mod operations {
     pub fn workspace_state() {}
 
     #[utoipa::path(get, path = "/workspaces/{id}/model", tag = "settings",
-        params(("id" = String, Path)), responses(
+        params(("id" = uuid::Uuid, Path)), responses(
         (status = 200, description = "The model", body = ModelView),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "Not this workspace", body = ErrorBody),
@@ -542,7 +536,7 @@ mod operations {
     pub fn get_model() {}
 
     #[utoipa::path(put, path = "/workspaces/{id}/model", tag = "settings",
-        params(("id" = String, Path)), request_body = ModelBody, responses(
+        params(("id" = uuid::Uuid, Path)), request_body = ModelBody, responses(
         (status = 200, description = "Saved or cleared", body = SettingSaved),
         (status = 400, description = "Invalid body", body = ErrorBody),
         (status = 401, description = "Not this workspace", body = ErrorBody),
@@ -552,7 +546,7 @@ mod operations {
     pub fn put_model() {}
 
     #[utoipa::path(get, path = "/workspaces/{id}/provider", tag = "settings",
-        params(("id" = String, Path)), responses(
+        params(("id" = uuid::Uuid, Path)), responses(
         (status = 200, description = "The provider", body = ProviderView),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "Not this workspace", body = ErrorBody),
@@ -561,7 +555,7 @@ mod operations {
     pub fn get_provider() {}
 
     #[utoipa::path(put, path = "/workspaces/{id}/provider", tag = "settings",
-        params(("id" = String, Path)), request_body = ProviderBody, responses(
+        params(("id" = uuid::Uuid, Path)), request_body = ProviderBody, responses(
         (status = 200, description = "Saved or cleared", body = SettingSaved),
         (status = 400, description = "Invalid body", body = ErrorBody),
         (status = 401, description = "Not this workspace", body = ErrorBody),
@@ -571,7 +565,7 @@ mod operations {
     pub fn put_provider() {}
 
     #[utoipa::path(get, path = "/admin/workspaces/{id}/test-token", tag = "admin",
-        params(("id" = String, Path)), responses(
+        params(("id" = uuid::Uuid, Path)), responses(
         (status = 200, description = "A fresh workspace token", body = TestToken),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "ADMIN_TOKEN required", body = ErrorBody),
@@ -580,7 +574,7 @@ mod operations {
     pub fn test_token() {}
 
     #[utoipa::path(put, path = "/admin/workspaces/{id}/instance", tag = "admin",
-        params(("id" = String, Path)), request_body = InstanceBody, responses(
+        params(("id" = uuid::Uuid, Path)), request_body = InstanceBody, responses(
         (status = 200, description = "Attached or detached", body = InstanceSet),
         (status = 400, description = "Invalid id or instance id", body = ErrorBody),
         (status = 401, description = "Not an admin", body = ErrorBody),
@@ -620,8 +614,8 @@ mod operations {
     pub fn update_card() {}
 
     #[utoipa::path(get, path = "/registry/discover/{id}", tag = "registry",
-        params(("id" = String, Path),
-               ("X-Workspace-ID" = String, Header, description = "The calling workspace")),
+        params(("id" = uuid::Uuid, Path),
+               ("X-Workspace-ID" = uuid::Uuid, Header, description = "The calling workspace")),
         responses(
         (status = 200, description = "Where to reach it", body = Discovered),
         (status = 400, description = "Invalid ids", body = ErrorBody),
@@ -632,7 +626,7 @@ mod operations {
     pub fn discover() {}
 
     #[utoipa::path(get, path = "/registry/{id}/peers", tag = "registry",
-        params(("id" = String, Path)), responses(
+        params(("id" = uuid::Uuid, Path)), responses(
         (status = 200, description = "Siblings, children, parent", body = Vec<PeerView>),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "Not the workspace's token", body = ErrorBody),
@@ -655,7 +649,7 @@ mod operations {
     pub fn events() {}
 
     #[utoipa::path(get, path = "/events/{workspaceId}", tag = "events",
-        params(("workspaceId" = String, Path)), responses(
+        params(("workspaceId" = uuid::Uuid, Path)), responses(
         (status = 200, description = "The workspace's newest 100 events", body = Vec<EventView>),
         (status = 400, description = "Invalid id", body = ErrorBody),
         (status = 401, description = "Not an admin", body = ErrorBody),
@@ -671,7 +665,7 @@ mod operations {
     pub fn socket() {}
 
     #[utoipa::path(post, path = "/workspaces/{id}/activity", tag = "activity",
-        params(("id" = String, Path)), request_body = ActivityReport, responses(
+        params(("id" = uuid::Uuid, Path)), request_body = ActivityReport, responses(
         (status = 200, description = "Logged", body = StatusBody),
         (status = 400, description = "Invalid body", body = ErrorBody),
         (status = 401, description = "Not this workspace", body = ErrorBody),
@@ -682,7 +676,7 @@ mod operations {
     pub fn report_activity() {}
 
     #[utoipa::path(get, path = "/workspaces/{id}/activity", tag = "activity",
-        params(("id" = String, Path),
+        params(("id" = uuid::Uuid, Path),
                ("type" = Option<String>, Query), ("source" = Option<String>, Query),
                ("limit" = Option<String>, Query)),
         responses(
@@ -709,7 +703,7 @@ mod operations {
     pub fn import_template() {}
 
     #[utoipa::path(get, path = "/workspaces/{id}/files", tag = "files",
-        params(("id" = String, Path), ("root" = Option<String>, Query),
+        params(("id" = uuid::Uuid, Path), ("root" = Option<String>, Query),
                ("path" = Option<String>, Query), ("depth" = Option<String>, Query)),
         responses(
         (status = 200, description = "Entries", body = Vec<FileEntryView>),
@@ -723,7 +717,7 @@ mod operations {
     pub fn list_files() {}
 
     #[utoipa::path(put, path = "/workspaces/{id}/files", tag = "files",
-        params(("id" = String, Path)), request_body = ReplaceFilesBody, responses(
+        params(("id" = uuid::Uuid, Path)), request_body = ReplaceFilesBody, responses(
         (status = 200, description = "Written", body = Replaced),
         (status = 400, description = "Invalid body or path", body = ErrorBody),
         (status = 401, description = "Not this workspace", body = ErrorBody),
@@ -736,7 +730,7 @@ mod operations {
     pub fn replace_files() {}
 
     #[utoipa::path(get, path = "/workspaces/{id}/files/{path}", tag = "files",
-        params(("id" = String, Path), ("path" = String, Path, description = "Relative path"),
+        params(("id" = uuid::Uuid, Path), ("path" = String, Path, description = "Relative path"),
                ("root" = Option<String>, Query)),
         responses(
         (status = 200, description = "The file", body = FileContent),
@@ -751,7 +745,7 @@ mod operations {
     pub fn read_file() {}
 
     #[utoipa::path(put, path = "/workspaces/{id}/files/{path}", tag = "files",
-        params(("id" = String, Path), ("path" = String, Path), ("root" = Option<String>, Query)),
+        params(("id" = uuid::Uuid, Path), ("path" = String, Path), ("root" = Option<String>, Query)),
         request_body = WriteFileBody, responses(
         (status = 200, description = "Saved", body = FileDone),
         (status = 400, description = "Invalid root, path or body", body = ErrorBody),
@@ -765,7 +759,7 @@ mod operations {
     pub fn write_file() {}
 
     #[utoipa::path(delete, path = "/workspaces/{id}/files/{path}", tag = "files",
-        params(("id" = String, Path), ("path" = String, Path), ("root" = Option<String>, Query)),
+        params(("id" = uuid::Uuid, Path), ("path" = String, Path), ("root" = Option<String>, Query)),
         responses(
         (status = 200, description = "Deleted (or was absent)", body = FileDone),
         (status = 400, description = "Invalid root or path", body = ErrorBody),

@@ -892,3 +892,91 @@ fn urlencode(text: &str) -> String {
         })
         .collect()
 }
+
+/// Keys the JSON routes read, so generated bodies reach past the first type check.
+const BODY_KEYS: [&str; 24] = [
+    "name",
+    "role",
+    "tier",
+    "runtime",
+    "model",
+    "provider",
+    "external",
+    "url",
+    "parent_id",
+    "budget_limit",
+    "secrets",
+    "canvas",
+    "x",
+    "y",
+    "collapsed",
+    "id",
+    "workspace_id",
+    "agent_card",
+    "instance_id",
+    "activity_type",
+    "content",
+    "files",
+    "caller_id",
+    "target_id",
+];
+
+fn json_leaf(id: Uuid) -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        Just(json!(u64::MAX)),
+        Just(json!(id.to_string())),
+        Just(json!("i-0123abcd")),
+        Just(json!("http://8.8.8.8:8000")),
+        Just(json!("agent_log")),
+        prop::sample::select(SQL_METACHARACTERS.to_vec()).prop_map(Value::from),
+        ".{0,40}".prop_map(Value::from),
+    ]
+}
+
+fn json_body(id: Uuid) -> impl Strategy<Value = Value> {
+    let value = json_leaf(id).prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z_./]{1,12}", inner, 0..4)
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+        ]
+    });
+    prop::collection::btree_map(prop::sample::select(BODY_KEYS.to_vec()), value, 0..8)
+        .prop_map(|map| Value::Object(map.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn generated_json_bodies_never_cause_a_server_error(db: PgPool) {
+    let h = Harness::new(db).await;
+    let id = h.workspace("generated-bodies").await;
+    let routes = json_routes(id);
+    let mut runner = TestRunner::deterministic();
+    let strategy = json_body(id);
+    let mut answered = BTreeMap::<u16, usize>::new();
+    for _ in 0..150 {
+        let body = strategy.new_tree(&mut runner).unwrap().current();
+        for (method, uri) in &routes {
+            let reply = h.json(method, uri, &body).await;
+            assert!(
+                !reply.status.is_server_error(),
+                "{method} {uri} {body}: {} {}",
+                reply.status,
+                reply.text
+            );
+            if reply.status.is_client_error() {
+                assert_refused_with_message(&reply, &format!("{method} {uri} {body}"));
+            }
+            *answered.entry(reply.status.as_u16()).or_default() += 1;
+        }
+    }
+    // The generator reaches past validation too, not only the 400s.
+    assert!(
+        answered.contains_key(&200),
+        "no generated body was accepted: {answered:?}"
+    );
+}

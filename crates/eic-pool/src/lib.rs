@@ -59,6 +59,32 @@ pub struct EicConfig {
     pub endpoint_id: Option<String>,
     /// EIC Endpoint DNS name (`host[:port]`); with `endpoint_id`, skips the endpoint lookup.
     pub endpoint_dns: Option<String>,
+    /// Explicit AWS endpoint, region and credentials (a simulator, a test). `None`: the SDK's
+    /// standard environment and credential chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles,
+    /// instance role ...).
+    pub aws: Option<AwsSettings>,
+}
+
+/// Explicit AWS settings, used instead of the process environment by both the SDK client (key
+/// push) and the signed EC2 Query calls (discovery).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// Endpoint of every AWS API used (`http://127.0.0.1:PORT` for eic-sim); `None`: AWS's own.
+    pub endpoint_url: Option<String>,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for AwsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsSettings")
+            .field("endpoint_url", &self.endpoint_url)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Default for EicConfig {
@@ -76,6 +102,7 @@ impl Default for EicConfig {
             max_channels_per_connection: 8,
             endpoint_id: None,
             endpoint_dns: None,
+            aws: None,
         }
     }
 }
@@ -146,7 +173,8 @@ impl std::fmt::Debug for EicPool {
 }
 
 impl EicPool {
-    /// Loads AWS settings from the standard environment and starts the pool's reaper.
+    /// Takes the AWS settings from `config.aws`, or else from the standard environment, and
+    /// starts the pool's reaper.
     pub async fn new(config: EicConfig) -> Result<Self, EicError> {
         config.validate()?;
         crate::metrics::describe();

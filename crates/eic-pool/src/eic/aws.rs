@@ -12,7 +12,7 @@ use aws_sigv4::sign::v4;
 
 use super::xml;
 use crate::error::{cause, cause_msg};
-use crate::{EicConfig, EicError};
+use crate::{AwsSettings, EicConfig, EicError};
 
 const EC2_API_VERSION: &str = "2016-11-15";
 /// Endpoint states the aws-cli accepts for tunnels.
@@ -42,23 +42,14 @@ pub(crate) struct Aws {
 }
 
 impl Aws {
-    /// Loads region, credentials and endpoints the way every AWS SDK does (`AWS_REGION`,
+    /// Explicit settings when the configuration has them ([`EicConfig::aws`]); otherwise region,
+    /// credentials and endpoints the way every AWS SDK loads them (`AWS_REGION`,
     /// `AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`, profiles, instance role ...). Makes no call.
-    pub async fn from_env(config: &EicConfig) -> Result<Self, EicError> {
-        // The region is resolved here rather than by the SDK's chain, whose last resort asks
-        // the instance metadata service and stalls off EC2.
-        let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
-            .iter()
-            .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-            .unwrap_or_else(|| config.region.clone());
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
-            .region(aws_config::Region::new(region.clone()))
-            .load()
-            .await;
-        let ec2_endpoint = std::env::var("AWS_ENDPOINT_URL_EC2")
-            .ok()
-            .or_else(|| sdk.endpoint_url().map(str::to_owned))
-            .unwrap_or_else(|| format!("https://ec2.{region}.amazonaws.com"));
+    pub async fn new(config: &EicConfig) -> Result<Self, EicError> {
+        let (sdk, ec2_endpoint, region) = match &config.aws {
+            Some(settings) => explicit_sdk_config(settings).await,
+            None => environment_sdk_config(config).await,
+        };
         let http = reqwest::Client::builder()
             .timeout(config.step_timeout)
             .build()
@@ -314,6 +305,52 @@ impl Aws {
         instructions.apply_to_request_http1x(&mut request);
         reqwest::Request::try_from(request).map_err(|e| Ec2Error::Signing(e.to_string()))
     }
+}
+
+/// The SDK configuration, EC2 endpoint and region from explicit settings: nothing is read from
+/// the environment that could contradict them.
+async fn explicit_sdk_config(settings: &AwsSettings) -> (aws_config::SdkConfig, String, String) {
+    let credentials = Credentials::new(
+        &settings.access_key_id,
+        &settings.secret_access_key,
+        None,
+        None,
+        "eic-pool settings",
+    );
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(settings.region.clone()))
+        .credentials_provider(credentials);
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let ec2_endpoint = settings
+        .endpoint_url
+        .clone()
+        .unwrap_or_else(|| default_ec2_endpoint(&settings.region));
+    (loader.load().await, ec2_endpoint, settings.region.clone())
+}
+
+/// The SDK configuration, EC2 endpoint and region from the standard environment.
+async fn environment_sdk_config(config: &EicConfig) -> (aws_config::SdkConfig, String, String) {
+    // The region is resolved here rather than by the SDK's chain, whose last resort asks the
+    // instance metadata service and stalls off EC2.
+    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| config.region.clone());
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.clone()))
+        .load()
+        .await;
+    let ec2_endpoint = std::env::var("AWS_ENDPOINT_URL_EC2")
+        .ok()
+        .or_else(|| sdk.endpoint_url().map(str::to_owned))
+        .unwrap_or_else(|| default_ec2_endpoint(&region));
+    (sdk, ec2_endpoint, region)
+}
+
+fn default_ec2_endpoint(region: &str) -> String {
+    format!("https://ec2.{region}.amazonaws.com")
 }
 
 struct Instance {

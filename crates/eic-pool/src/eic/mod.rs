@@ -46,7 +46,7 @@ pub(crate) struct EicConnector {
 
 impl EicConnector {
     pub(crate) async fn new(config: Arc<EicConfig>) -> Result<Self, EicError> {
-        let aws = Aws::from_env(&config).await?;
+        let aws = Aws::new(&config).await?;
         Ok(Self {
             config,
             aws,
