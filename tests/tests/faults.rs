@@ -706,7 +706,7 @@ async fn database_restarted_under_load_fails_requests_clearly_and_recovers_witho
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let request = if (n + worker) % 3 == 0 {
+                let request = if (n + worker).is_multiple_of(3) {
                     client
                         .patch(&patch_url)
                         .json(&json!({ "name": format!("db-{worker}-{n}") }))

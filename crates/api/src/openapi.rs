@@ -320,9 +320,22 @@ pub struct EventView {
     pub workspace_id: Option<String>,
 }
 
+/// The activity types the server accepts (`handlers::activity::ACTIVITY_TYPES`).
+#[derive(Debug, ToSchema)]
+#[allow(non_camel_case_types)]
+pub enum ActivityType {
+    a2a_send,
+    a2a_receive,
+    task_update,
+    agent_log,
+    skill_promotion,
+    memory_write,
+    error,
+}
+
 #[derive(Debug, ToSchema)]
 pub struct ActivityReport {
-    pub activity_type: String,
+    pub activity_type: ActivityType,
     pub method: Option<String>,
     pub summary: Option<String>,
     pub target_id: Option<String>,
@@ -857,14 +870,22 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_activity_types_are_the_accepted_ones() {
+        let documented = &document()["components"]["schemas"]["ActivityType"]["enum"];
+        assert_eq!(
+            documented,
+            &serde_json::json!(crate::handlers::activity::ACTIVITY_TYPES)
+        );
+    }
+
+    #[test]
     fn every_operation_documents_its_error_answers() {
         let doc = document();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, operation) in item.as_object().unwrap() {
                 let responses = operation["responses"].as_object().unwrap();
                 assert!(!responses.is_empty(), "{method} {path}");
-                let guarded = operation.get("security").is_none();
-                if guarded && path.contains("{id}") {
+                if path.contains("{id}") {
                     assert!(responses.contains_key("400"), "{method} {path}: no 400");
                 }
             }

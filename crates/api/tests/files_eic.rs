@@ -1,118 +1,36 @@
 //! The files API on the EIC backend: the real router and `EicPool`, against `eic-sim` (real
-//! OpenSSH sshd behind a simulated EIC endpoint) and real PostgreSQL.
-//!
-//! The AWS SDK reads its endpoint and credentials from the process environment only, and this
-//! workspace forbids the `unsafe` `set_var`. So each test starts a simulator, then runs itself
-//! again in a child process whose environment points at it (`in_child_with_sim`).
+//! OpenSSH sshd behind a simulated EIC endpoint) and real PostgreSQL. The pool is pointed at
+//! the simulator through explicit settings taken from its ready line.
 
 mod common;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::{Reply, app, insert_workspace, send, test_config, test_state};
-use eic_pool::{EicConfig, EicPool};
+use eic_pool::{AwsSettings, EicConfig, EicPool};
 use eic_sim::{FaultsPatch, SimControl, SimInfo, SimProcess};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 const INSTANCE: &str = "i-0123456789abcdef0";
-const CHILD_MARKER: &str = "FILES_EIC_SIM_INFO";
-
-/// In the parent: starts `eic-sim` with `sim_args`, reruns test `name` in a child process with
-/// the simulator's AWS environment, asserts the child passed, and returns `None`. In the child:
-/// returns the simulator's ready line.
-fn in_child_with_sim(name: &str, sim_args: &[&str]) -> Option<SimInfo> {
-    if let Ok(info) = std::env::var(CHILD_MARKER) {
-        return Some(serde_json::from_str(&info).expect("the parent's SimInfo"));
-    }
-    let sim = SimProcess::spawn(sim_args)
-        .expect("eic-sim starts (cargo build --workspace --all-targets)");
-    let info = sim.info();
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .envs(info.aws_env())
-        .env(CHILD_MARKER, serde_json::to_string(info).unwrap())
-        .output()
-        .expect("the test binary reruns");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "child run of {name} failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("1 passed"),
-        "child run of {name} ran no test:\n{stdout}"
-    );
-    drop(sim);
-    None
-}
-
-/// A fresh, migrated database for a child run (`#[sqlx::test]` would name it after the test and
-/// drop the parent's database of the same name).
-struct ChildDatabase {
-    pool: PgPool,
-    name: String,
-}
-
-fn cluster_url() -> String {
-    if let Ok(url) = std::env::var("DATABASE_URL") {
-        return url;
-    }
-    let env_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.env");
-    let text = std::fs::read_to_string(&env_file).expect("DATABASE_URL or the repository's .env");
-    text.lines()
-        .find_map(|line| line.trim().strip_prefix("DATABASE_URL="))
-        .expect("DATABASE_URL in .env")
-        .trim_matches('"')
-        .to_string()
-}
-
-impl ChildDatabase {
-    async fn create() -> ChildDatabase {
-        use sqlx::Executor;
-        let admin = PgPool::connect(&cluster_url())
-            .await
-            .expect("the test cluster");
-        let name = format!("files_eic_{}", uuid::Uuid::new_v4().simple());
-        admin
-            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .await
-            .unwrap();
-        admin.close().await;
-        let url = format!("{}/{name}", cluster_url().rsplit_once('/').unwrap().0);
-        let pool = PgPool::connect(&url).await.unwrap();
-        store::MIGRATOR.run(&pool).await.unwrap();
-        ChildDatabase { pool, name }
-    }
-
-    async fn remove(self) {
-        use sqlx::Executor;
-        self.pool.close().await;
-        let admin = PgPool::connect(&cluster_url()).await.unwrap();
-        let _ = admin
-            .execute(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            )))
-            .await;
-        admin.close().await;
-    }
-}
 
 async fn pool(info: &SimInfo, operation_timeout: Duration) -> EicPool {
     EicPool::new(EicConfig {
-        region: info.region.clone(),
         os_user: info.os_user.clone(),
         operation_timeout,
         step_timeout: operation_timeout,
+        aws: Some(AwsSettings {
+            endpoint_url: Some(info.aws_endpoint_url.clone()),
+            region: info.region.clone(),
+            access_key_id: info.access_key_id.clone(),
+            secret_access_key: info.secret_access_key.clone(),
+        }),
         ..EicConfig::default()
     })
     .await
-    .expect("the pool builds from the simulator's environment")
+    .expect("the pool builds from the simulator's settings")
 }
 
 struct Eic {
@@ -120,10 +38,16 @@ struct Eic {
     db: PgPool,
     info: SimInfo,
     _dir: tempfile::TempDir,
+    /// Stopped (with its sshd) when the test ends.
+    _sim: SimProcess,
 }
 
 impl Eic {
-    async fn new(db: PgPool, info: SimInfo, operation_timeout: Duration) -> Eic {
+    /// A simulator with one instance (profile `none`) and the router with a pool pointed at it.
+    async fn start(db: PgPool, operation_timeout: Duration) -> Eic {
+        let sim = SimProcess::spawn(&["--profile", "none", "--instance", INSTANCE])
+            .expect("eic-sim starts (cargo build --workspace --all-targets)");
+        let info = sim.info().clone();
         let dir = tempfile::tempdir().unwrap();
         let mut state = test_state(db.clone(), test_config(dir.path()));
         state.eic = Some(pool(&info, operation_timeout).await);
@@ -132,6 +56,7 @@ impl Eic {
             db,
             info,
             _dir: dir,
+            _sim: sim,
         }
     }
 
@@ -181,16 +106,9 @@ fn error(reply: &Reply) -> &str {
         .unwrap_or_else(|| panic!("no error in {}: {}", reply.status, reply.text))
 }
 
-#[tokio::test]
-async fn files_tab_over_eic() {
-    let Some(info) = in_child_with_sim(
-        "files_tab_over_eic",
-        &["--profile", "none", "--instance", INSTANCE],
-    ) else {
-        return;
-    };
-    let db = ChildDatabase::create().await;
-    let eic = Eic::new(db.pool.clone(), info, Duration::from_secs(30)).await;
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn files_tab_over_eic(db: PgPool) {
+    let eic = Eic::start(db, Duration::from_secs(30)).await;
     // claude-code keeps its config in /configs on the instance.
     let id = eic.workspace("claude-code", INSTANCE).await;
 
@@ -361,19 +279,11 @@ async fn files_tab_over_eic() {
         error(&eic.call("DELETE", &id, "//etc/passwd", None).await),
         "invalid path"
     );
-    db.remove().await;
 }
 
-#[tokio::test]
-async fn runtimes_map_the_configs_root() {
-    let Some(info) = in_child_with_sim(
-        "runtimes_map_the_configs_root",
-        &["--profile", "none", "--instance", INSTANCE],
-    ) else {
-        return;
-    };
-    let db = ChildDatabase::create().await;
-    let eic = Eic::new(db.pool.clone(), info, Duration::from_secs(30)).await;
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn runtimes_map_the_configs_root(db: PgPool) {
+    let eic = Eic::start(db, Duration::from_secs(30)).await;
     for (runtime, directory) in [
         ("claude-code", "configs"),
         ("Hermes", "home/ubuntu/.hermes"),
@@ -398,19 +308,11 @@ async fn runtimes_map_the_configs_root() {
             "{runtime}"
         );
     }
-    db.remove().await;
 }
 
-#[tokio::test]
-async fn remote_faults_answer_clear_statuses_and_recover() {
-    let Some(info) = in_child_with_sim(
-        "remote_faults_answer_clear_statuses_and_recover",
-        &["--profile", "none", "--instance", INSTANCE],
-    ) else {
-        return;
-    };
-    let db = ChildDatabase::create().await;
-    let eic = Eic::new(db.pool.clone(), info, Duration::from_secs(2)).await;
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn remote_faults_answer_clear_statuses_and_recover(db: PgPool) {
+    let eic = Eic::start(db, Duration::from_secs(2)).await;
     let control = eic.control();
     let id = eic.workspace("claude-code", INSTANCE).await;
 
@@ -492,7 +394,6 @@ async fn remote_faults_answer_clear_statuses_and_recover() {
             .await;
     }
     assert_eq!(back.status, StatusCode::OK, "{}", back.text);
-    db.remove().await;
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]

@@ -563,6 +563,43 @@ async fn wrong_types_and_huge_numbers_are_refused_never_a_server_error(db: PgPoo
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     let reply = h.call("GET", &ws(""), Vec::new()).await;
     assert_eq!(reply.json["x"], json!(1e308), "{}", reply.text);
+    // Unknown workspaces are 404s on every route that writes under one, never a foreign-key 500.
+    let unknown = Uuid::new_v4();
+    for (method, uri, body) in [
+        (
+            "POST",
+            format!("/workspaces/{unknown}/activity"),
+            json!({"activity_type": "agent_log"}),
+        ),
+        (
+            "PUT",
+            format!("/workspaces/{unknown}/model"),
+            json!({"model": "m"}),
+        ),
+        (
+            "PATCH",
+            format!("/workspaces/{unknown}"),
+            json!({"name": "n"}),
+        ),
+        (
+            "PUT",
+            format!("/workspaces/{unknown}/files/a.txt"),
+            json!({"content": "x"}),
+        ),
+        (
+            "POST",
+            "/registry/heartbeat".to_string(),
+            json!({"workspace_id": unknown}),
+        ),
+        (
+            "POST",
+            "/workspaces".to_string(),
+            json!({"name": "orphan", "parent_id": unknown}),
+        ),
+    ] {
+        let reply = h.json(method, &uri, &body).await;
+        assert_refused_with_message(&reply, &format!("{method} {uri}"));
+    }
     // Nothing above created a workspace.
     let count: i64 = sqlx::query_scalar("SELECT count(*) FROM workspaces")
         .fetch_one(&h.db)

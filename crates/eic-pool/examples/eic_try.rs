@@ -11,6 +11,9 @@ use std::time::Instant;
 
 use eic_pool::{EicConfig, EicPool};
 
+/// Cold first reads measured, each on a fresh pool.
+const COLD_READS: usize = 5;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // RUST_LOG=eic_pool=info shows each setup step's span with its duration (`time.busy`).
@@ -21,13 +24,27 @@ async fn main() -> anyhow::Result<()> {
     let instance = std::env::args()
         .nth(1)
         .ok_or_else(|| anyhow::anyhow!("usage: eic_try <instance-id>"))?;
-    let pool = EicPool::new(EicConfig::from_env()?).await?;
+    let config = EicConfig::from_env()?;
+    let pool = EicPool::new(config.clone()).await?;
     let path = "/configs/eic-try/hello.txt";
 
     let timed = Instant::now();
     pool.write_file(&instance, path, b"hello from eic-pool\n")
         .await?;
     println!("cold write: {:?}", timed.elapsed());
+
+    // Cold first reads: each on a fresh pool (no connection, no cached discovery).
+    let mut cold = Vec::new();
+    for _ in 0..COLD_READS {
+        let fresh = EicPool::new(config.clone()).await?;
+        let timed = Instant::now();
+        fresh.read_file(&instance, path, 1 << 20).await?;
+        cold.push(timed.elapsed());
+        fresh.close().await;
+    }
+    println!("cold reads: {cold:?}");
+    cold.sort();
+    println!("cold read: median {:?}", cold[COLD_READS / 2]);
 
     let mut warm = Vec::new();
     for _ in 0..50 {

@@ -18,8 +18,8 @@ mod metrics;
 pub mod pool;
 mod sftp;
 
+pub use crate::metrics::{HISTOGRAM_BUCKETS, describe as describe_metrics};
 pub use error::{Cause, EicError, Step};
-pub use crate::metrics::describe as describe_metrics;
 pub use pool::PoolStatus;
 
 use std::sync::Arc;
@@ -31,6 +31,11 @@ use tracing::Instrument;
 use crate::eic::EicConnector;
 use crate::pool::{AcquireError, InstanceId, Pool, PoolConfig};
 use crate::sftp::RemoteFs;
+
+/// The longest tunnel an EIC Endpoint allows.
+const MAX_TUNNEL_DURATION: Duration = Duration::from_secs(3600);
+/// Slack between a connection's recycle age (plus one operation) and its tunnel's end.
+const TUNNEL_DURATION_MARGIN: Duration = Duration::from_secs(60);
 
 /// Settings of the EIC path, parsed once by the server.
 #[derive(Debug, Clone)]
@@ -132,12 +137,21 @@ impl EicConfig {
         Ok(config)
     }
 
+    /// The `maxTunnelDuration` sent on `openTunnel` (eic.md B.2.6: an IAM policy may cap it, and
+    /// then the parameter must be present): long enough for a connection to reach its recycle
+    /// age and finish an operation started just before, never more than the endpoint's 3600 s.
+    pub fn max_tunnel_duration(&self) -> Duration {
+        let wanted = self.max_lifetime + self.operation_timeout + TUNNEL_DURATION_MARGIN;
+        let seconds = wanted.as_secs() + u64::from(wanted.subsec_nanos() > 0);
+        Duration::from_secs(seconds.clamp(1, MAX_TUNNEL_DURATION.as_secs()))
+    }
+
     fn validate(&self) -> Result<(), EicError> {
         let invalid = |what: &str| Err(EicError::InvalidConfig(what.to_owned()));
         if self.max_channels_per_connection == 0 || self.max_tunnels == 0 {
             return invalid("channel and tunnel caps must be at least 1");
         }
-        if self.max_lifetime > Duration::from_secs(3600) {
+        if self.max_lifetime > MAX_TUNNEL_DURATION {
             return invalid("max_lifetime must stay under the tunnel's 3600 s maximum");
         }
         if self.os_user.is_empty() || self.sftp_command.is_empty() {
@@ -241,6 +255,11 @@ impl EicPool {
         .await
     }
 
+    /// Budget of one operation, connection setup included (`EicConfig::operation_timeout`).
+    pub fn operation_timeout(&self) -> Duration {
+        self.config.operation_timeout
+    }
+
     pub fn status(&self) -> PoolStatus {
         self.pool.status()
     }
@@ -269,7 +288,8 @@ impl EicPool {
                     Ok(Err(err)) => return Err(acquire_error(err)),
                     Ok(Ok(lease)) => lease,
                 };
-                let result = match tokio::time::timeout_at(deadline, operation(&lease.fs)).await {
+                let operation = lease.fs.once_started(operation(&lease.fs));
+                let result = match tokio::time::timeout_at(deadline, operation).await {
                     Err(_) => Err(EicError::Timeout { step: Step::Sftp }),
                     Ok(result) => result,
                 };
@@ -306,5 +326,49 @@ fn outcome<T>(result: &Result<T, EicError>) -> &'static str {
         Err(EicError::NotFound) => "not_found",
         Err(EicError::TooLarge { .. }) => "too_large",
         Err(_) => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tunnel_outlives_the_recycle_age_but_not_the_endpoint_limit() {
+        let defaults = EicConfig::default();
+        assert_eq!(defaults.max_tunnel_duration(), Duration::from_secs(3390));
+        let longest = EicConfig {
+            max_lifetime: Duration::from_secs(3600),
+            ..EicConfig::default()
+        };
+        assert_eq!(longest.max_tunnel_duration(), Duration::from_secs(3600));
+        // A policy capping tunnels at 30 min is met by recycling at 25 min.
+        let capped = EicConfig {
+            max_lifetime: Duration::from_secs(1500),
+            operation_timeout: Duration::from_millis(29_500),
+            ..EicConfig::default()
+        };
+        assert_eq!(capped.max_tunnel_duration(), Duration::from_secs(1590));
+    }
+
+    #[test]
+    fn explicit_settings_never_print_the_secret() {
+        let settings = AwsSettings {
+            endpoint_url: None,
+            region: "us-east-1".into(),
+            access_key_id: "AKIA".into(),
+            secret_access_key: "very-secret".into(),
+        };
+        let printed = format!(
+            "{:?}",
+            EicConfig {
+                aws: Some(settings),
+                ..EicConfig::default()
+            }
+        );
+        assert!(
+            printed.contains("AKIA") && !printed.contains("very-secret"),
+            "{printed}"
+        );
     }
 }

@@ -2,11 +2,14 @@
 //!
 //! One SFTP session per pooled connection, shared by all its concurrent operations (SFTP
 //! requests carry ids, so they interleave on one channel): the warm path pays no channel open,
-//! no `exec` and no SFTP handshake. Independent requests are pipelined (sent before awaiting).
+//! no `exec` and no SFTP handshake. Independent requests are pipelined (sent before awaiting),
+//! and the first operation travels right behind the session's `init`, without waiting for the
+//! server's version (the server answers in order, so the version still arrives first).
 
+use std::future::Future;
 use std::sync::Arc;
 
-use futures_util::future::try_join_all;
+use futures_util::future::{BoxFuture, FutureExt, Shared, poll_immediate, try_join_all};
 use russh_sftp::client::RawSftpSession;
 use russh_sftp::client::error::Error as SftpError;
 use russh_sftp::protocol::{FileAttributes, OpenFlags, Packet, StatusCode};
@@ -26,15 +29,30 @@ const WRITE_CHUNK: usize = 32 * 1024;
 const REQUESTS_IN_FLIGHT: usize = 16;
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
 
-/// An SFTP session on one channel of a pooled SSH connection.
-pub(crate) struct RemoteFs {
-    raw: Arc<RawSftpSession>,
+/// What the server said in its `version` reply, shared by every operation of the session.
+type Started = Shared<BoxFuture<'static, Result<Capabilities, EicError>>>;
+
+#[derive(Debug, Clone, Copy)]
+struct Capabilities {
     posix_rename: bool,
 }
 
+/// An SFTP session on one channel of a pooled SSH connection.
+pub(crate) struct RemoteFs {
+    raw: Arc<RawSftpSession>,
+    started: Started,
+}
+
 impl RemoteFs {
-    /// Speaks SFTP over an already started SFTP server (its channel's stream).
-    pub(crate) async fn start<S>(stream: S, request_timeout_secs: u64) -> Result<Self, EicError>
+    /// Speaks SFTP over an already started SFTP server (its channel's stream): sends `init` and
+    /// returns without waiting for the reply; every operation waits for it alongside its own
+    /// requests ([`Self::once_started`]). `explain` turns a failed `init` into the error every
+    /// operation then reports (it should say why the server did not start).
+    pub(crate) async fn start<S>(
+        stream: S,
+        request_timeout_secs: u64,
+        explain: impl FnOnce(EicError) -> EicError + Send + 'static,
+    ) -> Result<Self, EicError>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -42,16 +60,42 @@ impl RemoteFs {
             request_timeout_secs,
             ..Default::default()
         };
-        let raw = RawSftpSession::new_with_config(stream, config);
-        let version = raw.init().await.map_err(channel_error)?;
-        let posix_rename = version
-            .extensions
-            .get(POSIX_RENAME)
-            .is_some_and(|v| v == "1");
-        Ok(Self {
-            raw: Arc::new(raw),
-            posix_rename,
-        })
+        let raw = Arc::new(RawSftpSession::new_with_config(stream, config));
+        let session = raw.clone();
+        let mut started: Started = async move {
+            match session.init().await {
+                Ok(version) => Ok(Capabilities {
+                    posix_rename: version
+                        .extensions
+                        .get(POSIX_RENAME)
+                        .is_some_and(|v| v == "1"),
+                }),
+                Err(err) => Err(explain(channel_error(err))),
+            }
+        }
+        .boxed()
+        .shared();
+        // The first poll sends `init`, so that it precedes every request of the operations.
+        if let Some(Err(err)) = poll_immediate(&mut started).await {
+            return Err(err);
+        }
+        Ok(Self { raw, started })
+    }
+
+    /// Runs `operation` while waiting for the server's `version` (at once after the first
+    /// operation). When the server did not start, its explanation wins over the operation's
+    /// own (then meaningless) channel error.
+    pub(crate) async fn once_started<T>(
+        &self,
+        operation: impl Future<Output = Result<T, EicError>>,
+    ) -> Result<T, EicError> {
+        let (started, result) = tokio::join!(self.started.clone(), operation);
+        started?;
+        result
+    }
+
+    async fn capabilities(&self) -> Result<Capabilities, EicError> {
+        self.started.clone().await
     }
 
     /// The whole file; `NotFound` if missing (or a directory), `TooLarge` above `max_bytes`.
@@ -198,7 +242,7 @@ impl RemoteFs {
     }
 
     async fn rename_over(&self, from: &str, to: &str) -> Result<(), EicError> {
-        if self.posix_rename {
+        if self.capabilities().await?.posix_rename {
             let mut data = Vec::with_capacity(8 + from.len() + to.len());
             for s in [from, to] {
                 data.extend_from_slice(&(s.len() as u32).to_be_bytes());

@@ -21,6 +21,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use eic_sim::wire::{Faults, SimInfo, SimInstance};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::sigv4::Verifier;
@@ -76,6 +77,10 @@ struct ServeArgs {
     port: u16,
     #[arg(long, default_value = "us-east-1")]
     region: String,
+    /// Stop (cleanly) when stdin reaches EOF, i.e. when the parent holding the pipe dies, even
+    /// by SIGKILL; `SimProcess` sets it so that a killed test leaves no sshd behind.
+    #[arg(long)]
+    exit_on_stdin_eof: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -170,6 +175,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              (run it with sudo)"
         );
     }
+    let signals = install_signal_handlers()?;
     let root = args.root.as_deref().context("--root DIR is required")?;
     let root = sshd::prepare_root(root)?;
     let user = sshd::ensure_login_user().await?;
@@ -258,7 +264,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     drop(stdout);
     tracing::info!(profile = ?args.profile, "eic-sim ready at {}", info.aws_endpoint_url);
 
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn(cancel_on_signal(signals, shutdown.clone()));
+    if args.exit_on_stdin_eof {
+        let shutdown = shutdown.clone();
+        std::thread::spawn(move || cancel_on_stdin_eof(shutdown));
+    }
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     tokio::select! {
@@ -275,18 +285,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+/// Installed before anything is started: SIGTERM's default action would kill the simulator
+/// without stopping its sshds.
+fn install_signal_handlers() -> anyhow::Result<(Signal, Signal)> {
+    let term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok((term, int))
+}
+
+async fn cancel_on_signal((mut term, mut int): (Signal, Signal), shutdown: CancellationToken) {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+    shutdown.cancel();
+}
+
+/// A plain thread: blocking stdin reads cannot be cancelled, and it ends with the process.
+fn cancel_on_stdin_eof(shutdown: CancellationToken) {
+    use std::io::Read;
+    let mut buf = [0u8; 64];
+    while let Ok(1..) = std::io::stdin().read(&mut buf) {}
+    tracing::info!("stdin closed: stopping");
     shutdown.cancel();
 }

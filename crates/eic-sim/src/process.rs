@@ -74,7 +74,8 @@ impl SimProcess {
             Some(root)
         };
         command
-            .stdin(Stdio::null())
+            .arg("--exit-on-stdin-eof")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = command.spawn().map_err(SimProcessError::Spawn)?;

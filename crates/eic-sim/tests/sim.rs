@@ -475,14 +475,14 @@ async fn faults_refuse_drop_and_stop_then_recover() {
     );
 }
 
-/// sshd masters whose command line (sshd retitles itself `sshd: /usr/sbin/sshd … [listener]`)
-/// mentions `marker` (their config lives under the sim's root).
+/// sshd masters (sshd retitles its listener `sshd: /usr/sbin/sshd -f CONFIG [listener] …`; its
+/// per-connection children are not listeners) whose config lives under `marker`.
 fn sshd_masters(marker: &str) -> usize {
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
         .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
-        .filter(|cmdline| cmdline.contains("/usr/sbin/sshd ") && cmdline.contains(marker))
+        .filter(|cmdline| cmdline.contains("[listener]") && cmdline.contains(marker))
         .count()
 }
 

@@ -106,11 +106,14 @@ pub async fn build_state(
 
 /// Installs the process-wide Prometheus recorder and keeps its histogram buffers drained.
 fn install_metrics_recorder(shutdown: &CancellationToken) -> anyhow::Result<PrometheusHandle> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.to_string()),
-            DURATION_BUCKETS,
-        )?
+    let mut builder = PrometheusBuilder::new().set_buckets_for_metric(
+        Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.to_string()),
+        DURATION_BUCKETS,
+    )?;
+    for (name, buckets) in eic_pool::HISTOGRAM_BUCKETS {
+        builder = builder.set_buckets_for_metric(Matcher::Full(name.to_string()), buckets)?;
+    }
+    let handle = builder
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     api::middleware::metrics::describe();

@@ -54,6 +54,14 @@ impl StoreError {
         }
     }
 
+    /// Whether a foreign key named a row that does not exist (SQLSTATE 23503).
+    pub fn is_missing_reference(&self) -> bool {
+        let StoreError::Database(sqlx::Error::Database(error)) = self else {
+            return false;
+        };
+        error.code().is_some_and(|code| code == "23503")
+    }
+
     /// Whether PostgreSQL refused a text value it cannot store: a NUL character in `text`
     /// (SQLSTATE 22021) or `\u0000` in `jsonb` (22P05). The client sent it, so it is bad input.
     pub fn is_invalid_text(&self) -> bool {

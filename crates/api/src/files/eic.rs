@@ -2,6 +2,8 @@
 //! Also the one mapping of EIC faults to HTTP: told apart by variant, never a 500 for a remote
 //! fault, the remote detail logged (through the error's source) but never sent.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use eic_pool::{EicError, EicPool, RemoteEntry, Step};
 use futures_util::future::BoxFuture;
@@ -9,6 +11,10 @@ use http::StatusCode;
 
 use super::{FileBackend, FileEntry, FilesError, RelPath, Root};
 use crate::{ApiError, AppState};
+
+/// What the outer guard adds to the pool's own operation budget, so that the pool's timeout
+/// (which names the step) normally fires first.
+const GUARD_MARGIN: Duration = Duration::from_secs(2);
 
 /// The 504 body of an operation that ran out of time.
 pub const TIMEOUT_MESSAGE: &str = "workspace host did not answer in time";
@@ -53,6 +59,10 @@ impl EicBackend {
 impl FileBackend for EicBackend {
     fn source(&self) -> &'static str {
         "ec2-ssh"
+    }
+
+    fn deadline(&self) -> Duration {
+        self.pool.operation_timeout() + GUARD_MARGIN
     }
 
     fn list<'a>(

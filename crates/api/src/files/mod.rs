@@ -28,8 +28,8 @@ pub const MAX_FILES_PER_REQUEST: usize = 200;
 /// Names a listing never shows (nor descends into), as the original pruned them.
 pub const PRUNED_NAMES: [&str; 4] = [".git", "__pycache__", "node_modules", ".DS_Store"];
 
-/// Outer guard around every backend operation. The EIC pool bounds each operation by its own
-/// `operation_timeout` (30 s) and names the step; this only catches what slips past it.
+/// Outer guard around every operation of a backend that has no budget of its own (see
+/// [`FileBackend::deadline`]).
 const OPERATION_DEADLINE: Duration = Duration::from_secs(35);
 
 /// One entry of a listing, relative to the listed directory.
@@ -136,6 +136,12 @@ pub trait FileBackend: Send + Sync {
     /// Removes the file; a missing file is success.
     fn delete<'a>(&'a self, root: Root, path: &'a RelPath)
     -> BoxFuture<'a, Result<(), FilesError>>;
+
+    /// The outer guard around each operation (504 past it). A backend that bounds its
+    /// operations itself and names the failing step answers a little more than its own budget.
+    fn deadline(&self) -> Duration {
+        OPERATION_DEADLINE
+    }
 }
 
 /// The files of one workspace, on the backend its row selects, every operation bounded.
@@ -183,11 +189,15 @@ impl WorkspaceFiles {
         dir: Option<&RelPath>,
         depth: u32,
     ) -> Result<Vec<FileEntry>, FilesError> {
-        bounded(self.backend.list(root, dir, depth)).await
+        bounded(self.backend.deadline(), self.backend.list(root, dir, depth)).await
     }
 
     pub async fn read(&self, root: Root, path: &RelPath) -> Result<Vec<u8>, FilesError> {
-        bounded(self.backend.read(root, path, self.max_file_bytes)).await
+        bounded(
+            self.backend.deadline(),
+            self.backend.read(root, path, self.max_file_bytes),
+        )
+        .await
     }
 
     pub async fn write(
@@ -196,16 +206,23 @@ impl WorkspaceFiles {
         path: &RelPath,
         content: Bytes,
     ) -> Result<(), FilesError> {
-        bounded(self.backend.write(root, path, content)).await
+        bounded(
+            self.backend.deadline(),
+            self.backend.write(root, path, content),
+        )
+        .await
     }
 
     pub async fn delete(&self, root: Root, path: &RelPath) -> Result<(), FilesError> {
-        bounded(self.backend.delete(root, path)).await
+        bounded(self.backend.deadline(), self.backend.delete(root, path)).await
     }
 }
 
-async fn bounded<T>(operation: BoxFuture<'_, Result<T, FilesError>>) -> Result<T, FilesError> {
-    tokio::time::timeout(OPERATION_DEADLINE, operation)
+async fn bounded<T>(
+    deadline: Duration,
+    operation: BoxFuture<'_, Result<T, FilesError>>,
+) -> Result<T, FilesError> {
+    tokio::time::timeout(deadline, operation)
         .await
         .map_err(|_| FilesError::Timeout)?
 }

@@ -110,7 +110,10 @@ pub async fn report(
         .map_err(ApiError::internal("failed to log activity"))?;
     store::activity::insert(&mut *tx, &activity)
         .await
-        .map_err(ApiError::internal("failed to log activity"))?;
+        .map_err(|error| match error.is_missing_reference() {
+            true => ApiError::NotFound("workspace not found".to_string()),
+            false => ApiError::internal("failed to log activity")(error),
+        })?;
     let announced = json!({
         "activity_type": activity.activity_type,
         "duration_ms": activity.duration_ms,

@@ -89,7 +89,8 @@ impl EicConnector {
         let session = Box::pin(async {
             let target = self.step(Step::Discovery, self.target(instance)).await?;
             let stream = self.step(Step::Tunnel, self.open_tunnel(&target)).await?;
-            self.step(
+            // The key exchange and the authentication below are one `ssh` step in the metrics.
+            self.step_part(
                 Step::Ssh,
                 ssh::handshake(stream, instance, &self.known_hosts),
             )
@@ -118,7 +119,7 @@ impl EicConnector {
             credentials,
             self.aws.region(),
             target,
-            None,
+            Some(self.config.max_tunnel_duration()),
             SystemTime::now(),
         )
         .map_err(|e| EicError::Tunnel {
@@ -127,14 +128,16 @@ impl EicConnector {
         tunnel::open(&url).await
     }
 
-    /// Runs the SFTP server (`EIC_SFTP_COMMAND`, usually through `sudo`) on a new channel.
+    /// Runs the SFTP server (`EIC_SFTP_COMMAND`, usually through `sudo`) on a new channel and
+    /// starts the SFTP session on it (its `init` is answered during the first operation).
     async fn start_sftp(&self, handle: &SshHandle) -> Result<RemoteFs, EicError> {
-        let command = &self.config.sftp_command;
-        let (stream, report) = sftp_channel::start(handle, command).await?;
+        let command = self.config.sftp_command.clone();
+        let (stream, report) = sftp_channel::start(handle, &command).await?;
         let timeout_secs = self.config.operation_timeout.as_secs().max(1);
-        RemoteFs::start(stream, timeout_secs).await.map_err(|err| {
+        // A server that did not start poisons the connection (a channel error) and says why.
+        let explain = move |err: EicError| {
             let report = report.lock().unwrap_or_else(|e| e.into_inner());
-            EicError::Sftp {
+            EicError::SftpChannel {
                 source: cause_msg(format!(
                     "the SFTP server `{command}` did not start: {} ({err}: {})",
                     report.describe(),
@@ -143,7 +146,8 @@ impl EicConnector {
                         .unwrap_or_default(),
                 )),
             }
-        })
+        };
+        RemoteFs::start(stream, timeout_secs, explain).await
     }
 
     /// Bounds one setup step by its timeout, in its own span, counted by outcome.
@@ -152,14 +156,36 @@ impl EicConnector {
         step: Step,
         work: impl Future<Output = Result<T, EicError>>,
     ) -> Result<T, EicError> {
-        let span = tracing::info_span!("eic.step", step = step.as_str());
-        let work = Box::pin(work.instrument(span)); // the SDK's and russh's futures are large
-        let result = match tokio::time::timeout(self.config.step_timeout, work).await {
-            Ok(result) => result,
-            Err(_) => Err(EicError::Timeout { step }),
-        };
+        let result = self.bounded(step, work).await;
         metrics::setup_step(step, result.is_ok());
         result
+    }
+
+    /// Like [`Self::step`] for a first part of a step whose last part is a `step` call: only a
+    /// failure is counted here (it ends the setup), so each setup counts each step once.
+    async fn step_part<T>(
+        &self,
+        step: Step,
+        work: impl Future<Output = Result<T, EicError>>,
+    ) -> Result<T, EicError> {
+        let result = self.bounded(step, work).await;
+        if result.is_err() {
+            metrics::setup_step(step, false);
+        }
+        result
+    }
+
+    async fn bounded<T>(
+        &self,
+        step: Step,
+        work: impl Future<Output = Result<T, EicError>>,
+    ) -> Result<T, EicError> {
+        let span = tracing::info_span!("eic.step", step = step.as_str());
+        let work = Box::pin(work.instrument(span)); // the SDK's and russh's futures are large
+        match tokio::time::timeout(self.config.step_timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(EicError::Timeout { step }),
+        }
     }
 }
 
