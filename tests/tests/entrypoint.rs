@@ -89,7 +89,7 @@ fn run_entrypoint(env: &[(&str, &str)], args: &[&str]) -> (u32, Output) {
     (pid, child.wait_with_output().unwrap())
 }
 
-fn full_env<'a>(fake: &'a str) -> Vec<(&'a str, &'a str)> {
+fn full_env(fake: &str) -> Vec<(&str, &str)> {
     vec![
         ("PATH", fake),
         ("DATABASE_URL", "postgres://tenant@db:5432/tenant"),

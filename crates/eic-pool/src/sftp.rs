@@ -442,6 +442,53 @@ fn channel_error(err: SftpError) -> EicError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    async fn read_packet(server: &mut DuplexStream) -> Vec<u8> {
+        let len = server.read_u32().await.unwrap();
+        let mut packet = vec![0; len as usize];
+        server.read_exact(&mut packet).await.unwrap();
+        packet
+    }
+
+    async fn write_packet(server: &mut DuplexStream, packet: &[u8]) {
+        server.write_u32(packet.len() as u32).await.unwrap();
+        server.write_all(packet).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_first_operation_is_sent_before_the_version_reply() {
+        let (client, mut server) = tokio::io::duplex(64 * 1024);
+        let fs = RemoteFs::start(client, 5, |err| err).await.unwrap();
+        let read = tokio::spawn(async move { fs.once_started(fs.read("/x", 10)).await });
+        // Both the init and the open arrive before the server says anything.
+        assert_eq!(read_packet(&mut server).await, [1, 0, 0, 0, 3]); // SSH_FXP_INIT, v3
+        let open = read_packet(&mut server).await;
+        assert_eq!(open[0], 3, "SSH_FXP_OPEN expected, got {open:?}");
+        write_packet(&mut server, &[2, 0, 0, 0, 3]).await; // SSH_FXP_VERSION, v3
+        let mut status = vec![101]; // SSH_FXP_STATUS
+        status.extend_from_slice(&open[1..5]); // the open's request id
+        status.extend_from_slice(&2u32.to_be_bytes()); // SSH_FX_NO_SUCH_FILE
+        status.extend_from_slice(&[0; 8]); // empty message and language tag
+        write_packet(&mut server, &status).await;
+        assert!(matches!(read.await.unwrap(), Err(EicError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_did_not_start_explains_the_failure_of_every_operation() {
+        let (client, server) = tokio::io::duplex(1024);
+        drop(server); // the command exited at once
+        let explain = |_| EicError::SftpChannel {
+            source: cause_msg("sudo: a password is required"),
+        };
+        let err = match RemoteFs::start(client, 5, explain).await {
+            Err(err) => err,
+            Ok(fs) => fs.once_started(fs.read("/x", 10)).await.unwrap_err(),
+        };
+        assert!(err.is_transport(), "{err:?}");
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert_eq!(source, "sudo: a password is required");
+    }
 
     #[test]
     fn split_parent_needs_a_directory_and_a_name() {

@@ -21,11 +21,16 @@ const PIPE_BUFFER: usize = 512 * 1024;
 pub(crate) struct ServerReport {
     stderr: Vec<u8>,
     exit_status: Option<u32>,
+    /// sshd answered the `exec` request with a failure: nothing runs on the channel.
+    refused: bool,
 }
 
 impl ServerReport {
     /// A one-line description for a failed start.
     pub(crate) fn describe(&self) -> String {
+        if self.refused {
+            return "sshd refused to run it".to_owned();
+        }
         let stderr = String::from_utf8_lossy(&self.stderr);
         let stderr = stderr.trim();
         match (self.exit_status, stderr.is_empty()) {
@@ -38,7 +43,9 @@ impl ServerReport {
 }
 
 /// Opens a channel, `exec`s `command` on it, and returns the channel as a byte stream plus the
-/// server's report. A pump task moves channel data into the stream; it ends with the channel.
+/// server's report, without waiting for the `exec` reply (data written meanwhile waits for the
+/// channel's window, which sshd opens once the command runs). A pump task moves channel data
+/// into the stream; it ends with the channel, or at once if the `exec` is refused.
 pub(crate) async fn start(
     handle: &SshHandle,
     command: &str,
@@ -83,6 +90,11 @@ pub(crate) async fn start(
                 ChannelMsg::ExitStatus { exit_status } => {
                     let mut report = reported.lock().unwrap_or_else(|e| e.into_inner());
                     report.exit_status = Some(exit_status);
+                }
+                // The only request we send is the `exec`: refused, nothing will ever answer.
+                ChannelMsg::Failure => {
+                    reported.lock().unwrap_or_else(|e| e.into_inner()).refused = true;
+                    break;
                 }
                 ChannelMsg::Eof | ChannelMsg::Close => break,
                 _ => {}
