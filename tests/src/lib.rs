@@ -17,8 +17,9 @@
 //! ```
 //!
 //! * The binary is `target/<profile>/workspace-server`, next to the test executable's `deps/`
-//!   (or `$WORKSPACE_SERVER_BIN`). `cargo nextest run --workspace` / `cargo test --workspace`
-//!   build it; `scripts/test` runs `cargo build --workspace --all-targets` first.
+//!   (or `$WORKSPACE_SERVER_BIN`). `cargo nextest run --workspace` does not rebuild another
+//!   package's binary, so the harness runs `cargo build --workspace --all-targets` itself when a
+//!   source is newer than the binary (`scripts/test` builds first, so there it never has to).
 //! * The cluster is `DATABASE_URL` (exported by `scripts/test`; else read from the nearest
 //!   `.env`, as `#[sqlx::test]` does). Each server gets its own database, created here.
 //! * The child's environment is cleared except `PATH`, `HOME`, `LANG`, `RUST_LOG` and
@@ -51,7 +52,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Variables passed through from the test's environment; everything else is explicit.
 const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "RUST_LOG", "RUST_BACKTRACE"];
 
-/// Path of the built `workspace-server` binary.
+/// Path of the built `workspace-server` binary, rebuilt first when it is older than the sources.
 pub fn server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("WORKSPACE_SERVER_BIN") {
         return PathBuf::from(path);
@@ -63,12 +64,99 @@ pub fn server_binary() -> PathBuf {
         .and_then(Path::parent)
         .expect("the test runs from target/<profile>/deps");
     let binary = profile_dir.join("workspace-server");
+    static FRESH: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    FRESH.get_or_init(|| ensure_fresh(&binary));
     assert!(
         binary.is_file(),
         "{} is missing: build it with `cargo build --workspace --all-targets` (scripts/test does)",
         binary.display()
     );
     binary
+}
+
+/// `cargo nextest run` and `cargo test` build the test targets but not another package's
+/// binary, so a change to the server would be tested against the old `workspace-server`. When a
+/// source of the workspace is newer than the binary, build it (once per test process, one
+/// process at a time) with the same selection as the test build, so no dependency recompiles.
+fn ensure_fresh(binary: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace");
+    if !is_stale(binary, root) {
+        return;
+    }
+    let lock_path = binary.with_file_name(".blackbox-build.lock");
+    let lock = std::fs::File::create(&lock_path).expect("create the build lock");
+    lock.lock().expect("take the build lock");
+    if !is_stale(binary, root) {
+        return; // another test process built it meanwhile
+    }
+    let profile = binary
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|name| name.to_str());
+    let mut build = Command::new(cargo_program());
+    build
+        .args(["build", "--workspace", "--all-targets"])
+        .current_dir(root);
+    match profile {
+        Some("debug") | None => {}
+        Some("release") => {
+            build.arg("--release");
+        }
+        Some(other) => {
+            build.args(["--profile", other]);
+        }
+    }
+    eprintln!(
+        "blackbox: {} is older than the sources; building it",
+        binary.display()
+    );
+    let status = build.status().expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build --workspace --all-targets failed"
+    );
+    // Cargo leaves an up-to-date binary untouched (a source was only touched): mark it checked.
+    if let Ok(file) = std::fs::File::options().append(true).open(binary) {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
+}
+
+fn cargo_program() -> std::ffi::OsString {
+    std::env::var_os("CARGO")
+        .or_else(|| option_env!("CARGO").map(Into::into))
+        .unwrap_or_else(|| "cargo".into())
+}
+
+/// Whether any Rust source, manifest or migration of the workspace is newer than `binary`.
+fn is_stale(binary: &Path, root: &Path) -> bool {
+    let Ok(built) = std::fs::metadata(binary).and_then(|m| m.modified()) else {
+        return true;
+    };
+    let mut pending = vec![root.join("crates"), root.join("migrations")];
+    let mut files = vec![root.join("Cargo.toml"), root.join("Cargo.lock")];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if matches!(
+                path.extension().and_then(|e| e.to_str()),
+                Some("rs" | "toml" | "sql")
+            ) {
+                files.push(path);
+            }
+        }
+    }
+    files.iter().any(|file| {
+        std::fs::metadata(file)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > built)
+    })
 }
 
 /// The cluster URL the tests use: `DATABASE_URL`, else the nearest `.env`'s `DATABASE_URL`.

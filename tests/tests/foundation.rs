@@ -357,3 +357,30 @@ async fn sigterm_lets_the_server_exit_cleanly_on_an_external_database() {
     assert!(status.success(), "exit {status}: {}", server.logs());
     assert!(server.logs().contains("shutting down"), "{}", server.logs());
 }
+
+#[tokio::test]
+async fn built_in_postgres_with_a_data_dir_too_long_for_a_socket_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = data_dir();
+    let long = dir.path().join("x".repeat(100));
+    std::fs::create_dir(&long).unwrap();
+    std::fs::set_permissions(&long, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut server = TestServer::builder()
+        .built_in_postgres()
+        .data_dir(&long)
+        .start()
+        .await;
+    assert_ready(&server).await;
+    assert!(
+        server
+            .logs()
+            .contains("using a short socket dir under /tmp"),
+        "{}",
+        server.logs()
+    );
+    assert!(
+        server.terminate().expect("running").success(),
+        "{}",
+        server.logs()
+    );
+}

@@ -1,4 +1,5 @@
-//! Try the EIC path by hand: write, read, list and delete a file on one instance, with timings.
+//! Try the EIC path by hand: write, read, list and delete a file on one instance, with timings
+//! (a cold write, cold first reads each on a fresh pool, warm reads, a 3 MB round trip).
 //!
 //! ```sh
 //! # against eic-sim: export the values of its ready line, then

@@ -3,8 +3,9 @@
 //! authenticated connections with leases that release on `Drop`.
 //!
 //! Public surface used by the API layer (keep it stable; other crates build against it):
-//! [`EicConfig`], [`EicPool`] with `read_file` / `write_file` / `delete_file` / `list_dir`,
-//! [`RemoteEntry`], [`EicError`] and [`Step`].
+//! [`EicConfig`] (with optional explicit [`AwsSettings`]), [`EicPool`] with `read_file` /
+//! `write_file` / `delete_file` / `list_dir` / `operation_timeout`, [`RemoteEntry`], [`EicError`],
+//! [`Step`], and [`HISTOGRAM_BUCKETS`] for the metrics exporter.
 //!
 //! Host keys are trusted on first use: the first key an instance presents is recorded for the
 //! life of the process and a different key later is refused (the Go original accepted any key).

@@ -6,8 +6,11 @@
 //! and the first operation travels right behind the session's `init`, without waiting for the
 //! server's version (the server answers in order, so the version still arrives first).
 
+mod temp_files;
+
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared, poll_immediate, try_join_all};
 use russh_sftp::client::RawSftpSession;
@@ -28,6 +31,8 @@ const WRITE_CHUNK: usize = 32 * 1024;
 /// Read or write requests in flight at once for one file.
 const REQUESTS_IN_FLIGHT: usize = 16;
 const POSIX_RENAME: &str = "posix-rename@openssh.com";
+/// Directories remembered as swept of stale temporary files, per connection.
+const SWEPT_DIRECTORIES_KEPT: usize = 1024;
 
 /// What the server said in its `version` reply, shared by every operation of the session.
 type Started = Shared<BoxFuture<'static, Result<Capabilities, EicError>>>;
@@ -41,6 +46,8 @@ struct Capabilities {
 pub(crate) struct RemoteFs {
     raw: Arc<RawSftpSession>,
     started: Started,
+    /// Directories this connection already swept of stale temporary files.
+    swept: Mutex<HashSet<String>>,
 }
 
 impl RemoteFs {
@@ -79,7 +86,11 @@ impl RemoteFs {
         if let Some(Err(err)) = poll_immediate(&mut started).await {
             return Err(err);
         }
-        Ok(Self { raw, started })
+        Ok(Self {
+            raw,
+            started,
+            swept: Mutex::default(),
+        })
     }
 
     /// Runs `operation` while waiting for the server's `version` (at once after the first
@@ -174,10 +185,11 @@ impl RemoteFs {
     }
 
     /// Atomic write: a temporary sibling, mode 0644, renamed over the target. Parents are
-    /// created. A failure leaves the target as it was and removes the temporary file.
+    /// created. A failure leaves the target as it was and removes the temporary file (if the
+    /// channel still works; otherwise a later write to the directory sweeps it).
     pub(crate) async fn write(&self, path: &str, contents: &[u8]) -> Result<(), EicError> {
         let (dir, name) = split_parent(path)?;
-        let temp = format!("{dir}/.{name}.tmp-{:016x}", rand::random::<u64>());
+        let temp = temp_files::temp_path(dir, name, rand::random());
         let handle = match self.create(&temp).await {
             Err(EicError::NotFound) => {
                 self.create_dirs(dir).await?;
@@ -191,11 +203,35 @@ impl RemoteFs {
             (Ok(()), Ok(_)) => self.rename_over(&temp, path).await,
             (Err(err), _) | (Ok(()), Err(err)) => Err(err),
         };
-        if result.is_err() {
+        match result {
+            Ok(()) => self.sweep_once(dir, name),
             // Best effort: on a broken channel this fails too, and the temp file stays hidden.
-            let _ = self.raw.remove(temp).await;
+            Err(_) => drop(self.raw.remove(temp).await),
         }
         result
+    }
+
+    /// After the first successful write into `dir` on this connection, removes in the
+    /// background the temporary files that writes broken off earlier left there.
+    fn sweep_once(&self, dir: &str, written: &str) {
+        {
+            let mut swept = self.swept.lock().unwrap_or_else(|e| e.into_inner());
+            if swept.len() >= SWEPT_DIRECTORIES_KEPT {
+                swept.clear();
+            }
+            if !swept.insert(dir.to_owned()) {
+                return;
+            }
+        }
+        let raw = self.raw.clone();
+        let (dir, written) = (dir.to_owned(), written.to_owned());
+        tokio::spawn(async move {
+            match temp_files::sweep(&raw, &dir, &written).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(dir, removed, "removed stale temporary files"),
+                Err(err) => tracing::debug!(error = %err, dir, "sweeping temporary files failed"),
+            }
+        });
     }
 
     async fn create(&self, path: &str) -> Result<String, EicError> {
@@ -330,7 +366,7 @@ impl RemoteFs {
         for current_depth in 1..=depth.max(1) {
             let listings = try_join_all(level.iter().map(|relative| async move {
                 let absolute = join(root, relative);
-                match self.read_dir(&absolute).await {
+                match read_dir(&self.raw, &absolute).await {
                     Err(EicError::NotFound) => Ok((relative, Vec::new())),
                     other => other.map(|files| (relative, files)),
                 }
@@ -367,20 +403,24 @@ impl RemoteFs {
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(entries)
     }
+}
 
-    async fn read_dir(&self, path: &str) -> Result<Vec<(String, FileAttributes)>, EicError> {
-        let handle = self.raw.opendir(path).await.map_err(sftp_error)?.handle;
-        let mut files = Vec::new();
-        let result = loop {
-            match self.raw.readdir(handle.as_str()).await {
-                Ok(name) => files.extend(name.files.into_iter().map(|f| (f.filename, f.attrs))),
-                Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break Ok(()),
-                Err(err) => break Err(sftp_error(err)),
-            }
-        };
-        let closed = self.raw.close(handle).await.map_err(sftp_error);
-        result.and(closed).map(|_| files)
-    }
+/// The entries of one directory, with their attributes.
+async fn read_dir(
+    raw: &RawSftpSession,
+    path: &str,
+) -> Result<Vec<(String, FileAttributes)>, EicError> {
+    let handle = raw.opendir(path).await.map_err(sftp_error)?.handle;
+    let mut files = Vec::new();
+    let result = loop {
+        match raw.readdir(handle.as_str()).await {
+            Ok(name) => files.extend(name.files.into_iter().map(|f| (f.filename, f.attrs))),
+            Err(SftpError::Status(s)) if s.status_code == StatusCode::Eof => break Ok(()),
+            Err(err) => break Err(sftp_error(err)),
+        }
+    };
+    let closed = raw.close(handle).await.map_err(sftp_error);
+    result.and(closed).map(|_| files)
 }
 
 /// Appends one read reply; `false` at end of file.
@@ -463,7 +503,11 @@ mod tests {
         let read = tokio::spawn(async move { fs.once_started(fs.read("/x", 10)).await });
         // Both the init and the open arrive before the server says anything.
         assert_eq!(read_packet(&mut server).await, [1, 0, 0, 0, 3]); // SSH_FXP_INIT, v3
-        let open = read_packet(&mut server).await;
+        // (Without pipelining the open would wait for a version that never comes.)
+        let open =
+            tokio::time::timeout(std::time::Duration::from_secs(10), read_packet(&mut server))
+                .await
+                .expect("the open was sent without waiting for the version");
         assert_eq!(open[0], 3, "SSH_FXP_OPEN expected, got {open:?}");
         write_packet(&mut server, &[2, 0, 0, 0, 3]).await; // SSH_FXP_VERSION, v3
         let mut status = vec![101]; // SSH_FXP_STATUS

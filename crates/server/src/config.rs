@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Every setting can be given as a flag or through the environment variable shown. Without
 /// DATABASE_URL the server runs a built-in PostgreSQL in <data-dir>/postgres.
 #[derive(Debug, Parser)]
-#[command(name = "workspace-server", version, about, long_about = None)]
+#[command(name = "workspace-server", version)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

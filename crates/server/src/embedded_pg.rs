@@ -109,6 +109,11 @@ impl EmbeddedPostgres {
             .output()
             .await?;
         check(&output, "pg_ctl stop")?;
+        if self.socket_dir != self.pgdata {
+            // The short fallback dir under /tmp is ours alone; PostgreSQL may still be unlinking
+            // its socket files when `pg_ctl stop` returns.
+            let _ = std::fs::remove_dir_all(&self.socket_dir);
+        }
         tracing::info!("built-in PostgreSQL stopped");
         Ok(())
     }

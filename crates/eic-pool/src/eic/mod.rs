@@ -3,10 +3,16 @@
 //!
 //! ```text
 //! key push (SendSSHPublicKey) ───────────────────────────────┐
-//! discovery (cached) ─> WebSocket (openTunnel) ─> SSH kex ────┴─> auth ─> SFTP
+//! discovery (cached) ─> WebSocket (openTunnel) ─> SSH kex ────┴─> auth ─> channel, exec ─> init
 //! ```
 //! The key push overlaps discovery, the tunnel handshake and the key exchange; only the
-//! authentication waits for it. Every step has its own timeout, error variant and span.
+//! authentication waits for it. The SFTP `init` is answered together with the first operation
+//! (see `sftp`). Every step has its own timeout, error variant and span.
+//!
+//! Round trips after the WebSocket opens, for a cold read: the server's version, the key
+//! exchange, the `ssh-userauth` service request, russh's public key probe (russh 0.65.1 has no
+//! way to send the signed request directly), the signed request, the channel open, the `exec`
+//! (sshd opens the channel's window only then), `init` + `open`, then `fstat` + `read`.
 
 mod aws;
 mod sftp_channel;
@@ -151,40 +157,51 @@ impl EicConnector {
     }
 
     /// Bounds one setup step by its timeout, in its own span, counted by outcome.
-    async fn step<T>(
+    fn step<'a, T: 'a>(
         &self,
         step: Step,
-        work: impl Future<Output = Result<T, EicError>>,
-    ) -> Result<T, EicError> {
-        let result = self.bounded(step, work).await;
-        metrics::setup_step(step, result.is_ok());
-        result
+        work: impl Future<Output = Result<T, EicError>> + 'a,
+    ) -> impl Future<Output = Result<T, EicError>> + 'a {
+        let bounded = self.bounded(step, work);
+        async move {
+            let result = bounded.await;
+            metrics::setup_step(step, result.is_ok());
+            result
+        }
     }
 
     /// Like [`Self::step`] for a first part of a step whose last part is a `step` call: only a
     /// failure is counted here (it ends the setup), so each setup counts each step once.
-    async fn step_part<T>(
+    fn step_part<'a, T: 'a>(
         &self,
         step: Step,
-        work: impl Future<Output = Result<T, EicError>>,
-    ) -> Result<T, EicError> {
-        let result = self.bounded(step, work).await;
-        if result.is_err() {
-            metrics::setup_step(step, false);
+        work: impl Future<Output = Result<T, EicError>> + 'a,
+    ) -> impl Future<Output = Result<T, EicError>> + 'a {
+        let bounded = self.bounded(step, work);
+        async move {
+            let result = bounded.await;
+            if result.is_err() {
+                metrics::setup_step(step, false);
+            }
+            result
         }
-        result
     }
 
-    async fn bounded<T>(
+    /// `work` boxed (the SDK's and russh's futures are large), in its span, within the step
+    /// timeout.
+    fn bounded<'a, T: 'a>(
         &self,
         step: Step,
-        work: impl Future<Output = Result<T, EicError>>,
-    ) -> Result<T, EicError> {
+        work: impl Future<Output = Result<T, EicError>> + 'a,
+    ) -> impl Future<Output = Result<T, EicError>> + 'a {
         let span = tracing::info_span!("eic.step", step = step.as_str());
-        let work = Box::pin(work.instrument(span)); // the SDK's and russh's futures are large
-        match tokio::time::timeout(self.config.step_timeout, work).await {
-            Ok(result) => result,
-            Err(_) => Err(EicError::Timeout { step }),
+        let work = Box::pin(work.instrument(span));
+        let limit = self.config.step_timeout;
+        async move {
+            match tokio::time::timeout(limit, work).await {
+                Ok(result) => result,
+                Err(_) => Err(EicError::Timeout { step }),
+            }
         }
     }
 }
