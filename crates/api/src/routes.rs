@@ -126,12 +126,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         // `Router::layer` wraps each route, so these see the matched route pattern. The last
-        // layer added runs first: CORS → rate limit → metrics → tenant guard → security headers.
+        // layer added runs first: wire format (outermost, so every JSON body is labelled alike)
+        // → CORS → rate limit → metrics → tenant guard → security headers.
         .layer(from_fn(security_headers::security_headers))
         .layer(from_fn_with_state(config.clone(), tenant_guard::tenant_guard))
         .layer(from_fn(crate::middleware::metrics::record))
         .layer(from_fn_with_state(limiter, rate_limit::rate_limit))
         .layer(from_fn_with_state(cors::Cors::new(&config.cors_origins), cors::cors))
+        .layer(from_fn(crate::middleware::wire::wire_format))
         .layer(crate::middleware::trace::layer())
         .with_state(state)
 }

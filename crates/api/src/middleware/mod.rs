@@ -6,3 +6,4 @@ pub mod cors;
 pub mod rate_limit;
 pub mod security_headers;
 pub mod tenant_guard;
+pub mod wire;

@@ -1,0 +1,69 @@
+//! Wire details every response shares with the Go original: JSON bodies are labelled
+//! `application/json; charset=utf-8` (gin's type), and the few rejections axum produces itself as
+//! plain text (a body over the size limit) get the same `{"error":…}` shape as ours.
+
+use axum::Json;
+use axum::extract::Request;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+const JSON_UTF8: &str = "application/json; charset=utf-8";
+
+pub async fn wire_format(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let content_type = response.headers().get(CONTENT_TYPE).cloned();
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && content_type.as_ref().is_some_and(|t| t.as_bytes().starts_with(b"text/plain"))
+    {
+        response = (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Json(json!({ "error": "request body too large" })),
+        )
+            .into_response();
+    }
+    if response.headers().get(CONTENT_TYPE).is_some_and(|t| t == "application/json") {
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::body::{Body, Bytes, to_bytes};
+    use axum::routing::{get, post};
+    use tower::ServiceExt;
+
+    fn app() -> Router {
+        Router::new()
+            .route("/json", get(|| async { Json(json!({"status": "ok"})) }))
+            .route("/echo", post(|body: Bytes| async move { body.len().to_string() }))
+            .layer(axum::extract::DefaultBodyLimit::max(8))
+            .layer(axum::middleware::from_fn(wire_format))
+    }
+
+    #[tokio::test]
+    async fn json_is_labelled_utf8() {
+        let response = app()
+            .oneshot(Request::get("/json").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.headers()[CONTENT_TYPE], JSON_UTF8);
+    }
+
+    #[tokio::test]
+    async fn oversized_body_answers_json_413() {
+        let response = app()
+            .oneshot(Request::post("/echo").body(Body::from("0123456789abcdef")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(response.headers()[CONTENT_TYPE], JSON_UTF8);
+        let body = to_bytes(response.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], br#"{"error":"request body too large"}"#);
+    }
+}
