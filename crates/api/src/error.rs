@@ -56,7 +56,10 @@ impl ApiError {
     where
         E: Into<BoxError>,
     {
-        move |source| ApiError::Internal { context: context.to_string(), source: source.into() }
+        move |source| ApiError::Internal {
+            context: context.to_string(),
+            source: source.into(),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -95,7 +98,10 @@ fn chain(error: &dyn std::error::Error) -> String {
 fn datastore_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(current) = cause {
-        if current.downcast_ref::<store::StoreError>().is_some_and(store::StoreError::is_unavailable) {
+        if current
+            .downcast_ref::<store::StoreError>()
+            .is_some_and(store::StoreError::is_unavailable)
+        {
             return true;
         }
         cause = current.source();
@@ -108,7 +114,10 @@ fn datastore_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
 fn invalid_text(error: &(dyn std::error::Error + 'static)) -> bool {
     let mut cause = Some(error);
     while let Some(current) = cause {
-        if current.downcast_ref::<store::StoreError>().is_some_and(store::StoreError::is_invalid_text) {
+        if current
+            .downcast_ref::<store::StoreError>()
+            .is_some_and(store::StoreError::is_invalid_text)
+        {
             return true;
         }
         cause = current.source();
@@ -147,7 +156,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, Json(body)).into_response();
         if status.is_server_error() || matches!(self, ApiError::Remote { .. }) {
-            response.extensions_mut().insert(LoggedError(std::sync::Arc::new(chain(&self))));
+            response
+                .extensions_mut()
+                .insert(LoggedError(std::sync::Arc::new(chain(&self))));
         }
         response
     }

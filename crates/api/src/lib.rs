@@ -4,8 +4,8 @@
 //! Handlers hold no SQL (that is `store`) and no SSH (that is `eic-pool`).
 
 pub mod agents;
-pub mod background;
 pub mod auth;
+pub mod background;
 pub mod config;
 pub mod error;
 pub mod events_hub;

@@ -9,8 +9,8 @@ use axum::routing::{MethodRouter, delete, get, patch, post, put};
 
 use crate::AppState;
 use crate::handlers::ops;
-use crate::handlers::{admin, model, workspaces};
 use crate::handlers::{activity, events, registry};
+use crate::handlers::{admin, model, workspaces};
 use crate::handlers::{files, templates};
 
 /// Who may call a route.
@@ -51,8 +51,20 @@ struct Route {
     handler: MethodRouter<AppState>,
 }
 
-fn route(method: Method, path: &'static str, access: Access, handler: MethodRouter<AppState>) -> Route {
-    Route { spec: RouteSpec { method, path, access }, handler }
+fn route(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: MethodRouter<AppState>,
+) -> Route {
+    Route {
+        spec: RouteSpec {
+            method,
+            path,
+            access,
+        },
+        handler,
+    }
 }
 
 fn routes() -> Vec<Route> {
@@ -62,40 +74,170 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/ready", Public, get(ops::ready)),
         route(Method::GET, "/buildinfo", Public, get(ops::buildinfo)),
         route(Method::GET, "/metrics", Public, get(ops::metrics)),
-        route(Method::GET, "/openapi.json", Public, get(crate::openapi::serve)),
+        route(
+            Method::GET,
+            "/openapi.json",
+            Public,
+            get(crate::openapi::serve),
+        ),
         route(Method::GET, "/admin/liveness", Admin, get(admin::liveness)),
         route(Method::GET, "/workspaces", Admin, get(workspaces::list)),
         route(Method::POST, "/workspaces", Admin, post(workspaces::create)),
-        route(Method::GET, "/workspaces/{id}", Public, get(workspaces::get)),
-        route(Method::PATCH, "/workspaces/{id}", Workspace, patch(workspaces::update)),
-        route(Method::DELETE, "/workspaces/{id}", Admin, delete(workspaces::delete)),
-        route(Method::GET, "/workspaces/{id}/state", WorkspaceSelf, get(workspaces::state)),
-        route(Method::GET, "/workspaces/{id}/model", Workspace, get(model::get_model)),
-        route(Method::PUT, "/workspaces/{id}/model", Workspace, put(model::put_model)),
-        route(Method::GET, "/workspaces/{id}/provider", Workspace, get(model::get_provider)),
-        route(Method::PUT, "/workspaces/{id}/provider", Workspace, put(model::put_provider)),
-        route(Method::GET, "/admin/workspaces/{id}/test-token", TestToken, get(admin::test_token)),
-        route(Method::PUT, "/admin/workspaces/{id}/instance", Admin, put(admin::set_instance)),
-        route(Method::POST, "/registry/register", AgentBody, post(registry::register)),
-        route(Method::POST, "/registry/heartbeat", AgentBody, post(registry::heartbeat)),
-        route(Method::POST, "/registry/update-card", AgentBody, post(registry::update_card)),
-        route(Method::GET, "/registry/discover/{id}", AgentHeader, get(registry::discover)),
-        route(Method::GET, "/registry/{id}/peers", AgentPath, get(registry::peers)),
-        route(Method::POST, "/registry/check-access", Public, post(registry::check_access)),
+        route(
+            Method::GET,
+            "/workspaces/{id}",
+            Public,
+            get(workspaces::get),
+        ),
+        route(
+            Method::PATCH,
+            "/workspaces/{id}",
+            Workspace,
+            patch(workspaces::update),
+        ),
+        route(
+            Method::DELETE,
+            "/workspaces/{id}",
+            Admin,
+            delete(workspaces::delete),
+        ),
+        route(
+            Method::GET,
+            "/workspaces/{id}/state",
+            WorkspaceSelf,
+            get(workspaces::state),
+        ),
+        route(
+            Method::GET,
+            "/workspaces/{id}/model",
+            Workspace,
+            get(model::get_model),
+        ),
+        route(
+            Method::PUT,
+            "/workspaces/{id}/model",
+            Workspace,
+            put(model::put_model),
+        ),
+        route(
+            Method::GET,
+            "/workspaces/{id}/provider",
+            Workspace,
+            get(model::get_provider),
+        ),
+        route(
+            Method::PUT,
+            "/workspaces/{id}/provider",
+            Workspace,
+            put(model::put_provider),
+        ),
+        route(
+            Method::GET,
+            "/admin/workspaces/{id}/test-token",
+            TestToken,
+            get(admin::test_token),
+        ),
+        route(
+            Method::PUT,
+            "/admin/workspaces/{id}/instance",
+            Admin,
+            put(admin::set_instance),
+        ),
+        route(
+            Method::POST,
+            "/registry/register",
+            AgentBody,
+            post(registry::register),
+        ),
+        route(
+            Method::POST,
+            "/registry/heartbeat",
+            AgentBody,
+            post(registry::heartbeat),
+        ),
+        route(
+            Method::POST,
+            "/registry/update-card",
+            AgentBody,
+            post(registry::update_card),
+        ),
+        route(
+            Method::GET,
+            "/registry/discover/{id}",
+            AgentHeader,
+            get(registry::discover),
+        ),
+        route(
+            Method::GET,
+            "/registry/{id}/peers",
+            AgentPath,
+            get(registry::peers),
+        ),
+        route(
+            Method::POST,
+            "/registry/check-access",
+            Public,
+            post(registry::check_access),
+        ),
         route(Method::GET, "/events", Admin, get(events::list)),
-        route(Method::GET, "/events/{workspaceId}", Admin, get(events::list_for_workspace)),
+        route(
+            Method::GET,
+            "/events/{workspaceId}",
+            Admin,
+            get(events::list_for_workspace),
+        ),
         // The canvas subscribes without credentials (as in the original); agents naming
         // themselves with `X-Workspace-ID` are checked by the handler before the upgrade.
         route(Method::GET, "/ws", Public, get(events::socket)),
-        route(Method::POST, "/workspaces/{id}/activity", Workspace, post(activity::report)),
-        route(Method::GET, "/workspaces/{id}/activity", Workspace, get(activity::list)),
+        route(
+            Method::POST,
+            "/workspaces/{id}/activity",
+            Workspace,
+            post(activity::report),
+        ),
+        route(
+            Method::GET,
+            "/workspaces/{id}/activity",
+            Workspace,
+            get(activity::list),
+        ),
         route(Method::GET, "/templates", Admin, get(templates::list)),
-        route(Method::POST, "/templates/import", Admin, post(templates::import)),
-        route(Method::GET, "/workspaces/{id}/files", Workspace, get(files::list)),
-        route(Method::PUT, "/workspaces/{id}/files", Workspace, put(files::replace)),
-        route(Method::GET, "/workspaces/{id}/files/{*path}", Workspace, get(files::read)),
-        route(Method::PUT, "/workspaces/{id}/files/{*path}", Workspace, put(files::write)),
-        route(Method::DELETE, "/workspaces/{id}/files/{*path}", Workspace, delete(files::delete)),
+        route(
+            Method::POST,
+            "/templates/import",
+            Admin,
+            post(templates::import),
+        ),
+        route(
+            Method::GET,
+            "/workspaces/{id}/files",
+            Workspace,
+            get(files::list),
+        ),
+        route(
+            Method::PUT,
+            "/workspaces/{id}/files",
+            Workspace,
+            put(files::replace),
+        ),
+        route(
+            Method::GET,
+            "/workspaces/{id}/files/{*path}",
+            Workspace,
+            get(files::read),
+        ),
+        route(
+            Method::PUT,
+            "/workspaces/{id}/files/{*path}",
+            Workspace,
+            put(files::write),
+        ),
+        route(
+            Method::DELETE,
+            "/workspaces/{id}/files/{*path}",
+            Workspace,
+            delete(files::delete),
+        ),
     ]
 }
 
@@ -114,8 +256,10 @@ pub fn router(state: AppState) -> Router {
     for Route { spec, handler } in routes() {
         let guarded = match spec.access {
             Access::Public => handler,
-            access => handler
-                .route_layer(from_fn_with_state((access, auth.clone()), crate::auth::middleware)),
+            access => handler.route_layer(from_fn_with_state(
+                (access, auth.clone()),
+                crate::auth::middleware,
+            )),
         };
         router = router.route(spec.path, guarded);
     }
@@ -129,10 +273,16 @@ pub fn router(state: AppState) -> Router {
         // layer added runs first: wire format (outermost, so every JSON body is labelled alike)
         // → CORS → rate limit → metrics → tenant guard → security headers.
         .layer(from_fn(security_headers::security_headers))
-        .layer(from_fn_with_state(config.clone(), tenant_guard::tenant_guard))
+        .layer(from_fn_with_state(
+            config.clone(),
+            tenant_guard::tenant_guard,
+        ))
         .layer(from_fn(crate::middleware::metrics::record))
         .layer(from_fn_with_state(limiter, rate_limit::rate_limit))
-        .layer(from_fn_with_state(cors::Cors::new(&config.cors_origins), cors::cors))
+        .layer(from_fn_with_state(
+            cors::Cors::new(&config.cors_origins),
+            cors::cors,
+        ))
         .layer(from_fn(crate::middleware::wire::wire_format))
         .layer(crate::middleware::trace::layer())
         .with_state(state)

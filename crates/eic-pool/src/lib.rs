@@ -177,6 +177,24 @@ pub struct RemoteEntry {
 pub struct EicPool {
     pool: Pool<EicConnector>,
     config: Arc<EicConfig>,
+    orphans: Arc<Orphans>,
+}
+
+/// Temporary files of writes that a broken connection cut off (their own cleanup could not
+/// reach the instance either), per instance id: removed on that instance's next lease.
+#[derive(Debug, Default)]
+struct Orphans(std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>);
+
+impl Orphans {
+    fn add(&self, instance_id: &str, path: String) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(instance_id.to_owned()).or_default().push(path);
+    }
+
+    fn take(&self, instance_id: &str) -> Vec<String> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(instance_id).unwrap_or_default()
+    }
 }
 
 impl std::fmt::Debug for EicPool {
@@ -205,7 +223,11 @@ impl EicPool {
                 max_channels_per_connection: config.max_channels_per_connection,
             },
         );
-        Ok(Self { pool, config })
+        Ok(Self {
+            pool,
+            config,
+            orphans: Arc::default(),
+        })
     }
 
     /// The file's bytes. `NotFound` when missing, `TooLarge` when bigger than `max_bytes`.
@@ -228,10 +250,16 @@ impl EicPool {
         path: &str,
         contents: &[u8],
     ) -> Result<(), EicError> {
-        self.run("write", instance_id, async |fs: &RemoteFs| {
-            fs.write(path, contents).await
-        })
-        .await
+        let temp = sftp::temp_path_for(path)?;
+        let result = self
+            .run("write", instance_id, async |fs: &RemoteFs| {
+                fs.write(path, &temp, contents).await
+            })
+            .await;
+        if result.as_ref().is_err_and(EicError::is_transport) {
+            self.orphans.add(instance_id, temp);
+        }
+        result
     }
 
     /// Removes a file; a missing file is not an error.
@@ -289,7 +317,10 @@ impl EicPool {
                     Ok(Err(err)) => return Err(acquire_error(err)),
                     Ok(Ok(lease)) => lease,
                 };
-                let operation = lease.fs.once_started(operation(&lease.fs));
+                let operation = lease.fs.once_started(async {
+                    self.remove_orphans(instance_id, &lease.fs).await;
+                    operation(&lease.fs).await
+                });
                 let result = match tokio::time::timeout_at(deadline, operation).await {
                     Err(_) => Err(EicError::Timeout { step: Step::Sftp }),
                     Ok(result) => result,
@@ -310,6 +341,24 @@ impl EicPool {
         }
         .instrument(span)
         .await
+    }
+}
+
+impl EicPool {
+    /// Removes the temporary files broken writes left on this instance (one round trip each,
+    /// only after such a fault); those it cannot reach yet are kept for the next lease.
+    async fn remove_orphans(&self, instance_id: &str, fs: &RemoteFs) {
+        for temp in self.orphans.take(instance_id) {
+            match fs.delete(&temp).await {
+                Ok(()) => {
+                    tracing::info!(file = temp, "removed the temporary file of a broken write")
+                }
+                Err(err) if err.is_transport() => self.orphans.add(instance_id, temp),
+                Err(err) => {
+                    tracing::warn!(error = %err, file = temp, "could not remove a temporary file")
+                }
+            }
+        }
     }
 }
 

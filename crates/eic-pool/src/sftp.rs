@@ -187,26 +187,31 @@ impl RemoteFs {
     /// Atomic write: a temporary sibling, mode 0644, renamed over the target. Parents are
     /// created. A failure leaves the target as it was and removes the temporary file (if the
     /// channel still works; otherwise a later write to the directory sweeps it).
-    pub(crate) async fn write(&self, path: &str, contents: &[u8]) -> Result<(), EicError> {
+    pub(crate) async fn write(
+        &self,
+        path: &str,
+        temp: &str,
+        contents: &[u8],
+    ) -> Result<(), EicError> {
         let (dir, name) = split_parent(path)?;
-        let temp = temp_files::temp_path(dir, name, rand::random());
-        let handle = match self.create(&temp).await {
+        let handle = match self.create(temp).await {
             Err(EicError::NotFound) => {
                 self.create_dirs(dir).await?;
-                self.create(&temp).await?
+                self.create(temp).await?
             }
             other => other?,
         };
         let written = self.write_open(&handle, contents).await;
         let closed = self.raw.close(handle).await.map_err(sftp_error);
         let result = match (written, closed) {
-            (Ok(()), Ok(_)) => self.rename_over(&temp, path).await,
+            (Ok(()), Ok(_)) => self.rename_over(temp, path).await,
             (Err(err), _) | (Ok(()), Err(err)) => Err(err),
         };
         match result {
             Ok(()) => self.sweep_once(dir, name),
-            // Best effort: on a broken channel this fails too, and the temp file stays hidden.
-            Err(_) => drop(self.raw.remove(temp).await),
+            // Best effort: on a broken channel this fails too, and the pool removes the temp
+            // file on the instance's next lease (`EicPool::write_file`).
+            Err(_) => drop(self.raw.remove(temp.to_owned()).await),
         }
         result
     }
@@ -452,6 +457,12 @@ fn join(root: &str, relative: &str) -> String {
         (false, true) => format!("{root}{relative}"),
         (false, false) => format!("{root}/{relative}"),
     }
+}
+
+/// A fresh temporary sibling for an atomic write of `path` (`.<name>.tmp-<16 hex>`).
+pub(crate) fn temp_path_for(path: &str) -> Result<String, EicError> {
+    let (dir, name) = split_parent(path)?;
+    Ok(temp_files::temp_path(dir, name, rand::random()))
 }
 
 fn split_parent(path: &str) -> Result<(&str, &str), EicError> {

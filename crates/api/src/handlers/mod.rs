@@ -1,9 +1,9 @@
-pub mod ops;
-pub mod files;
-pub mod templates;
-pub mod admin;
-pub mod model;
-pub mod workspaces;
 pub mod activity;
+pub mod admin;
 pub mod events;
+pub mod files;
+pub mod model;
+pub mod ops;
 pub mod registry;
+pub mod templates;
+pub mod workspaces;

@@ -1,9 +1,9 @@
 //! The middleware chain's pieces, one module each; `routes::router` assembles them.
 
-pub mod metrics;
-pub mod trace;
 pub mod cors;
+pub mod metrics;
 pub mod rate_limit;
 pub mod security_headers;
 pub mod tenant_guard;
+pub mod trace;
 pub mod wire;

@@ -16,7 +16,9 @@ pub async fn wire_format(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let content_type = response.headers().get(CONTENT_TYPE).cloned();
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && content_type.as_ref().is_some_and(|t| t.as_bytes().starts_with(b"text/plain"))
+        && content_type
+            .as_ref()
+            .is_some_and(|t| t.as_bytes().starts_with(b"text/plain"))
     {
         response = (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -24,8 +26,14 @@ pub async fn wire_format(request: Request, next: Next) -> Response {
         )
             .into_response();
     }
-    if response.headers().get(CONTENT_TYPE).is_some_and(|t| t == "application/json") {
-        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
+    if response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|t| t == "application/json")
+    {
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(JSON_UTF8));
     }
     response
 }
@@ -41,7 +49,10 @@ mod tests {
     fn app() -> Router {
         Router::new()
             .route("/json", get(|| async { Json(json!({"status": "ok"})) }))
-            .route("/echo", post(|body: Bytes| async move { body.len().to_string() }))
+            .route(
+                "/echo",
+                post(|body: Bytes| async move { body.len().to_string() }),
+            )
             .layer(axum::extract::DefaultBodyLimit::max(8))
             .layer(axum::middleware::from_fn(wire_format))
     }
@@ -58,7 +69,11 @@ mod tests {
     #[tokio::test]
     async fn oversized_body_answers_json_413() {
         let response = app()
-            .oneshot(Request::post("/echo").body(Body::from("0123456789abcdef")).unwrap())
+            .oneshot(
+                Request::post("/echo")
+                    .body(Body::from("0123456789abcdef"))
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
