@@ -22,4 +22,4 @@ mod handlers;
 pub use config::ApiConfig;
 pub use error::ApiError;
 pub use routes::{Access, RouteSpec, router};
-pub use state::AppState;
+pub use state::{AppState, Services};

@@ -6,9 +6,28 @@ use sqlx::PgPool;
 use crate::ApiConfig;
 use crate::liveness::{Liveness, SchemaStatus};
 
-/// Everything a handler may reach, cheap to clone (handles that are `Arc`s inside).
+/// Everything a handler may reach. Cloned for every request (axum's `State`), so it is one `Arc`:
+/// a clone is one atomic increment, whatever [`Services`] holds.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The handles behind [`AppState`].
+#[derive(Debug)]
+pub struct Services {
     pub db: PgPool,
     pub config: Arc<ApiConfig>,
     pub metrics: PrometheusHandle,

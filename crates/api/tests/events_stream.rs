@@ -23,8 +23,10 @@ const WAIT: Duration = Duration::from_secs(10);
 /// A state whose hub is listening (the listener has ticked once it has issued `LISTEN`).
 async fn listening_state(db: &PgPool) -> (AppState, CancellationToken) {
     let shutdown = CancellationToken::new();
-    let mut state = common::test_state(db.clone(), common::test_config(&std::env::temp_dir()));
-    state.events = EventsHub::new(shutdown.clone());
+    let mut services =
+        common::test_services(db.clone(), common::test_config(&std::env::temp_dir()));
+    services.events = EventsHub::new(shutdown.clone());
+    let state = AppState::new(services);
     state
         .events
         .spawn_listener(db.clone(), state.liveness.clone());

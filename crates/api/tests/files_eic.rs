@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use common::{Reply, app, insert_workspace, send, test_config, test_state};
+use common::{Reply, app, insert_workspace, send, test_config, test_services, test_state};
 use eic_pool::{AwsSettings, EicConfig, EicPool};
 use eic_sim::{FaultsPatch, SimControl, SimInfo, SimProcess};
 use serde_json::{Value, json};
@@ -49,8 +49,9 @@ impl Eic {
             .expect("eic-sim starts (cargo build --workspace --all-targets)");
         let info = sim.info().clone();
         let dir = tempfile::tempdir().unwrap();
-        let mut state = test_state(db.clone(), test_config(dir.path()));
-        state.eic = Some(pool(&info, operation_timeout).await);
+        let mut services = test_services(db.clone(), test_config(dir.path()));
+        services.eic = Some(pool(&info, operation_timeout).await);
+        let state = api::AppState::new(services);
         Eic {
             app: app(state),
             db,

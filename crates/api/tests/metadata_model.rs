@@ -10,7 +10,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::{app, send, send_raw, test_config, test_state};
+use common::{app, send, send_raw, test_config, test_services};
 use serde_json::json;
 use sqlx::PgPool;
 use store::crypto::Crypto;
@@ -27,8 +27,9 @@ async fn workspace(db: &PgPool) -> Uuid {
 
 fn router(db: &PgPool, crypto: Crypto) -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut state = test_state(db.clone(), test_config(dir.path()));
-    state.crypto = Arc::new(crypto);
+    let mut services = test_services(db.clone(), test_config(dir.path()));
+    services.crypto = Arc::new(crypto);
+    let state = api::AppState::new(services);
     (app(state), dir)
 }
 

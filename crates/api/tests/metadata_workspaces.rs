@@ -4,7 +4,7 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::{Reply, app, send, send_raw, send_with, test_config, test_state};
+use common::{Reply, app, send, send_raw, send_with, test_config, test_services, test_state};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -249,8 +249,9 @@ async fn create_takes_runtime_and_model_from_the_template(db: PgPool) {
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn create_stores_secrets_encrypted_in_the_same_transaction(db: PgPool) {
     let dir = tempfile::tempdir().unwrap();
-    let mut state = test_state(db.clone(), test_config(dir.path()));
-    state.crypto = std::sync::Arc::new(store::crypto::Crypto::from_key(&[9u8; 32]));
+    let mut services = test_services(db.clone(), test_config(dir.path()));
+    services.crypto = std::sync::Arc::new(store::crypto::Crypto::from_key(&[9u8; 32]));
+    let state = api::AppState::new(services);
     let app = app(state);
     let body = json!({"name": "with secrets", "secrets": {"OPENAI_API_KEY": "sk-123"}});
     let reply = send(&app, "POST", "/workspaces", Some(&body)).await;

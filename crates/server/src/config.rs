@@ -54,8 +54,8 @@ pub struct Config {
     #[arg(long, env = "DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
 
-    /// Most connections in the database pool.
-    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16, global = true)]
+    /// Most connections in the database pool (a few busy connections serve PostgreSQL best).
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8, global = true)]
     pub db_max_connections: u32,
 
     /// How long a request waits for a database connection (e.g. `5s`, `500ms`).

@@ -50,6 +50,10 @@ impl Database {
         let pool = PgPoolOptions::new()
             .max_connections(config.db_max_connections)
             .acquire_timeout(config.db_acquire_timeout)
+            // A ping before every acquire doubles each request's round trips. A connection
+            // that died (database restarted) fails its next query instead; the pool then drops
+            // it, and the request answers 503 `platform_unavailable`.
+            .test_before_acquire(false)
             .connect_lazy_with(options);
         Ok(Database { pool, embedded })
     }

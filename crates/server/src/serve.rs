@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use api::AppState;
 use api::liveness::{Liveness, SchemaStatus};
 use api::middleware::metrics::{DURATION_BUCKETS, HTTP_REQUEST_DURATION_SECONDS};
+use api::{AppState, Services};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -92,7 +92,7 @@ pub async fn build_state(
         api_config.production(),
     )
     .context("SECRETS_ENCRYPTION_KEY")?;
-    Ok(AppState {
+    Ok(AppState::new(Services {
         db,
         config: Arc::new(api_config),
         metrics,
@@ -101,7 +101,7 @@ pub async fn build_state(
         crypto: Arc::new(crypto),
         events: api::events_hub::EventsHub::default(),
         eic: Some(eic),
-    })
+    }))
 }
 
 /// Installs the process-wide Prometheus recorder and keeps its histogram buffers drained.

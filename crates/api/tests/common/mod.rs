@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use api::liveness::{Liveness, SchemaStatus};
-use api::{ApiConfig, AppState};
+use api::{ApiConfig, AppState, Services};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -32,10 +32,15 @@ pub fn test_config(dir: &Path) -> ApiConfig {
 
 /// An `AppState` over `db` with `config`.
 pub fn test_state(db: PgPool, config: ApiConfig) -> AppState {
+    AppState::new(test_services(db, config))
+}
+
+/// The parts of [`test_state`], for a test that replaces one of them.
+pub fn test_services(db: PgPool, config: ApiConfig) -> Services {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .build_recorder()
         .handle();
-    AppState {
+    Services {
         db,
         config: Arc::new(config),
         metrics,
