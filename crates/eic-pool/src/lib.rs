@@ -65,6 +65,9 @@ pub struct EicConfig {
     pub endpoint_id: Option<String>,
     /// EIC Endpoint DNS name (`host[:port]`); with `endpoint_id`, skips the endpoint lookup.
     pub endpoint_dns: Option<String>,
+    /// Private IP per instance id; with the endpoint configured too, discovery makes no EC2 call
+    /// for that instance.
+    pub instance_ips: std::collections::HashMap<String, String>,
     /// Explicit AWS endpoint, region and credentials (a simulator, a test). `None`: the SDK's
     /// standard environment and credential chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles,
     /// instance role ...).
@@ -108,6 +111,7 @@ impl Default for EicConfig {
             max_channels_per_connection: 8,
             endpoint_id: None,
             endpoint_dns: None,
+            instance_ips: std::collections::HashMap::new(),
             aws: None,
         }
     }

@@ -164,6 +164,19 @@ pub struct Config {
     #[arg(long, env = "EIC_MAX_TUNNELS", default_value_t = 16, global = true)]
     pub eic_max_tunnels: usize,
 
+    /// EIC Endpoint id; with `EIC_ENDPOINT_DNS`, no `DescribeInstanceConnectEndpoints` call.
+    #[arg(long, env = "EIC_ENDPOINT_ID", global = true)]
+    pub eic_endpoint_id: Option<String>,
+
+    /// EIC Endpoint DNS name; with `EIC_ENDPOINT_ID`, no `DescribeInstanceConnectEndpoints` call.
+    #[arg(long, env = "EIC_ENDPOINT_DNS", global = true)]
+    pub eic_endpoint_dns: Option<String>,
+
+    /// Private IPs of instances, `i-…=10.0.0.5,i-…=10.0.0.6`; with the endpoint configured, no
+    /// EC2 call at all for those instances.
+    #[arg(long, env = "EIC_INSTANCE_IPS", value_parser = parse_instance_ips, default_value = "", global = true)]
+    pub eic_instance_ips: InstanceIps,
+
     /// Budget of one remote file operation; past it the API answers 504.
     #[arg(long, env = "EIC_OPERATION_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub eic_operation_timeout: Duration,
@@ -222,6 +235,9 @@ impl Config {
             max_lifetime: self.eic_max_lifetime,
             max_instances: self.eic_pool_max_instances,
             max_tunnels: self.eic_max_tunnels,
+            endpoint_id: self.eic_endpoint_id.clone(),
+            endpoint_dns: self.eic_endpoint_dns.clone(),
+            instance_ips: self.eic_instance_ips.0.clone(),
             ..eic_pool::EicConfig::default()
         }
     }
@@ -262,6 +278,29 @@ fn non_empty(value: &Option<String>) -> Option<String> {
 }
 
 /// Parses `30`, `30s`, `500ms`, `5m` or `1h` (a bare number is seconds).
+/// `EIC_INSTANCE_IPS`: instance id → private IP.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceIps(pub std::collections::HashMap<String, String>);
+
+fn parse_instance_ips(text: &str) -> Result<InstanceIps, String> {
+    let mut ips = std::collections::HashMap::new();
+    for pair in text
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+    {
+        let (instance, ip) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{pair:?} is not `instance-id=ip`"))?;
+        let ip: std::net::IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| format!("{ip:?} is not an IP address"))?;
+        ips.insert(instance.trim().to_owned(), ip.to_string());
+    }
+    Ok(InstanceIps(ips))
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -302,6 +341,25 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn instance_ips_parse_into_the_eic_config() {
+        let cli = parse(&[
+            "--eic-endpoint-id",
+            "eice-1",
+            "--eic-endpoint-dns",
+            "eice-1.example",
+            "--eic-instance-ips",
+            "i-0123456789abcdef0=10.0.0.5, i-01234567=10.0.0.6",
+        ]);
+        let eic = cli.config.eic_config();
+        assert_eq!(eic.endpoint_id.as_deref(), Some("eice-1"));
+        assert_eq!(eic.instance_ips["i-0123456789abcdef0"], "10.0.0.5");
+        assert_eq!(eic.instance_ips["i-01234567"], "10.0.0.6");
+        assert!(parse_instance_ips("i-1=not-an-ip").is_err());
+        assert!(parse_instance_ips("i-1").is_err());
+        assert!(parse_instance_ips("").unwrap().0.is_empty());
     }
 
     #[test]

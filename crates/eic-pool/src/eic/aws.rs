@@ -125,9 +125,22 @@ impl Aws {
         instance_id: &str,
         config: &EicConfig,
     ) -> Result<Target, EicError> {
-        let instance = self.describe_instance(instance_id).await?;
-        if let (Some(endpoint_id), Some(endpoint_dns)) = (&config.endpoint_id, &config.endpoint_dns)
+        let configured_endpoint = config
+            .endpoint_id
+            .as_ref()
+            .zip(config.endpoint_dns.as_ref());
+        if let (Some((endpoint_id, endpoint_dns)), Some(private_ip)) =
+            (configured_endpoint, config.instance_ips.get(instance_id))
         {
+            // Everything is configured: no EC2 call at all.
+            return Ok(Target {
+                private_ip: private_ip.clone(),
+                endpoint_id: endpoint_id.clone(),
+                endpoint_dns: endpoint_dns.clone(),
+            });
+        }
+        let instance = self.describe_instance(instance_id).await?;
+        if let Some((endpoint_id, endpoint_dns)) = configured_endpoint {
             return Ok(Target {
                 private_ip: instance.private_ip,
                 endpoint_id: endpoint_id.clone(),
