@@ -5,7 +5,7 @@
 
 import { randomBytes } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,6 +34,16 @@ const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 const outDir = join(here, "out");
+
+/** Whether sshd accepts `dir` as a chroot's parent: every component root-owned, not group/other-writable. */
+function chrootSafe(dir) {
+  mkdirSync(dir, { recursive: true });
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    const st = statSync(d);
+    if (st.uid !== 0 || (st.mode & 0o022) !== 0) return false;
+    if (d === dirname(d)) return true;
+  }
+}
 const INSTANCE_ID = "i-0123456789abcdef0";
 const COLD_LIMIT_MS = 2_000;
 const WARM_LIMIT_MS = 300;
@@ -71,9 +81,11 @@ async function main() {
   cleanups.push(foreign.stop);
 
   // sshd's ChrootDirectory needs every component of the instance root root-owned and not
-  // writable by others, which rules out the system temp dir: the roots live under target/.
-  mkdirSync(join(targetDir, "browser-test"), { recursive: true });
-  const simDir = mkdtempSync(join(targetDir, "browser-test", "instances-"));
+  // writable by others, which rules out the system temp dir: the roots live under target/, or
+  // under /var/lib/eic-sim when the checkout itself sits in such a directory.
+  const rootsParent = chrootSafe(targetDir) ? join(targetDir, "browser-test") : "/var/lib/eic-sim";
+  mkdirSync(rootsParent, { recursive: true });
+  const simDir = mkdtempSync(join(rootsParent, "instances-"));
   chmodSync(simDir, 0o755);
   cleanups.push(() => rmSync(simDir, { recursive: true, force: true }));
   const sim = await startEicSim({

@@ -60,7 +60,7 @@ impl SimProcess {
     /// Starts `eic-sim ARGS` (the binary next to the current executable's `target/<profile>/`
     /// directory, or `$EIC_SIM_BIN`) and waits for its ready line. Without `--root` in `args`, a
     /// fresh root under `target/<profile>/eic-sim-roots/` is used and removed on drop (`/tmp`
-    /// cannot hold a chroot: it is world-writable).
+    /// cannot hold a chroot: it is world-writable; a checkout there uses [`FALLBACK_ROOTS`]).
     pub fn spawn(args: &[&str]) -> Result<SimProcess, SimProcessError> {
         let binary = sim_binary()?;
         let mut command = Command::new(&binary);
@@ -205,9 +205,27 @@ fn sim_binary() -> Result<PathBuf, SimProcessError> {
     }
 }
 
+/// Where instance roots go when a checkout sits under a directory sshd refuses (e.g. `/tmp`).
+pub const FALLBACK_ROOTS: &str = "/var/lib/eic-sim";
+
+/// Whether sshd accepts `dir` as a parent of a `ChrootDirectory`: every component root-owned and
+/// not group/other-writable.
+pub fn chroot_safe(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    dir.canonicalize().is_ok_and(|dir| {
+        dir.ancestors().all(|d| {
+            std::fs::metadata(d).is_ok_and(|meta| meta.uid() == 0 && meta.mode() & 0o022 == 0)
+        })
+    })
+}
+
 fn default_root(profile_dir: &Path) -> Result<TempDir, SimProcessError> {
     use std::os::unix::fs::PermissionsExt;
-    let parent = profile_dir.join("eic-sim-roots");
+    let parent = if chroot_safe(profile_dir) {
+        profile_dir.join("eic-sim-roots")
+    } else {
+        PathBuf::from(FALLBACK_ROOTS)
+    };
     let fail = |e| SimProcessError::Root(parent.clone(), e);
     std::fs::create_dir_all(&parent).map_err(fail)?;
     let root = tempfile::Builder::new()
