@@ -4,6 +4,9 @@
 //! Events reach PostgreSQL from any replica (the insert trigger, or `store::events::announce`), so
 //! every replica's subscribers see every event. A subscriber that falls behind skips what it
 //! missed rather than slowing the others down; the canvas re-reads `GET /workspaces` anyway.
+//!
+//! The same connection also listens on `workspace_changed`, which keeps this process's
+//! [`WorkspaceCache`] exact: the cache is in use only while this connection is.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::liveness::Liveness;
+use crate::workspace_cache::{self, WorkspaceCache};
 
 /// How many events a slow subscriber may lag before it skips ahead.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -72,6 +76,8 @@ pub struct EventsHub {
     sender: broadcast::Sender<Arc<LiveEvent>>,
     /// Cancelled on shutdown: the listener and every socket stop.
     shutdown: CancellationToken,
+    /// `GET /workspaces/{id}`'s cache, invalidated by this hub's listener.
+    workspace_cache: WorkspaceCache,
 }
 
 impl Default for EventsHub {
@@ -84,7 +90,17 @@ impl EventsHub {
     /// A hub whose listener and sockets stop when `shutdown` is cancelled.
     pub fn new(shutdown: CancellationToken) -> Self {
         let (sender, _) = broadcast::channel(SUBSCRIBER_BUFFER);
-        Self { sender, shutdown }
+        Self {
+            sender,
+            shutdown,
+            workspace_cache: WorkspaceCache::default(),
+        }
+    }
+
+    /// The cache of `GET /workspaces/{id}`; bypassed until [`Self::spawn_listener`]'s listener
+    /// is connected.
+    pub fn workspace_cache(&self) -> &WorkspaceCache {
+        &self.workspace_cache
     }
 
     /// A new subscriber; it receives every event published from now on.
@@ -136,7 +152,11 @@ impl EventsHub {
     /// Listens until shutdown or until the connection drops.
     async fn listen(&self, pool: &PgPool, liveness: &Liveness) -> Result<ListenEnd, sqlx::Error> {
         let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen(store::events::CHANNEL).await?;
+        listener
+            .listen_all([store::events::CHANNEL, workspace_cache::CHANNEL])
+            .await?;
+        // Dropped on every way out of this function, which bypasses the cache again.
+        let _cache_in_use = self.workspace_cache.start_listening();
         tracing::info!(channel = store::events::CHANNEL, "event stream listening");
         liveness.tick(LIVENESS_NAME);
         let mut heartbeat = tokio::time::interval(LIVENESS_INTERVAL);
@@ -146,6 +166,9 @@ impl EventsHub {
                 _ = heartbeat.tick() => liveness.tick(LIVENESS_NAME),
                 // `try_recv` reports a lost connection (`None`) instead of silently reconnecting.
                 notification = listener.try_recv() => match notification? {
+                    Some(notification) if notification.channel() == workspace_cache::CHANNEL => {
+                        self.workspace_cache.invalidate_announced(notification.payload());
+                    }
                     Some(notification) => self.relay(pool, notification.payload()).await,
                     None => return Ok(ListenEnd::ConnectionLost),
                 },

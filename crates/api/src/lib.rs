@@ -16,6 +16,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod routes;
 pub mod state;
+pub mod workspace_cache;
 
 mod handlers;
 

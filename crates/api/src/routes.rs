@@ -271,7 +271,11 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(not_found)
         // `Router::layer` wraps each route, so these see the matched route pattern. The last
         // layer added runs first: wire format (outermost, so every JSON body is labelled alike)
-        // → CORS → rate limit → metrics → tenant guard → security headers.
+        // → CORS → rate limit → metrics → tenant guard → security headers → cache invalidation.
+        .layer(from_fn_with_state(
+            state.events.workspace_cache().clone(),
+            crate::workspace_cache::invalidate_after_write,
+        ))
         .layer(from_fn(security_headers::security_headers))
         .layer(from_fn_with_state(
             config.clone(),

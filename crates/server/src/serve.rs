@@ -117,6 +117,7 @@ fn install_metrics_recorder(shutdown: &CancellationToken) -> anyhow::Result<Prom
         .install_recorder()
         .context("cannot install the metrics recorder")?;
     api::middleware::metrics::describe();
+    api::workspace_cache::WorkspaceCache::describe();
     let upkeep = handle.clone();
     let shutdown = shutdown.clone();
     tokio::spawn(async move {

@@ -6,6 +6,7 @@ use std::path::{Component, Path as FsPath, PathBuf};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use crate::json::{format_go_time, go_float, go_time_opt, parse_body};
+use crate::workspace_cache::Lookup;
 use crate::{ApiConfig, ApiError, AppState};
 use store::StoreError;
 use store::workspaces::{NewWorkspace, WorkspacePatch, WorkspaceRow};
@@ -174,13 +176,18 @@ pub struct GetQuery {
     include_removed: Option<String>,
 }
 
-/// `GET /workspaces/{id}` (open).
+/// `GET /workspaces/{id}` (open). Live workspaces' bodies are cached (`workspace_cache`).
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<GetQuery>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    let cache = state.events.workspace_cache();
+    let ticket = match cache.lookup(id) {
+        Lookup::Hit(body) => return Ok(json_body(body)),
+        Lookup::Miss(ticket) => ticket,
+    };
     let row = store::workspaces::get(&state.db, id)
         .await
         .map_err(store_error("query failed"))?
@@ -195,7 +202,19 @@ pub async fn get(
             body,
         });
     }
-    Ok(Json(PublicView::from(&row)).into_response())
+    let body = serde_json::to_vec(&PublicView::from(&row))
+        .map_err(ApiError::internal("failed to encode the workspace"))?;
+    let body = Bytes::from(body);
+    // Only live rows: their body is the same with or without `include_removed`.
+    if row.status != "removed" {
+        cache.fill(ticket, id, body.clone());
+    }
+    Ok(json_body(body))
+}
+
+/// A 200 with an already encoded JSON body.
+fn json_body(body: Bytes) -> Response {
+    ([(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 #[derive(Deserialize, Default)]

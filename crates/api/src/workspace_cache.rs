@@ -1,0 +1,304 @@
+//! An exact read-through cache of `GET /workspaces/{id}`'s 200 bodies, per workspace.
+//!
+//! Exact across replicas: a trigger announces every change to `workspaces` or `canvas_layouts` on
+//! [`CHANNEL`], and the events hub's listener relays it here ([`WorkspaceCache::invalidate_announced`]).
+//! The cache is used only while that listener is connected: a lost connection may have lost
+//! announcements, so the cache is emptied and bypassed until the next `LISTEN`. A read fills the
+//! cache only if nothing was invalidated since before its query ([`FillTicket`]), so a body read
+//! before a change can never land after that change's invalidation. Writes through this process
+//! invalidate at once ([`invalidate_after_write`]), so a client reads its own writes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use uuid::Uuid;
+
+/// The notification channel of the `workspace_changed` triggers; the payload is the workspace id.
+pub const CHANNEL: &str = "workspace_changed";
+/// `GET /workspaces/{id}` answered from the cache.
+pub const HITS_TOTAL: &str = "molecule_workspace_cache_hits_total";
+/// `GET /workspaces/{id}` that read the database (including while the cache is bypassed).
+pub const MISSES_TOTAL: &str = "molecule_workspace_cache_misses_total";
+/// At most this many bodies are kept; a full cache is emptied rather than tracked for recency.
+const CAPACITY: usize = 10_000;
+
+/// The process's cache. Cheap to clone (one `Arc`).
+#[derive(Clone, Default)]
+pub struct WorkspaceCache(Arc<Mutex<Entries>>);
+
+/// Everything under one lock, so a fill's check of the generation and its insert cannot interleave
+/// with an invalidation. The lock is never held across an `.await`.
+#[derive(Default)]
+struct Entries {
+    bodies: HashMap<Uuid, Bytes>,
+    /// Bumped by every invalidation, clear and listener transition.
+    generation: u64,
+    /// Whether the listener is connected and listening on [`CHANNEL`].
+    listening: bool,
+}
+
+/// The outcome of [`WorkspaceCache::lookup`].
+#[derive(Debug)]
+pub enum Lookup {
+    Hit(Bytes),
+    /// Read the database, then hand the body back with [`WorkspaceCache::fill`].
+    Miss(FillTicket),
+}
+
+/// Taken before the database read: the fill is refused if anything was invalidated since, or if
+/// the cache was bypassed when it was taken.
+#[derive(Debug)]
+#[must_use]
+pub struct FillTicket {
+    generation: Option<u64>,
+}
+
+impl std::fmt::Debug for WorkspaceCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let entries = self.entries();
+        f.debug_struct("WorkspaceCache")
+            .field("len", &entries.bodies.len())
+            .field("generation", &entries.generation)
+            .field("listening", &entries.listening)
+            .finish()
+    }
+}
+
+impl WorkspaceCache {
+    /// Registers the help texts; call once after installing the metrics recorder.
+    pub fn describe() {
+        metrics::describe_counter!(HITS_TOTAL, "GET /workspaces/{id} answered from the cache");
+        metrics::describe_counter!(MISSES_TOTAL, "GET /workspaces/{id} read from the database");
+    }
+
+    /// The cached body of `id`, or a ticket to fill it after reading the database.
+    pub fn lookup(&self, id: Uuid) -> Lookup {
+        let entries = self.entries();
+        if let Some(body) = entries.bodies.get(&id).filter(|_| entries.listening) {
+            metrics::counter!(HITS_TOTAL).increment(1);
+            return Lookup::Hit(body.clone());
+        }
+        metrics::counter!(MISSES_TOTAL).increment(1);
+        Lookup::Miss(FillTicket {
+            generation: entries.listening.then_some(entries.generation),
+        })
+    }
+
+    /// Stores the 200 body of `id` read with `ticket`, unless it may be stale by now.
+    pub fn fill(&self, ticket: FillTicket, id: Uuid, body: Bytes) {
+        let mut entries = self.entries();
+        if !entries.listening || ticket.generation != Some(entries.generation) {
+            return;
+        }
+        if entries.bodies.len() >= CAPACITY && !entries.bodies.contains_key(&id) {
+            entries.bodies.clear();
+        }
+        entries.bodies.insert(id, body);
+    }
+
+    /// Drops the body of `id` and refuses the fills of reads in flight.
+    pub fn invalidate(&self, id: Uuid) {
+        let mut entries = self.entries();
+        entries.generation += 1;
+        entries.bodies.remove(&id);
+    }
+
+    /// Drops every body and refuses the fills of reads in flight.
+    pub fn clear(&self) {
+        let mut entries = self.entries();
+        entries.generation += 1;
+        entries.bodies.clear();
+    }
+
+    /// Applies one notification of [`CHANNEL`]: a workspace id, or anything else (a TRUNCATE's
+    /// empty payload) to clear everything.
+    pub fn invalidate_announced(&self, payload: &str) {
+        match Uuid::parse_str(payload) {
+            Ok(id) => self.invalidate(id),
+            Err(_) => self.clear(),
+        }
+    }
+
+    /// Whether the cache is in use (its listener is connected).
+    pub fn is_listening(&self) -> bool {
+        self.entries().listening
+    }
+
+    /// Called by the listener once it listens on [`CHANNEL`]: the cache starts empty (changes
+    /// made while nobody listened were never announced to it) and stays in use until the
+    /// returned guard is dropped, when the connection ends for whatever reason.
+    pub fn start_listening(&self) -> ListeningGuard {
+        self.set_listening(true);
+        ListeningGuard(self.clone())
+    }
+
+    fn set_listening(&self, listening: bool) {
+        let mut entries = self.entries();
+        entries.listening = listening;
+        entries.generation += 1;
+        entries.bodies.clear();
+    }
+
+    fn entries(&self) -> MutexGuard<'_, Entries> {
+        // A panic while holding the lock leaves consistent data (every update is one statement
+        // after the checks), so a poisoned lock is still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Keeps the cache in use while the listener's connection lives; see
+/// [`WorkspaceCache::start_listening`].
+#[derive(Debug)]
+#[must_use]
+pub struct ListeningGuard(WorkspaceCache);
+
+impl Drop for ListeningGuard {
+    fn drop(&mut self) {
+        self.0.set_listening(false);
+    }
+}
+
+/// Middleware: after any request that may write (not GET, HEAD or OPTIONS), invalidates the
+/// workspace its path names, or clears the cache when the write may reach other workspaces (a
+/// body naming the workspace, creation, a cascading delete). It runs whatever the status, since a
+/// failed request may still have committed something; the trigger covers everyone else.
+pub async fn invalidate_after_write(
+    State(cache): State<WorkspaceCache>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(request).await;
+    }
+    let written = only_workspace_written(&method, request.uri().path());
+    let response = next.run(request).await;
+    match written {
+        Some(id) => cache.invalidate(id),
+        None => cache.clear(),
+    }
+    response
+}
+
+/// The one workspace a write to `path` can change, when there is exactly one: the `{id}` of
+/// `/workspaces/{id}/…`, except deleting the workspace itself (which cascades to descendants).
+fn only_workspace_written(method: &Method, path: &str) -> Option<Uuid> {
+    let rest = path.strip_prefix("/workspaces/")?;
+    let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let id = Uuid::parse_str(id).ok()?;
+    let deletes_the_workspace = *method == Method::DELETE && tail.is_empty();
+    (!deletes_the_workspace).then_some(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(cache: &WorkspaceCache, id: Uuid) -> Option<Bytes> {
+        match cache.lookup(id) {
+            Lookup::Hit(body) => Some(body),
+            Lookup::Miss(_) => None,
+        }
+    }
+
+    fn fill(cache: &WorkspaceCache, id: Uuid, body: &'static str) {
+        let Lookup::Miss(ticket) = cache.lookup(id) else {
+            panic!("expected a miss")
+        };
+        cache.fill(ticket, id, Bytes::from_static(body.as_bytes()));
+    }
+
+    #[test]
+    fn bypassed_until_listening_and_emptied_when_the_listener_stops() {
+        let cache = WorkspaceCache::default();
+        let id = Uuid::new_v4();
+        fill(&cache, id, "a");
+        assert_eq!(hit(&cache, id), None, "not listening: nothing is stored");
+
+        let listening = cache.start_listening();
+        fill(&cache, id, "a");
+        assert_eq!(hit(&cache, id).as_deref(), Some(&b"a"[..]));
+
+        drop(listening);
+        assert!(!cache.is_listening());
+        assert_eq!(hit(&cache, id), None);
+        let _listening = cache.start_listening();
+        assert_eq!(hit(&cache, id), None, "a reconnect starts empty");
+    }
+
+    #[test]
+    fn a_fill_after_an_invalidation_is_refused() {
+        let cache = WorkspaceCache::default();
+        let _listening = cache.start_listening();
+        let (id, other) = (Uuid::new_v4(), Uuid::new_v4());
+
+        let Lookup::Miss(ticket) = cache.lookup(id) else {
+            panic!("expected a miss")
+        };
+        cache.invalidate(other); // any invalidation: the read may have seen a changed row
+        cache.fill(ticket, id, Bytes::from_static(b"stale"));
+        assert_eq!(hit(&cache, id), None);
+
+        let Lookup::Miss(ticket) = cache.lookup(id) else {
+            panic!("expected a miss")
+        };
+        let reconnected = cache.start_listening();
+        cache.fill(ticket, id, Bytes::from_static(b"stale"));
+        assert_eq!(
+            hit(&cache, id),
+            None,
+            "a reconnect also refuses older fills"
+        );
+        drop(reconnected);
+    }
+
+    #[test]
+    fn announcements_invalidate_one_or_all() {
+        let cache = WorkspaceCache::default();
+        let _listening = cache.start_listening();
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        fill(&cache, a, "a");
+        fill(&cache, b, "b");
+        cache.invalidate_announced(&a.to_string());
+        assert_eq!(hit(&cache, a), None);
+        assert!(hit(&cache, b).is_some());
+        cache.invalidate_announced("");
+        assert_eq!(hit(&cache, b), None);
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let cache = WorkspaceCache::default();
+        let _listening = cache.start_listening();
+        for _ in 0..=CAPACITY {
+            fill(&cache, Uuid::new_v4(), "x");
+        }
+        assert!(cache.entries().bodies.len() <= CAPACITY);
+    }
+
+    #[test]
+    fn writes_invalidate_their_workspace_or_everything() {
+        let id = Uuid::new_v4();
+        let one = |method: Method, path: String| only_workspace_written(&method, &path);
+        assert_eq!(one(Method::PATCH, format!("/workspaces/{id}")), Some(id));
+        assert_eq!(
+            one(Method::PUT, format!("/workspaces/{id}/model")),
+            Some(id)
+        );
+        assert_eq!(
+            one(Method::DELETE, format!("/workspaces/{id}/files/a")),
+            Some(id)
+        );
+        assert_eq!(one(Method::DELETE, format!("/workspaces/{id}")), None);
+        assert_eq!(one(Method::POST, "/workspaces".into()), None);
+        assert_eq!(one(Method::POST, "/registry/heartbeat".into()), None);
+        assert_eq!(one(Method::PATCH, "/workspaces/not-a-uuid".into()), None);
+    }
+}
