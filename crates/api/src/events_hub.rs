@@ -28,8 +28,10 @@ const SUBSCRIBER_BUFFER: usize = 1024;
 /// Reconnect backoff after the listening connection fails.
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// How often the listener reports itself alive while idle.
+/// How often the listener checks its connection with a round trip and reports itself alive.
 const LIVENESS_INTERVAL: Duration = Duration::from_secs(10);
+/// A connection that does not answer the check within this is treated as lost.
+const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// The name under which the listener shows in `GET /admin/liveness`.
 pub const LIVENESS_NAME: &str = "events-hub";
 
@@ -163,7 +165,14 @@ impl EventsHub {
         loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => return Ok(ListenEnd::Shutdown),
-                _ = heartbeat.tick() => liveness.tick(LIVENESS_NAME),
+                _ = heartbeat.tick() => {
+                    // Bounds how long a silently dead connection keeps the cache in use.
+                    let ping = store::events::ping(&mut listener);
+                    if !matches!(tokio::time::timeout(PING_TIMEOUT, ping).await, Ok(Ok(()))) {
+                        return Ok(ListenEnd::ConnectionLost);
+                    }
+                    liveness.tick(LIVENESS_NAME);
+                }
                 // `try_recv` reports a lost connection (`None`) instead of silently reconnecting.
                 notification = listener.try_recv() => match notification? {
                     Some(notification) if notification.channel() == workspace_cache::CHANNEL => {

@@ -211,9 +211,11 @@ async fn the_cache_is_bypassed_while_its_listener_is_down(db: PgPool) {
     assert!(server.is_cached(id));
     server.silence_announcements().await;
 
+    // The listener's session last ran its `LISTEN` or its periodic check (`store::events::ping`).
     let terminated: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        r#"SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+           WHERE datname = current_database()
+             AND (query LIKE 'LISTEN%' OR query = 'SELECT 1 AS "one!"')"#,
     )
     .fetch_all(&server.db)
     .await

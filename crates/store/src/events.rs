@@ -83,6 +83,15 @@ pub async fn get(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Event
     Ok(row)
 }
 
+/// A round trip on the listening connection, so a silently dead one is noticed (an idle listener
+/// otherwise waits forever on a connection the network dropped without a reset).
+pub async fn ping(executor: impl PgExecutor<'_>) -> Result<(), StoreError> {
+    sqlx::query_scalar!(r#"SELECT 1 AS "one!""#)
+        .fetch_one(executor)
+        .await?;
+    Ok(())
+}
+
 /// Announces an event to every replica's live subscribers without storing it (the original's
 /// `BroadcastOnly`: heartbeats, task and activity updates, which have tables of their own).
 pub async fn announce(

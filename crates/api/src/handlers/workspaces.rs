@@ -150,6 +150,28 @@ fn workspace_not_found() -> ApiError {
     ApiError::NotFound("workspace not found".to_string())
 }
 
+/// Opens a transaction on the workspace `id`, which must exist (404 otherwise); database errors
+/// answer with `failed`.
+async fn begin_on_existing(
+    state: &AppState,
+    id: Uuid,
+    failed: &str,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, ApiError> {
+    let mut tx = state
+        .db
+        .begin()
+        .await
+        .map_err(|e| store_error(failed)(e.into()))?;
+    if store::workspaces::status(&mut *tx, id)
+        .await
+        .map_err(store_error(failed))?
+        .is_none()
+    {
+        return Err(workspace_not_found());
+    }
+    Ok(tx)
+}
+
 /// Maps the store's typed conflicts to their statuses; anything else is a 500 with `context`.
 fn store_error(context: &str) -> impl FnOnce(StoreError) -> ApiError + '_ {
     move |error| match error {
@@ -591,18 +613,7 @@ pub async fn update(
     let patch = read_patch(&body)?;
     let failed = "failed to update workspace";
 
-    let mut tx = state
-        .db
-        .begin()
-        .await
-        .map_err(|e| store_error(failed)(e.into()))?;
-    if store::workspaces::status(&mut *tx, id)
-        .await
-        .map_err(store_error(failed))?
-        .is_none()
-    {
-        return Err(workspace_not_found());
-    }
+    let mut tx = begin_on_existing(&state, id, failed).await?;
     if let Some(Some(parent)) = patch.columns.parent_id {
         let descendants = store::workspaces::live_descendants(&mut *tx, id)
             .await
@@ -756,18 +767,7 @@ pub async fn delete(
         "failed to delete workspace"
     };
 
-    let mut tx = state
-        .db
-        .begin()
-        .await
-        .map_err(|e| store_error(failed)(e.into()))?;
-    if store::workspaces::status(&mut *tx, id)
-        .await
-        .map_err(store_error(failed))?
-        .is_none()
-    {
-        return Err(workspace_not_found());
-    }
+    let mut tx = begin_on_existing(&state, id, failed).await?;
     let children = store::workspaces::live_children(&mut *tx, id)
         .await
         .map_err(store_error("failed to check children"))?;
