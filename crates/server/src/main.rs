@@ -13,11 +13,6 @@ use clap::Parser;
 
 use crate::config::{Cli, Command, Config};
 
-// A request allocates many small, short-lived buffers across two worker threads; mimalloc keeps
-// that off glibc's arena locks (about a tenth of the server's CPU under load).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The git sha baked in by `build.rs` (`dev` when unknown).
 pub const GIT_SHA: &str = env!("WORKSPACE_SERVER_GIT_SHA");
 
