@@ -7,14 +7,13 @@
 //! 4. 100 concurrent reads of one instance from cold (profile `none`).
 //!
 //! Run: `cargo bench --workspace --bench eic` (as root, with openssh-server and openssh-client).
-//! The pool reads its AWS settings from the environment, so each phase runs in a child process
-//! of this executable with the simulator's environment (`SimProcess::run_test_in_child`).
+//! Each profile gets its own simulator; the pool reaches it through explicit AWS settings.
 
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eic_pool::{EicConfig, EicPool};
+use eic_pool::{AwsSettings, EicConfig, EicPool};
 use eic_sim::{SimControl, SimInfo, SimProcess, TunnelListener};
 use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,46 +24,41 @@ const FILE: &str = "/configs/bench-4k";
 const LIMIT: u64 = 1 << 20;
 
 fn main() {
-    match SimInfo::from_env() {
-        Some(info) => {
-            let phase = std::env::args().nth(1).unwrap_or_default();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(run_phase(&phase, info));
-        }
-        None => {
-            for profile in ["none", "aws"] {
-                let sim = SimProcess::spawn(&["--instance", INSTANCE, "--profile", profile])
-                    .expect("eic-sim starts (root, openssh-server)");
-                let status = sim.run_test_in_child(profile).unwrap();
-                assert!(
-                    status.success(),
-                    "benchmark phase {profile} failed: {status}"
-                );
-            }
-        }
-    }
-}
-
-async fn run_phase(phase: &str, info: SimInfo) {
-    let root = info.instances[INSTANCE].root.clone();
-    std::fs::write(root.join(FILE.trim_start_matches('/')), vec![b'x'; 4096]).unwrap();
     let layer = StepTimeline::default();
     let timeline = layer.spans.clone();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
+    for profile in ["none", "aws"] {
+        let sim = SimProcess::spawn(&["--instance", INSTANCE, "--profile", profile])
+            .expect("eic-sim starts (root, openssh-server)");
+        // A runtime per profile, dropped before its simulator stops.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(run_phase(profile, sim.info(), &timeline));
+    }
+}
+
+async fn run_phase(phase: &str, info: &SimInfo, timeline: &Arc<Mutex<Vec<SpanRecord>>>) {
+    let root = info.instances[INSTANCE].root.clone();
+    std::fs::write(root.join(FILE.trim_start_matches('/')), vec![b'x'; 4096]).unwrap();
     match phase {
-        "none" => phase_none(&info).await,
-        "aws" => phase_aws(&info, &timeline).await,
+        "none" => phase_none(info).await,
+        "aws" => phase_aws(info, timeline).await,
         other => panic!("unknown phase {other}"),
     }
 }
 
+/// Default pool settings, pointed at the simulator of `info` without any process environment.
 fn config(info: &SimInfo) -> EicConfig {
     EicConfig {
-        region: info.region.clone(),
         os_user: info.os_user.clone(),
+        aws: Some(AwsSettings {
+            endpoint_url: Some(info.aws_endpoint_url.clone()),
+            region: info.region.clone(),
+            access_key_id: info.access_key_id.clone(),
+            secret_access_key: info.secret_access_key.clone(),
+        }),
         ..EicConfig::default()
     }
 }

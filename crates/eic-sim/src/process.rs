@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -12,12 +12,10 @@ use tempfile::TempDir;
 use thiserror::Error;
 
 use crate::control::SimControl;
-use crate::wire::{SIM_INFO_ENV, SimInfo, SimInstance};
+use crate::wire::{SimInfo, SimInstance};
 
 /// How long the simulator may take to start its sshds and print the ready line.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a test run by [`SimProcess::run_test_in_child`] may take.
-const CHILD_TEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long it may take to stop its sshds after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,8 +33,6 @@ pub enum SimProcessError {
     Spawn(#[source] std::io::Error),
     #[error("eic-sim exited before it was ready ({0}); see its stderr")]
     Exited(String),
-    #[error("the child test did not finish within {0:?}")]
-    ChildTimeout(Duration),
     #[error("eic-sim printed no ready line within {0:?}")]
     NotReady(Duration),
     #[error("eic-sim printed an unreadable ready line: {line}")]
@@ -133,35 +129,6 @@ impl SimProcess {
     /// A client for the control API.
     pub fn control(&self) -> SimControl {
         SimControl::new(&self.info.aws_endpoint_url)
-    }
-
-    /// Runs the test `test_name` of the current test executable in a child process whose
-    /// environment points the AWS SDK at this simulator ([`SimInfo::aws_env`]) and carries the
-    /// ready line (read it with [`SimInfo::from_env`]). For clients that take their AWS settings
-    /// from the process environment only: a test cannot set its own (`std::env::set_var` is
-    /// `unsafe` in edition 2024, and this workspace forbids `unsafe`).
-    pub fn run_test_in_child(&self, test_name: &str) -> Result<ExitStatus, SimProcessError> {
-        let exe = std::env::current_exe().map_err(SimProcessError::CurrentExe)?;
-        let ready_line = serde_json::to_string(&self.info).expect("the ready line serialises");
-        let mut child = Command::new(exe)
-            .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-            .envs(self.info.aws_env())
-            .env(SIM_INFO_ENV, ready_line)
-            .stdin(Stdio::null())
-            .spawn()
-            .map_err(SimProcessError::Spawn)?;
-        let deadline = Instant::now() + CHILD_TEST_TIMEOUT;
-        loop {
-            if let Some(status) = child.try_wait().map_err(SimProcessError::Spawn)? {
-                return Ok(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(SimProcessError::ChildTimeout(CHILD_TEST_TIMEOUT));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 }
 

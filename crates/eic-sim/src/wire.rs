@@ -29,17 +29,7 @@ pub struct SimInstance {
     pub private_ip: String,
 }
 
-/// The environment variable that hands the ready line to a child test process
-/// ([`crate::SimProcess::run_test_in_child`]).
-pub const SIM_INFO_ENV: &str = "EIC_SIM_INFO";
-
 impl SimInfo {
-    /// The ready line handed down by [`crate::SimProcess::run_test_in_child`], in the child.
-    pub fn from_env() -> Option<SimInfo> {
-        let json = std::env::var(SIM_INFO_ENV).ok()?;
-        Some(serde_json::from_str(&json).expect("EIC_SIM_INFO holds a ready line"))
-    }
-
     /// `127.0.0.1:PORT`: the endpoint's DNS name as `DescribeInstanceConnectEndpoints` reports it.
     pub fn endpoint_dns(&self) -> &str {
         self.aws_endpoint_url
