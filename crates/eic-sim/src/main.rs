@@ -269,6 +269,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let shutdown = shutdown.clone();
         std::thread::spawn(move || cancel_on_stdin_eof(shutdown));
     }
+    // The tunnel relays small SSH packets both ways: Nagle's algorithm would hold each one back
+    // until the previous is acknowledged (the pool's side disables it too).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %err, "cannot set TCP_NODELAY");
+        }
+    });
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     tokio::select! {

@@ -205,7 +205,7 @@ async fn relay_bytes(sim: &Sim, socket: WebSocket, sshd: TcpStream, cancel: &Can
     };
     let tcp_writer = async move {
         while let Some((at, data)) = up_rx.recv().await {
-            tokio::time::sleep_until(at).await;
+            hold_until(at).await;
             if tcp_tx.write_all(&data).await.is_err() {
                 break;
             }
@@ -226,7 +226,7 @@ async fn relay_bytes(sim: &Sim, socket: WebSocket, sshd: TcpStream, cancel: &Can
     };
     let ws_writer = async {
         while let Some((at, data)) = down_rx.recv().await {
-            tokio::time::sleep_until(at).await;
+            hold_until(at).await;
             if ws_tx.send(Message::Binary(data)).await.is_err() {
                 return;
             }
@@ -241,6 +241,14 @@ async fn relay_bytes(sim: &Sim, socket: WebSocket, sshd: TcpStream, cancel: &Can
     if dropped {
         let goodbye = ws_tx.send(close(1011, "tunnel dropped by eic-sim"));
         let _ = tokio::time::timeout(Duration::from_secs(1), goodbye).await;
+    }
+}
+
+/// Waits for a chunk's due time. Without injected latency the chunk is already due: no timer at
+/// all, since the timer's millisecond granularity would add up to a millisecond per chunk.
+async fn hold_until(at: Instant) {
+    if at > Instant::now() {
+        tokio::time::sleep_until(at).await;
     }
 }
 
