@@ -9,6 +9,7 @@ pub mod background;
 pub mod config;
 pub mod error;
 pub mod events_hub;
+pub mod extract;
 pub mod files;
 pub mod json;
 pub mod liveness;
