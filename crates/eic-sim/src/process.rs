@@ -19,10 +19,12 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long it may take to stop its sshds after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Error)]
+#[derive(Error)]
 pub enum SimProcessError {
     #[error(
-        "eic-sim binary not found at {0} (build it with `cargo build --workspace`, or set EIC_SIM_BIN)"
+        "eic-sim binary not found at {0}: tests and benchmarks run it from their own target \
+         directory without building it; build it first with `cargo build --workspace --all-targets` \
+         (scripts/test does), or set EIC_SIM_BIN"
     )]
     BinaryNotFound(PathBuf),
     #[error("cannot locate the current executable")]
@@ -41,6 +43,20 @@ pub enum SimProcessError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// `SimProcess::spawn(..).expect(..)` in a test prints this: the message and its causes, which
+/// say what to do, rather than the variant's fields.
+impl std::fmt::Debug for SimProcessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
 }
 
 /// A running simulator; SIGTERM on `Drop` (it then stops its sshds and removes its temp files).

@@ -18,7 +18,7 @@ use crate::migrate::MIGRATOR;
 pub const BASELINE_VERSION: i64 = 20260101000000;
 
 /// Every table and column the baseline creates. A Go database must have all of them to be
-/// adopted; `baseline_columns_match_the_migration` (tests/adopt.rs) keeps this list in sync with
+/// adopted; `baseline_columns_match_the_migration` (tests/store/adopt.rs) keeps this list in sync with
 /// the migration file.
 pub const BASELINE_COLUMNS: &[(&str, &[&str])] = &[
     (
