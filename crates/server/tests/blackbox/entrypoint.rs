@@ -301,7 +301,7 @@ fn every_shell_script_passes_shellcheck() {
         return;
     }
     let mut scripts = Vec::new();
-    shell_scripts(&repo_root(), &mut scripts);
+    shell_scripts(repo_root(), &mut scripts);
     scripts.sort();
     assert!(
         scripts.iter().any(|p| p.ends_with("entrypoint-tenant.sh")),
