@@ -1,7 +1,6 @@
 //! The route guards (api-contract §5): AdminAuth, WorkspaceAuth, the `/state` own-token check
 //! and the test-token gate. `routes::router` applies one per route from its [`Access`].
 
-pub mod agent;
 pub mod session;
 
 use std::collections::HashMap;
@@ -101,13 +100,10 @@ fn unauthorized(message: &str) -> Response {
     ApiError::Unauthorized(message.to_string()).into_response()
 }
 
+/// Any failure of a guard's token lookup answers 503, like the original's guards: the caller
+/// cannot be checked, so it is neither let through nor told it is unauthorised.
 fn platform_unavailable(source: store::StoreError) -> Response {
-    tracing::error!(error = ?source, "auth: datastore unavailable");
-    ApiError::Unavailable {
-        message: "platform datastore unavailable — retry shortly".to_string(),
-        code: "platform_unavailable",
-    }
-    .into_response()
+    ApiError::datastore_unavailable(source).into_response()
 }
 
 /// Runs the guard of `access` in front of `next`.
@@ -128,12 +124,14 @@ pub async fn guard(
             .map_err(IntoResponse::into_response),
         // The body names the workspace: the handler checks once it has parsed it.
         Access::AgentBody => Ok(None),
-        Access::AgentHeader => agent::caller_from_header(&ctx, request.headers())
+        Access::AgentHeader => crate::agents::guard::caller_from_header(&ctx, request.headers())
             .await
             .map(|()| None),
-        Access::AgentPath => agent::caller_from_path(&ctx, request.headers(), path_id.as_deref())
-            .await
-            .map(|()| None),
+        Access::AgentPath => {
+            crate::agents::guard::caller_from_path(&ctx, request.headers(), path_id.as_deref())
+                .await
+                .map(|()| None)
+        }
     };
     match verdict {
         Ok(org) => {
@@ -231,7 +229,7 @@ async fn workspace_self(ctx: &AuthContext, headers: &HeaderMap, path_id: Option<
             };
             own_token(ctx, bearer, path_id).await.map(|()| None)
         }
-        Err(error) => Err(ApiError::internal("auth check failed")(error).into_response()),
+        Err(error) => Err(ApiError::from_store(error, "auth check failed").into_response()),
     }
 }
 

@@ -6,9 +6,9 @@
 //! Paths reach a backend only as a validated [`RelPath`] under a [`Root`].
 
 mod eic;
+pub mod handlers;
 mod local;
 pub mod relpath;
-pub mod templates;
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::error::StoreContext;
 use crate::{ApiConfig, ApiError, AppState};
 
 pub use relpath::{RelPath, RelPathError, Root};
@@ -33,7 +34,7 @@ pub const PRUNED_NAMES: [&str; 4] = [".git", "__pycache__", "node_modules", ".DS
 const OPERATION_DEADLINE: Duration = Duration::from_secs(35);
 
 /// One entry of a listing, relative to the listed directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FileEntry {
     pub path: String,
     pub size: u64,
@@ -166,7 +167,7 @@ impl WorkspaceFiles {
         let id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
         let target = store::file_targets::lookup(&state.db, id)
             .await
-            .map_err(ApiError::internal("query failed"))?
+            .context("query failed")?
             .ok_or_else(not_found)?;
         let backend: Box<dyn FileBackend> = if target.instance_id.is_empty() {
             Box::new(local::LocalBackend::new(workspace_dir(&state.config, id)))
