@@ -127,6 +127,11 @@ const UNIQUE_CONFLICTS: &[(&str, &str)] = &[];
 const MISSING_REFERENCES: &[(&str, StatusCode, &str)] = &[];
 
 impl ApiError {
+    /// 404 `workspace not found`.
+    pub fn workspace_not_found() -> ApiError {
+        ApiError::NotFound("workspace not found".to_string())
+    }
+
     /// The 503 of a database outage, keeping the driver's error for the log.
     pub fn datastore_unavailable(source: impl Into<BoxError>) -> ApiError {
         ApiError::Unavailable {
@@ -142,7 +147,7 @@ impl ApiError {
         match error {
             StoreError::DuplicateWorkspaceName => ApiError::Conflict(error.to_string()),
             StoreError::ParentNotFound => ApiError::BadRequest(error.to_string()),
-            StoreError::NotFound => ApiError::NotFound("workspace not found".to_string()),
+            StoreError::NotFound => ApiError::workspace_not_found(),
             // The database went away (restart, failover, full pool): the client may retry.
             error if error.is_unavailable() => ApiError::datastore_unavailable(error),
             // A NUL character cannot be stored in a text column: bad input, not a server fault.
@@ -167,7 +172,7 @@ impl ApiError {
                             error: message.to_string(),
                         },
                     ),
-                    None => ApiError::NotFound("workspace not found".to_string()),
+                    None => ApiError::workspace_not_found(),
                 }
             }
             error => ApiError::Internal {

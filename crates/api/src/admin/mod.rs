@@ -65,7 +65,7 @@ pub async fn test_token(
         .await
         .context("failed to mint token")?;
     if status.is_none_or(|s| s == WorkspaceStatus::Removed) {
-        return Err(ApiError::NotFound("workspace not found".to_string()));
+        return Err(ApiError::workspace_not_found());
     }
     let token = store::tokens::mint_workspace_token(&state.db, id)
         .await
@@ -103,7 +103,7 @@ pub async fn set_instance(
         .await
         .context("failed to update instance")?;
     if !found {
-        return Err(ApiError::NotFound("workspace not found".to_string()));
+        return Err(ApiError::workspace_not_found());
     }
     Ok(Json(InstanceSet {
         instance_id: instance_id.map(str::to_string),

@@ -83,6 +83,30 @@ pub async fn report(
     body: Bytes,
 ) -> ApiResult<Json<StatusBody>> {
     let body: ReportBody = parse_body(&body, "invalid request body")?;
+    let activity = new_activity(&body, workspace_id)?;
+
+    let mut tx = state.db.begin().await.context("failed to log activity")?;
+    store::activity::insert(&mut *tx, &activity)
+        .await
+        .context("failed to log activity")?; // an unknown workspace is 404
+    let announced = json!({
+        "activity_type": activity.activity_type,
+        "duration_ms": activity.duration_ms,
+        "method": activity.method,
+        "source_id": activity.source_id,
+        "status": activity.status,
+        "summary": activity.summary,
+        "target_id": activity.target_id,
+    });
+    store::events::announce(&mut *tx, "ACTIVITY_LOGGED", workspace_id, &announced)
+        .await
+        .context("failed to log activity")?;
+    tx.commit().await.context("failed to log activity")?;
+    Ok(Json(StatusBody { status: "logged" }))
+}
+
+/// Validates a report in the original's order: its type, then who it is from and about.
+fn new_activity(body: &ReportBody, workspace_id: Uuid) -> ApiResult<NewActivity<'_>> {
     if body.activity_type.is_empty() {
         return Err(ApiError::BadRequest("invalid request body".to_string()));
     }
@@ -117,7 +141,7 @@ pub async fn report(
     } else {
         body.status.as_str()
     };
-    let activity = NewActivity {
+    Ok(NewActivity {
         workspace_id,
         activity_type: &body.activity_type,
         source_id: Some(source_id),
@@ -129,26 +153,7 @@ pub async fn report(
         duration_ms: body.duration_ms,
         status,
         error_detail: non_empty(&body.error_detail),
-    };
-
-    let mut tx = state.db.begin().await.context("failed to log activity")?;
-    store::activity::insert(&mut *tx, &activity)
-        .await
-        .context("failed to log activity")?; // an unknown workspace is 404
-    let announced = json!({
-        "activity_type": activity.activity_type,
-        "duration_ms": activity.duration_ms,
-        "method": activity.method,
-        "source_id": activity.source_id,
-        "status": activity.status,
-        "summary": activity.summary,
-        "target_id": activity.target_id,
-    });
-    store::events::announce(&mut *tx, "ACTIVITY_LOGGED", workspace_id, &announced)
-        .await
-        .context("failed to log activity")?;
-    tx.commit().await.context("failed to log activity")?;
-    Ok(Json(StatusBody { status: "logged" }))
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

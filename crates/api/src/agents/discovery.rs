@@ -113,7 +113,7 @@ pub async fn discover(
         .context("lookup failed")?;
     let status = |row: &store::registry::DiscoveryRow| WorkspaceStatus::from_column(&row.status);
     let Some(found) = found.filter(|row| status(row) != WorkspaceStatus::Removed) else {
-        return Err(workspace_not_found());
+        return Err(ApiError::workspace_not_found());
     };
     let Some(mut url) = found.url else {
         let error = match status(&found) {
@@ -161,7 +161,7 @@ pub async fn peers(
     let peers = store::registry::peers(&state.db, id)
         .await
         .context("lookup failed")?;
-    let peers = peers.ok_or_else(workspace_not_found)?;
+    let peers = peers.ok_or_else(ApiError::workspace_not_found)?;
     Ok(Json(peers.into_iter().map(Peer::from).collect()))
 }
 
@@ -191,8 +191,4 @@ pub async fn check_access(
         _ => body.caller_id == body.target_id,
     };
     Ok(Json(AccessAnswer { allowed }))
-}
-
-fn workspace_not_found() -> ApiError {
-    ApiError::NotFound("workspace not found".to_string())
 }

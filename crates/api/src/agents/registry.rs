@@ -64,7 +64,7 @@ pub async fn register(
     let url = store::registry::register(&mut *tx, body.id, &body.url, &body.agent_card)
         .await
         .context("registration failed")?
-        .ok_or_else(workspace_not_found)?;
+        .ok_or_else(ApiError::workspace_not_found)?;
     let payload = json!({ "agent_card": body.agent_card, "url": url });
     store::events::record(&mut *tx, "WORKSPACE_ONLINE", Some(body.id), &payload)
         .await
@@ -140,7 +140,7 @@ pub async fn heartbeat(
     let outcome = store::registry::heartbeat(&mut *tx, &beat)
         .await
         .context("failed to update")?
-        .ok_or_else(workspace_not_found)?;
+        .ok_or_else(ApiError::workspace_not_found)?;
     let health = Health {
         error_rate: body.error_rate,
         sample_error: &body.sample_error,
@@ -201,7 +201,7 @@ pub async fn update_card(
         .await
         .context("failed to update card")?;
     if !updated {
-        return Err(workspace_not_found());
+        return Err(ApiError::workspace_not_found());
     }
     let payload = json!({ "agent_card": body.agent_card });
     store::events::record(
@@ -223,8 +223,4 @@ fn check_card_size(card: &Value) -> Result<(), ApiError> {
         )));
     }
     Ok(())
-}
-
-fn workspace_not_found() -> ApiError {
-    ApiError::NotFound("workspace not found".to_string())
 }

@@ -1,5 +1,6 @@
-//! The route guards (api-contract §5): AdminAuth, WorkspaceAuth, the `/state` own-token check
-//! and the test-token gate. `routes::router` applies one per route from its [`Access`].
+//! The route guards (the original's `middleware/wsauth_middleware.go`): AdminAuth, WorkspaceAuth,
+//! the `/state` own-token check and the test-token gate. `routes::router` applies one per route
+//! from its [`Access`].
 
 pub mod session;
 
@@ -158,7 +159,7 @@ pub async fn middleware(
 
 type Verdict = Result<Option<OrgCaller>, Response>;
 
-/// AdminAuth, §5.2 in order.
+/// AdminAuth, checks in the original's order.
 async fn admin(ctx: &AuthContext, headers: &HeaderMap) -> Verdict {
     let config = &ctx.state.config;
     let any_token = match store::tokens::any_live_token(&ctx.state.db).await {
@@ -196,7 +197,7 @@ async fn admin(ctx: &AuthContext, headers: &HeaderMap) -> Verdict {
     }
 }
 
-/// WorkspaceAuth, §5.3: the bearer must be ADMIN_TOKEN, an org token, or this workspace's own
+/// WorkspaceAuth: the bearer must be ADMIN_TOKEN, an org token, or this workspace's own
 /// token; without a bearer only same-origin canvas requests and dev mode pass.
 async fn workspace(ctx: &AuthContext, headers: &HeaderMap, path_id: Option<&str>) -> Verdict {
     let config = &ctx.state.config;
@@ -233,7 +234,8 @@ async fn workspace_self(ctx: &AuthContext, headers: &HeaderMap, path_id: Option<
     }
 }
 
-/// The test-token route's own gate (§5.5).
+/// The test-token route's own gate: off in production unless `MOLECULE_ENABLE_TEST_TOKENS`, and
+/// only for `ADMIN_TOKEN` when one is set.
 fn test_token(config: &ApiConfig, headers: &HeaderMap) -> Result<(), ApiError> {
     let enabled = config.molecule_env != "production" || config.enable_test_tokens;
     if !enabled {

@@ -163,7 +163,7 @@ impl WorkspaceFiles {
     /// Looks the workspace up (one query) and picks its backend: its EC2 when the row has an
     /// `instance_id`, else its local folder. Unknown or malformed ids are 404 as in the original.
     pub async fn open(state: &AppState, raw_id: &str) -> Result<WorkspaceFiles, ApiError> {
-        let not_found = || ApiError::NotFound("workspace not found".into());
+        let not_found = ApiError::workspace_not_found;
         let id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
         let target = store::file_targets::lookup(&state.db, id)
             .await

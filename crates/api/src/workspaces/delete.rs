@@ -86,6 +86,22 @@ pub async fn delete(
         };
         return Err(ApiError::with_body(StatusCode::CONFLICT, &refused));
     }
+    let descendants = remove(tx, id, purge, failed).await?;
+
+    Ok(Json(Deleted {
+        cascade_deleted: descendants.len(),
+        status: if purge { "purged" } else { "removed" },
+    }))
+}
+
+/// Removes (or purges) the workspace and its live descendants, records their events and commits;
+/// the descendants.
+async fn remove(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    id: Uuid,
+    purge: bool,
+    failed: &str,
+) -> Result<Vec<Uuid>, ApiError> {
     let descendants = store::workspaces::live_descendants(&mut *tx, id)
         .await
         .context(failed)?;
@@ -115,9 +131,5 @@ pub async fn delete(
             .context(failed)?;
     }
     tx.commit().await.context(failed)?;
-
-    Ok(Json(Deleted {
-        cascade_deleted: descendants.len(),
-        status: if purge { "purged" } else { "removed" },
-    }))
+    Ok(descendants)
 }

@@ -11,7 +11,6 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::views::PublicView;
-use super::workspace_not_found;
 use crate::error::{ErrorBody, StoreContext};
 use crate::extract::WorkspaceId;
 use crate::json::format_go_time;
@@ -58,7 +57,7 @@ pub async fn get(
     let row = store::workspaces::get(&state.db, id)
         .await
         .context("query failed")?
-        .ok_or_else(workspace_not_found)?;
+        .ok_or_else(ApiError::workspace_not_found)?;
     let removed = WorkspaceStatus::from_column(&row.status) == WorkspaceStatus::Removed;
     if removed && query.include_removed.as_deref() != Some("true") {
         let answer = Removed {

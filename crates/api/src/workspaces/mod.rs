@@ -26,10 +26,6 @@ pub use update::{__path_update, update};
 use crate::error::StoreContext;
 use crate::{ApiError, AppState};
 
-fn workspace_not_found() -> ApiError {
-    ApiError::NotFound("workspace not found".to_string())
-}
-
 /// Opens a transaction on the workspace `id`, which must exist (404 otherwise); database errors
 /// answer with `failed`.
 async fn begin_on_existing(
@@ -43,7 +39,7 @@ async fn begin_on_existing(
         .context(failed)?
         .is_none()
     {
-        return Err(workspace_not_found());
+        return Err(ApiError::workspace_not_found());
     }
     Ok(tx)
 }

@@ -175,7 +175,7 @@ async fn write(
         .context(&context)?
         .is_none()
     {
-        return Err(ApiError::NotFound("workspace not found".to_string()));
+        return Err(ApiError::workspace_not_found());
     }
     if value.is_empty() {
         store::secrets::delete(&mut *tx, id, setting.key)

@@ -61,23 +61,7 @@ pub(super) struct CreatePlan {
 /// Validates a create body in the original's order and fills in the defaults.
 pub(super) fn plan_create(config: &ApiConfig, body: &[u8]) -> Result<CreatePlan, ApiError> {
     let payload: CreatePayload = parse_body(body, "invalid workspace payload")?;
-    if payload.name.is_empty() {
-        return Err(ApiError::BadRequest(
-            "invalid workspace payload".to_string(),
-        ));
-    }
-    let fields = [
-        ("name", Some(payload.name.as_str())),
-        ("role", payload.role.as_deref()),
-        ("model", payload.model.as_deref()),
-        ("runtime", payload.runtime.as_deref()),
-    ];
-    if fields
-        .iter()
-        .any(|(field, value)| value.is_some_and(|v| check_field(field, v).is_err()))
-    {
-        return Err(ApiError::BadRequest("invalid workspace fields".to_string()));
-    }
+    check_payload(&payload)?;
     let mut runtime = payload.runtime.clone().filter(|r| !r.is_empty());
     let mut model = payload.model.clone().filter(|m| !m.is_empty());
     let mut template_dir = None;
@@ -86,16 +70,9 @@ pub(super) fn plan_create(config: &ApiConfig, body: &[u8]) -> Result<CreatePlan,
         // an empty body and left the row stuck).
         let dir = resolve_inside(&config.configs_dir, template)
             .ok_or_else(|| ApiError::BadRequest("invalid template".to_string()))?;
-        // A missing or invalid `config.yaml` gives no defaults; the workspace is still created.
-        match ConfigYaml::read(&dir) {
-            Ok(config) => {
-                runtime = runtime.or_else(|| config.default_runtime().map(str::to_string));
-                model = model.or_else(|| config.default_model().map(str::to_string));
-            }
-            Err(error) => {
-                tracing::warn!(template = %dir.display(), %error, "template config unreadable; no defaults taken");
-            }
-        }
+        let (default_runtime, default_model) = template_defaults(&dir);
+        runtime = runtime.or(default_runtime);
+        model = model.or(default_model);
         template_dir = dir.is_dir().then_some(dir);
     }
     let external = payload.external == Some(true) || runtime.as_deref() == Some("external");
@@ -108,29 +85,8 @@ pub(super) fn plan_create(config: &ApiConfig, body: &[u8]) -> Result<CreatePlan,
         let fallback = config.configs_dir.join(format!("{runtime}-default"));
         template_dir = fallback.is_dir().then_some(fallback);
     }
-    if let Some(dir) = payload.workspace_dir.as_deref().filter(|d| !d.is_empty()) {
-        check_workspace_dir(dir)?;
-    }
-    let has_dir = payload
-        .workspace_dir
-        .as_deref()
-        .is_some_and(|d| !d.is_empty());
-    let workspace_access = match payload.workspace_access.as_deref().unwrap_or("") {
-        "" | "none" => "none",
-        "read_only" | "read_write" if has_dir => payload.workspace_access.as_deref().unwrap_or(""),
-        _ => return Err(ApiError::BadRequest("invalid workspace access".to_string())),
-    }
-    .to_string();
-    let delivery_mode = match payload.delivery_mode.as_deref().unwrap_or("") {
-        "" | "push" => "push",
-        "poll" => "poll",
-        _ => {
-            return Err(ApiError::BadRequest(
-                "delivery_mode must be 'push' or 'poll'".to_string(),
-            ));
-        }
-    }
-    .to_string();
+    let workspace_access = workspace_access(&payload)?;
+    let delivery_mode = delivery_mode(&payload)?;
     let parent_id = match payload.parent_id.as_deref().filter(|p| !p.is_empty()) {
         Some(raw) => Some(
             Uuid::parse_str(raw)
@@ -148,6 +104,68 @@ pub(super) fn plan_create(config: &ApiConfig, body: &[u8]) -> Result<CreatePlan,
         external,
         template_dir,
     })
+}
+
+/// A name, and the string fields' rules.
+fn check_payload(payload: &CreatePayload) -> Result<(), ApiError> {
+    if payload.name.is_empty() {
+        return Err(ApiError::BadRequest(
+            "invalid workspace payload".to_string(),
+        ));
+    }
+    let fields = [
+        ("name", Some(payload.name.as_str())),
+        ("role", payload.role.as_deref()),
+        ("model", payload.model.as_deref()),
+        ("runtime", payload.runtime.as_deref()),
+    ];
+    if fields
+        .iter()
+        .any(|(field, value)| value.is_some_and(|v| check_field(field, v).is_err()))
+    {
+        return Err(ApiError::BadRequest("invalid workspace fields".to_string()));
+    }
+    Ok(())
+}
+
+/// The runtime and model a template's `config.yaml` declares; none when it is missing or
+/// invalid (the workspace is still created).
+fn template_defaults(dir: &FsPath) -> (Option<String>, Option<String>) {
+    match ConfigYaml::read(dir) {
+        Ok(config) => (
+            config.default_runtime().map(str::to_string),
+            config.default_model().map(str::to_string),
+        ),
+        Err(error) => {
+            tracing::warn!(template = %dir.display(), %error, "template config unreadable; no defaults taken");
+            (None, None)
+        }
+    }
+}
+
+/// `none` (the default), or `read_only`/`read_write` with a valid `workspace_dir`.
+fn workspace_access(payload: &CreatePayload) -> Result<String, ApiError> {
+    let dir = payload.workspace_dir.as_deref().filter(|d| !d.is_empty());
+    if let Some(dir) = dir {
+        check_workspace_dir(dir)?;
+    }
+    let access = payload.workspace_access.as_deref().unwrap_or("");
+    match access {
+        "" | "none" => Ok("none".to_string()),
+        "read_only" | "read_write" if dir.is_some() => Ok(access.to_string()),
+        _ => Err(ApiError::BadRequest("invalid workspace access".to_string())),
+    }
+}
+
+/// `push` (the default) or `poll`.
+fn delivery_mode(payload: &CreatePayload) -> Result<String, ApiError> {
+    match payload.delivery_mode.as_deref().unwrap_or("") {
+        "" | "push" => Ok("push".to_string()),
+        "poll" => Ok("poll".to_string()),
+        _ => Err(ApiError::BadRequest(
+            "delivery_mode must be 'push' or 'poll'".to_string(),
+        )),
+    }
 }
 
 /// `root/relative` when `relative` is a plain relative path that stays inside `root` (also after
