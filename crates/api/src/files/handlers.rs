@@ -11,7 +11,7 @@ use axum::extract::{Path, Query, State};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use crate::error::{ApiResult, ErrorBody};
 use crate::files::{FileEntry, MAX_FILES_PER_REQUEST, RelPath, Root, WorkspaceFiles, relpath};
@@ -37,6 +37,25 @@ pub struct ListQuery {
     path: Option<String>,
     /// Levels to descend, 1 to 5 (1 by default).
     depth: Option<String>,
+}
+
+/// The errors every files operation may answer besides its own: the caller, the workspace, and
+/// its host.
+#[derive(Debug, IntoResponses)]
+#[allow(dead_code)] // only documents the answers
+pub enum WorkspaceErrors {
+    #[response(status = 401, description = "Not this workspace")]
+    Unauthorized(#[to_schema] ErrorBody),
+    #[response(status = 404, description = "Unknown workspace")]
+    NotFound(#[to_schema] ErrorBody),
+    #[response(status = 409, description = "Instance unavailable")]
+    InstanceUnavailable(#[to_schema] ErrorBody),
+    #[response(status = 502, description = "Remote step failed")]
+    RemoteFailed(#[to_schema] ErrorBody),
+    #[response(status = 503, description = "Datastore unavailable")]
+    DatastoreUnavailable(#[to_schema] ErrorBody),
+    #[response(status = 504, description = "Host did not answer in time")]
+    Timeout(#[to_schema] ErrorBody),
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -133,12 +152,7 @@ pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
     responses(
     (status = 200, description = "Entries", body = Vec<FileEntry>),
     (status = 400, description = "Invalid root, path or depth", body = ErrorBody),
-    (status = 401, description = "Not this workspace", body = ErrorBody),
-    (status = 404, description = "Unknown workspace", body = ErrorBody),
-    (status = 409, description = "Instance unavailable", body = ErrorBody),
-    (status = 502, description = "Remote step failed", body = ErrorBody),
-    (status = 503, description = "Datastore unavailable", body = ErrorBody),
-    (status = 504, description = "Host did not answer in time", body = ErrorBody)))]
+    WorkspaceErrors))]
 pub async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -162,12 +176,7 @@ pub async fn list(
     (status = 200, description = "The file", body = FileContent),
     (status = 400, description = "Invalid root or path", body = ErrorBody),
     (status = 413, description = "File too large", body = ErrorBody),
-    (status = 401, description = "Not this workspace", body = ErrorBody),
-    (status = 404, description = "Unknown workspace", body = ErrorBody),
-    (status = 409, description = "Instance unavailable", body = ErrorBody),
-    (status = 502, description = "Remote step failed", body = ErrorBody),
-    (status = 503, description = "Datastore unavailable", body = ErrorBody),
-    (status = 504, description = "Host did not answer in time", body = ErrorBody)))]
+    WorkspaceErrors))]
 pub async fn read(
     State(state): State<AppState>,
     Path((id, raw_path)): Path<(String, String)>,
@@ -197,12 +206,7 @@ pub struct WriteBody {
     (status = 200, description = "Saved", body = FileDone),
     (status = 400, description = "Invalid root, path or body", body = ErrorBody),
     (status = 413, description = "Too large", body = ErrorBody),
-    (status = 401, description = "Not this workspace", body = ErrorBody),
-    (status = 404, description = "Unknown workspace", body = ErrorBody),
-    (status = 409, description = "Instance unavailable", body = ErrorBody),
-    (status = 502, description = "Remote step failed", body = ErrorBody),
-    (status = 503, description = "Datastore unavailable", body = ErrorBody),
-    (status = 504, description = "Host did not answer in time", body = ErrorBody)))]
+    WorkspaceErrors))]
 pub async fn write(
     State(state): State<AppState>,
     Path((id, raw_path)): Path<(String, String)>,
@@ -232,12 +236,7 @@ pub async fn write(
     responses(
     (status = 200, description = "Deleted (or was absent)", body = FileDone),
     (status = 400, description = "Invalid root or path", body = ErrorBody),
-    (status = 401, description = "Not this workspace", body = ErrorBody),
-    (status = 404, description = "Unknown workspace", body = ErrorBody),
-    (status = 409, description = "Instance unavailable", body = ErrorBody),
-    (status = 502, description = "Remote step failed", body = ErrorBody),
-    (status = 503, description = "Datastore unavailable", body = ErrorBody),
-    (status = 504, description = "Host did not answer in time", body = ErrorBody)))]
+    WorkspaceErrors))]
 pub async fn delete(
     State(state): State<AppState>,
     Path((id, raw_path)): Path<(String, String)>,
@@ -266,12 +265,7 @@ pub struct ReplaceBody {
     (status = 200, description = "Written", body = Replaced),
     (status = 400, description = "Invalid body or path", body = ErrorBody),
     (status = 413, description = "Too large", body = ErrorBody),
-    (status = 401, description = "Not this workspace", body = ErrorBody),
-    (status = 404, description = "Unknown workspace", body = ErrorBody),
-    (status = 409, description = "Instance unavailable", body = ErrorBody),
-    (status = 502, description = "Remote step failed", body = ErrorBody),
-    (status = 503, description = "Datastore unavailable", body = ErrorBody),
-    (status = 504, description = "Host did not answer in time", body = ErrorBody)))]
+    WorkspaceErrors))]
 pub async fn replace(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -76,65 +76,57 @@ pub struct ProviderBody {
     pub provider: Option<String>,
 }
 
-#[utoipa::path(get, path = "/workspaces/{id}/model", tag = "settings",
-    params(("id" = Uuid, Path)), responses(
-    (status = 200, description = "The model", body = SettingView),
-    (status = 400, description = "Invalid id", body = ErrorBody),
-    (status = 401, description = "Not this workspace", body = ErrorBody),
-    (status = 500, description = "Decryption failed", body = ErrorBody),
-    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
-pub async fn get_model(
-    state: State<AppState>,
-    id: WorkspaceId,
-) -> Result<Json<SettingView>, ApiError> {
-    read(state, id, &MODEL).await
+/// `GET` and `PUT` of one setting: the same handlers over [`MODEL`] and [`PROVIDER`].
+macro_rules! setting_routes {
+    ($get:ident, $put:ident, $path:tt, $setting:ident, $body:ident, $what:tt) => {
+        #[utoipa::path(get, path = $path, tag = "settings",
+                    params(("id" = Uuid, Path)), responses(
+                    (status = 200, description = $what, body = SettingView),
+                    (status = 400, description = "Invalid id", body = ErrorBody),
+                    (status = 401, description = "Not this workspace", body = ErrorBody),
+                    (status = 500, description = "Decryption failed", body = ErrorBody),
+                    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
+        pub async fn $get(
+            state: State<AppState>,
+            id: WorkspaceId,
+        ) -> Result<Json<SettingView>, ApiError> {
+            read(state, id, &$setting).await
+        }
+
+        #[utoipa::path(put, path = $path, tag = "settings",
+                    params(("id" = Uuid, Path)), request_body = $body, responses(
+                    (status = 200, description = "Saved or cleared", body = SettingSaved),
+                    (status = 400, description = "Invalid body", body = ErrorBody),
+                    (status = 401, description = "Not this workspace", body = ErrorBody),
+                    (status = 404, description = "Unknown", body = ErrorBody),
+                    (status = 413, description = "Body too large"),
+                    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
+        pub async fn $put(
+            state: State<AppState>,
+            id: WorkspaceId,
+            body: Bytes,
+        ) -> Result<Json<SettingSaved>, ApiError> {
+            write(state, id, body, &$setting).await
+        }
+    };
 }
 
-#[utoipa::path(put, path = "/workspaces/{id}/model", tag = "settings",
-    params(("id" = Uuid, Path)), request_body = ModelBody, responses(
-    (status = 200, description = "Saved or cleared", body = SettingSaved),
-    (status = 400, description = "Invalid body", body = ErrorBody),
-    (status = 401, description = "Not this workspace", body = ErrorBody),
-    (status = 404, description = "Unknown", body = ErrorBody),
-    (status = 413, description = "Body too large"),
-    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
-pub async fn put_model(
-    state: State<AppState>,
-    id: WorkspaceId,
-    body: Bytes,
-) -> Result<Json<SettingSaved>, ApiError> {
-    write(state, id, body, &MODEL).await
-}
-
-#[utoipa::path(get, path = "/workspaces/{id}/provider", tag = "settings",
-    params(("id" = Uuid, Path)), responses(
-    (status = 200, description = "The provider", body = SettingView),
-    (status = 400, description = "Invalid id", body = ErrorBody),
-    (status = 401, description = "Not this workspace", body = ErrorBody),
-    (status = 500, description = "Decryption failed", body = ErrorBody),
-    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
-pub async fn get_provider(
-    state: State<AppState>,
-    id: WorkspaceId,
-) -> Result<Json<SettingView>, ApiError> {
-    read(state, id, &PROVIDER).await
-}
-
-#[utoipa::path(put, path = "/workspaces/{id}/provider", tag = "settings",
-    params(("id" = Uuid, Path)), request_body = ProviderBody, responses(
-    (status = 200, description = "Saved or cleared", body = SettingSaved),
-    (status = 400, description = "Invalid body", body = ErrorBody),
-    (status = 401, description = "Not this workspace", body = ErrorBody),
-    (status = 404, description = "Unknown", body = ErrorBody),
-    (status = 413, description = "Body too large"),
-    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
-pub async fn put_provider(
-    state: State<AppState>,
-    id: WorkspaceId,
-    body: Bytes,
-) -> Result<Json<SettingSaved>, ApiError> {
-    write(state, id, body, &PROVIDER).await
-}
+setting_routes!(
+    get_model,
+    put_model,
+    "/workspaces/{id}/model",
+    MODEL,
+    ModelBody,
+    "The model"
+);
+setting_routes!(
+    get_provider,
+    put_provider,
+    "/workspaces/{id}/provider",
+    PROVIDER,
+    ProviderBody,
+    "The provider"
+);
 
 async fn read(
     State(state): State<AppState>,
