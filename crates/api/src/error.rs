@@ -1,10 +1,28 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use thiserror::Error;
+use utoipa::ToSchema;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of every error answer: `{"error": "…"}`, plus `code` where the original has one.
+/// Some answers add fields of their own (`id`/`hint` on 410, `retry_after` on 429); those have
+/// types of their own where a handler documents them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub error: String,
+}
+
+/// `{"status": "…"}`: the answer of an action with nothing else to say.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusBody {
+    pub status: &'static str,
+}
 
 /// The one error type of the HTTP layer. Every variant maps to a status here and nowhere else.
 /// Bodies are `{"error":"…"}` (plus `code` where the contract has one); internal causes are
@@ -29,9 +47,15 @@ pub enum ApiError {
     /// Any status with a JSON body of its own (410 `workspace removed`, 409 `confirmation_required`, …).
     #[error("{status}: {body}")]
     WithBody { status: StatusCode, body: Value },
-    /// 503 `{"error","code"}`: a dependency is down; the client may retry.
+    /// 503 `{"error","code"}`: a dependency is down; the client may retry. The source, if any,
+    /// is logged.
     #[error("{message}")]
-    Unavailable { message: String, code: &'static str },
+    Unavailable {
+        message: String,
+        code: &'static str,
+        #[source]
+        source: Option<BoxError>,
+    },
     /// A remote fault (502 naming the failed step, 504 on timeout, 409 when the host is unavailable).
     #[error("{message}")]
     Remote {
@@ -62,6 +86,15 @@ impl ApiError {
         }
     }
 
+    /// An answer of `status` with a typed body of its own (410 `workspace removed`, 409
+    /// `confirmation_required`, …).
+    pub fn with_body(status: StatusCode, body: &impl Serialize) -> ApiError {
+        match serde_json::to_value(body) {
+            Ok(body) => ApiError::WithBody { status, body },
+            Err(error) => ApiError::internal("failed to encode the answer")(error),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -74,6 +107,111 @@ impl ApiError {
             ApiError::Remote { status, .. } => *status,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+}
+
+/// The 503 answer of a database outage, from any guard or handler (the original's
+/// `middleware/wsauth_middleware.go` answers it when the token lookup fails).
+pub const DATASTORE_UNAVAILABLE: &str = "platform datastore unavailable — retry shortly";
+/// The 500 message of a store failure whose call gives no context of its own.
+const STORE_FAILED: &str = "internal error";
+
+/// Unique indexes a client can collide with, by name, and the 409 message of each. The
+/// workspaces' sibling-name index is reported by `store` as its own variant.
+const UNIQUE_CONFLICTS: &[(&str, &str)] = &[];
+
+/// Foreign keys a client can name a missing row through, by name: the status and message.
+/// Anything else referencing a missing row is a workspace that does not exist (every foreign key
+/// of the schema but `workspaces.parent_id`, which `store` reports as its own variant, points at
+/// `workspaces(id)`).
+const MISSING_REFERENCES: &[(&str, StatusCode, &str)] = &[];
+
+impl ApiError {
+    /// 404 `workspace not found`.
+    pub fn workspace_not_found() -> ApiError {
+        ApiError::NotFound("workspace not found".to_string())
+    }
+
+    /// The 503 of a database outage, keeping the driver's error for the log.
+    pub fn datastore_unavailable(source: impl Into<BoxError>) -> ApiError {
+        ApiError::Unavailable {
+            message: DATASTORE_UNAVAILABLE.to_string(),
+            code: "platform_unavailable",
+            source: Some(source.into()),
+        }
+    }
+
+    /// Maps a store error to its answer; an unexpected one is a 500 saying `context`.
+    pub fn from_store(error: store::StoreError, context: impl Into<String>) -> ApiError {
+        use store::StoreError;
+        match error {
+            StoreError::DuplicateWorkspaceName => ApiError::Conflict(error.to_string()),
+            StoreError::ParentNotFound => ApiError::BadRequest(error.to_string()),
+            StoreError::NotFound => ApiError::workspace_not_found(),
+            // The database went away (restart, failover, full pool): the client may retry.
+            error if error.is_unavailable() => ApiError::datastore_unavailable(error),
+            // A NUL character cannot be stored in a text column: bad input, not a server fault.
+            error if error.is_invalid_text() => {
+                ApiError::BadRequest("text must not contain NUL characters".to_string())
+            }
+            error if error.is_unique_violation() => {
+                let index = error.constraint().unwrap_or_default();
+                let message = UNIQUE_CONFLICTS
+                    .iter()
+                    .find(|(name, _)| *name == index)
+                    .map_or("already exists", |(_, message)| message);
+                ApiError::Conflict(message.to_string())
+            }
+            error if error.is_missing_reference() => {
+                let key = error.constraint().unwrap_or_default();
+                match MISSING_REFERENCES.iter().find(|(name, ..)| *name == key) {
+                    Some((_, status, message)) => ApiError::with_body(
+                        *status,
+                        &ErrorBody {
+                            code: None,
+                            error: message.to_string(),
+                        },
+                    ),
+                    None => ApiError::workspace_not_found(),
+                }
+            }
+            error => ApiError::Internal {
+                context: context.into(),
+                source: error.into(),
+            },
+        }
+    }
+}
+
+impl From<store::StoreError> for ApiError {
+    fn from(error: store::StoreError) -> Self {
+        ApiError::from_store(error, STORE_FAILED)
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    /// Opening or committing a transaction.
+    fn from(error: sqlx::Error) -> Self {
+        ApiError::from(store::StoreError::from(error))
+    }
+}
+
+/// `?` on a store call whose unexpected failure answers a 500 with a message of its own (the
+/// original's, e.g. `failed to create workspace`); typed store errors map as in
+/// [`ApiError::from_store`].
+pub trait StoreContext<T> {
+    fn context(self, context: &str) -> ApiResult<T>;
+}
+
+impl<T> StoreContext<T> for Result<T, store::StoreError> {
+    fn context(self, context: &str) -> ApiResult<T> {
+        self.map_err(|error| ApiError::from_store(error, context))
+    }
+}
+
+impl<T> StoreContext<T> for Result<T, sqlx::Error> {
+    fn context(self, context: &str) -> ApiResult<T> {
+        self.map_err(|error| ApiError::from_store(error.into(), context))
     }
 }
 
@@ -93,68 +231,26 @@ fn chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// Whether a cause in the chain is the database being unreachable (see
-/// [`store::StoreError::is_unavailable`]).
-fn datastore_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(current) = cause {
-        if current
-            .downcast_ref::<store::StoreError>()
-            .is_some_and(store::StoreError::is_unavailable)
-        {
-            return true;
-        }
-        cause = current.source();
-    }
-    false
-}
-
-/// Whether a cause in the chain is PostgreSQL refusing a text value the client sent (see
-/// [`store::StoreError::is_invalid_text`]).
-fn invalid_text(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(error);
-    while let Some(current) = cause {
-        if current
-            .downcast_ref::<store::StoreError>()
-            .is_some_and(store::StoreError::is_invalid_text)
-        {
-            return true;
-        }
-        cause = current.source();
-    }
-    false
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        // A NUL character cannot be stored in a text column: bad input, not a server fault.
-        if let ApiError::Internal { source, .. } = &self
-            && invalid_text(source.as_ref())
-        {
-            return ApiError::BadRequest("text must not contain NUL characters".to_string())
-                .into_response();
-        }
-        // A database outage in any handler answers like the auth guard's (contract §5.2): a 503
-        // naming the datastore that the client may retry, not a 500.
-        if let ApiError::Internal { source, .. } = &self
-            && datastore_unavailable(source.as_ref())
-        {
-            let logged = LoggedError(std::sync::Arc::new(chain(&self)));
-            let mut response = ApiError::Unavailable {
-                message: "platform datastore unavailable — retry shortly".to_string(),
-                code: "platform_unavailable",
-            }
-            .into_response();
-            response.extensions_mut().insert(logged);
-            return response;
-        }
         let status = self.status();
-        let body = match &self {
-            ApiError::WithBody { body, .. } => body.clone(),
-            ApiError::Unavailable { message, code } => json!({ "error": message, "code": code }),
-            other => json!({ "error": other.to_string() }),
+        let mut response = match &self {
+            ApiError::WithBody { body, .. } => (status, Json(body.clone())).into_response(),
+            ApiError::Unavailable { message, code, .. } => {
+                let body = ErrorBody {
+                    code: Some(code.to_string()),
+                    error: message.clone(),
+                };
+                (status, Json(body)).into_response()
+            }
+            other => {
+                let body = ErrorBody {
+                    code: None,
+                    error: other.to_string(),
+                };
+                (status, Json(body)).into_response()
+            }
         };
-        let mut response = (status, Json(body)).into_response();
         if status.is_server_error() || matches!(self, ApiError::Remote { .. }) {
             response
                 .extensions_mut()

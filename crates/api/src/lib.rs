@@ -3,11 +3,13 @@
 //!
 //! Handlers hold no SQL (that is `store`) and no SSH (that is `eic-pool`).
 
+pub mod admin;
 pub mod agents;
 pub mod auth;
 pub mod background;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod events_hub;
 pub mod extract;
 pub mod files;
@@ -15,11 +17,12 @@ pub mod json;
 pub mod liveness;
 pub mod middleware;
 pub mod openapi;
+pub mod ops;
 pub mod routes;
 pub mod state;
+pub mod templates;
 pub mod workspace_cache;
-
-mod handlers;
+pub mod workspaces;
 
 pub use config::ApiConfig;
 pub use error::ApiError;

@@ -1,35 +1,49 @@
-//! The route table: every route of the server with the access rule that guards it.
+//! The route table: every route of the server with the access rule that guards it and the
+//! handler that documents it.
 //!
-//! A route cannot be added without choosing its [`Access`]; `tests/` walks [`table`] to check
-//! that every non-public route refuses anonymous callers and other workspaces' tokens.
+//! One row per route, in this format:
+//!
+//! ```text
+//! route!(GET "/workspaces/{id}", Public, workspaces::get),
+//! ```
+//!
+//! method (`GET`, `POST`, `PUT`, `PATCH`, `DELETE`), path (axum syntax), [`Access`] rule, handler.
+//! The handler carries its own `#[utoipa::path(...)]` (params, request body, every response with
+//! its type); the row serves the handler AND contributes its operation to `/openapi.json`
+//! ([`crate::openapi::document`] walks this table, taking security from the row's access), so a
+//! new route is its handler plus this one line. A route cannot be added without choosing its
+//! [`Access`]; `tests/` walks [`table`] to check that every non-public route refuses anonymous
+//! callers and other workspaces' tokens.
 
 use axum::Router;
 use axum::http::Method;
-use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use axum::routing::{MethodFilter, MethodRouter};
 
 use crate::AppState;
-use crate::handlers::ops;
-use crate::handlers::{activity, events, registry};
-use crate::handlers::{admin, model, workspaces};
-use crate::handlers::{files, templates};
+use crate::agents::{activity, discovery, registry};
+use crate::files::handlers as files;
+use crate::workspaces::model;
+use crate::{admin, events, openapi, ops, templates, workspaces};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// Anyone (still subject to CORS, rate limit and the tenant guard).
     Public,
-    /// AdminAuth (api-contract §5.2).
+    /// AdminAuth: `ADMIN_TOKEN`, an org token, a verified canvas session, or (fresh install,
+    /// dev mode) nobody (the original's `middleware/wsauth_middleware.go`, `AdminAuth`).
     Admin,
-    /// WorkspaceAuth on the `{id}` of the path (§5.3).
+    /// WorkspaceAuth on the `{id}` of the path: that workspace's own token, `ADMIN_TOKEN` or an
+    /// org token (`WorkspaceAuth` there).
     Workspace,
-    /// WorkspaceAuth, then only the workspace's own token once it has one (`/state`, §3.8).
+    /// WorkspaceAuth, then only the workspace's own token once it has one (`/state`).
     WorkspaceSelf,
     /// The test-token bootstrap's own gate: `MOLECULE_ENV`, `MOLECULE_ENABLE_TEST_TOKENS`,
-    /// `ADMIN_TOKEN` (§5.5).
+    /// `ADMIN_TOKEN`.
     TestToken,
     /// The agent's own bearer for the workspace its JSON body names (`/registry/register`,
     /// `heartbeat`, `update-card`); a workspace without a live token yet passes. Checked by the
-    /// handler once the body is parsed (`auth::agent::require_agent_token`).
+    /// handler once the body is parsed (`agents::guard::require_agent_token`).
     AgentBody,
     /// Discovery: the bearer of the workspace named by the required `X-Workspace-ID` header;
     /// dev mode, a canvas session or a workspace without a live token pass.
@@ -46,69 +60,78 @@ pub struct RouteSpec {
     pub access: Access,
 }
 
-struct Route {
-    spec: RouteSpec,
-    handler: MethodRouter<AppState>,
+/// A row of the table: what it serves and how it is documented.
+pub(crate) struct Route {
+    pub(crate) spec: RouteSpec,
+    pub(crate) handler: MethodRouter<AppState>,
+    /// The handler's `#[utoipa::path]` operation, as a document of its own (with the schemas it
+    /// references), built only when `/openapi.json` is.
+    pub(crate) doc: fn() -> utoipa::openapi::OpenApi,
 }
 
-fn route(
-    method: Method,
-    path: &'static str,
-    access: Access,
-    handler: MethodRouter<AppState>,
-) -> Route {
-    Route {
-        spec: RouteSpec {
-            method,
-            path,
-            access,
-        },
-        handler,
-    }
+/// One row: `route!(METHOD "path", Access, handler)` (see the module's documentation).
+macro_rules! route {
+    ($method:ident $path:literal, $access:ident, $($handler:ident)::+) => {
+        Route {
+            spec: RouteSpec {
+                method: Method::$method,
+                path: $path,
+                access: Access::$access,
+            },
+            handler: axum::routing::on(MethodFilter::$method, $($handler)::+),
+            doc: {
+                // The derive finds the operation that `#[utoipa::path]` generated for the
+                // handler, and the schemas it references.
+                #[derive(utoipa::OpenApi)]
+                #[openapi(paths($($handler)::+))]
+                struct Operation;
+                <Operation as utoipa::OpenApi>::openapi
+            },
+        }
+    };
 }
 
 #[rustfmt::skip]
-fn routes() -> Vec<Route> {
-    use Access::*;
+pub(crate) fn routes() -> Vec<Route> {
     vec![
-        route(Method::GET, "/health", Public, get(ops::health)),
-        route(Method::GET, "/ready", Public, get(ops::ready)),
-        route(Method::GET, "/buildinfo", Public, get(ops::buildinfo)),
-        route(Method::GET, "/metrics", Public, get(ops::metrics)),
-        route(Method::GET, "/openapi.json", Public, get(crate::openapi::serve)),
-        route(Method::GET, "/admin/liveness", Admin, get(admin::liveness)),
-        route(Method::GET, "/workspaces", Admin, get(workspaces::list)),
-        route(Method::POST, "/workspaces", Admin, post(workspaces::create)),
-        route(Method::GET, "/workspaces/{id}", Public, get(workspaces::get)),
-        route(Method::PATCH, "/workspaces/{id}", Workspace, patch(workspaces::update)),
-        route(Method::DELETE, "/workspaces/{id}", Admin, delete(workspaces::delete)),
-        route(Method::GET, "/workspaces/{id}/state", WorkspaceSelf, get(workspaces::state)),
-        route(Method::GET, "/workspaces/{id}/model", Workspace, get(model::get_model)),
-        route(Method::PUT, "/workspaces/{id}/model", Workspace, put(model::put_model)),
-        route(Method::GET, "/workspaces/{id}/provider", Workspace, get(model::get_provider)),
-        route(Method::PUT, "/workspaces/{id}/provider", Workspace, put(model::put_provider)),
-        route(Method::GET, "/admin/workspaces/{id}/test-token", TestToken, get(admin::test_token)),
-        route(Method::PUT, "/admin/workspaces/{id}/instance", Admin, put(admin::set_instance)),
-        route(Method::POST, "/registry/register", AgentBody, post(registry::register)),
-        route(Method::POST, "/registry/heartbeat", AgentBody, post(registry::heartbeat)),
-        route(Method::POST, "/registry/update-card", AgentBody, post(registry::update_card)),
-        route(Method::GET, "/registry/discover/{id}", AgentHeader, get(registry::discover)),
-        route(Method::GET, "/registry/{id}/peers", AgentPath, get(registry::peers)),
-        route(Method::POST, "/registry/check-access", Public, post(registry::check_access)),
-        route(Method::GET, "/events", Admin, get(events::list)),
-        route(Method::GET, "/events/{workspaceId}", Admin, get(events::list_for_workspace)),
+        route!(GET "/health", Public, ops::health),
+        route!(GET "/ready", Public, ops::ready),
+        route!(GET "/buildinfo", Public, ops::buildinfo),
+        route!(GET "/metrics", Public, ops::metrics),
+        route!(GET "/openapi.json", Public, openapi::serve),
+        route!(GET "/admin/liveness", Admin, admin::liveness),
+        route!(GET "/workspaces", Admin, workspaces::list),
+        route!(POST "/workspaces", Admin, workspaces::create),
+        route!(GET "/workspaces/{id}", Public, workspaces::get),
+        route!(PATCH "/workspaces/{id}", Workspace, workspaces::update),
+        route!(DELETE "/workspaces/{id}", Admin, workspaces::delete),
+        route!(GET "/workspaces/{id}/state", WorkspaceSelf, workspaces::state),
+        route!(GET "/workspaces/{id}/model", Workspace, model::get_model),
+        route!(PUT "/workspaces/{id}/model", Workspace, model::put_model),
+        route!(GET "/workspaces/{id}/provider", Workspace, model::get_provider),
+        route!(PUT "/workspaces/{id}/provider", Workspace, model::put_provider),
+        route!(GET "/admin/workspaces/{id}/test-token", TestToken, admin::test_token),
+        route!(PUT "/admin/workspaces/{id}/instance", Admin, admin::set_instance),
+        route!(POST "/registry/register", AgentBody, registry::register),
+        route!(POST "/registry/heartbeat", AgentBody, registry::heartbeat),
+        route!(POST "/registry/update-card", AgentBody, registry::update_card),
+        route!(GET "/registry/discover/{id}", AgentHeader, discovery::discover),
+        route!(GET "/registry/{id}/peers", AgentPath, discovery::peers),
+        route!(POST "/registry/check-access", Public, discovery::check_access),
+        route!(GET "/events", Admin, events::list),
+        route!(GET "/events/{workspaceId}", Admin, events::list_for_workspace),
         // The canvas subscribes without credentials (as in the original); agents naming
         // themselves with `X-Workspace-ID` are checked by the handler before the upgrade.
-        route(Method::GET, "/ws", Public, get(events::socket)),
-        route(Method::POST, "/workspaces/{id}/activity", Workspace, post(activity::report)),
-        route(Method::GET, "/workspaces/{id}/activity", Workspace, get(activity::list)),
-        route(Method::GET, "/templates", Admin, get(templates::list)),
-        route(Method::POST, "/templates/import", Admin, post(templates::import)),
-        route(Method::GET, "/workspaces/{id}/files", Workspace, get(files::list)),
-        route(Method::PUT, "/workspaces/{id}/files", Workspace, put(files::replace)),
-        route(Method::GET, "/workspaces/{id}/files/{*path}", Workspace, get(files::read)),
-        route(Method::PUT, "/workspaces/{id}/files/{*path}", Workspace, put(files::write)),
-        route(Method::DELETE, "/workspaces/{id}/files/{*path}", Workspace, delete(files::delete)),
+        route!(GET "/ws", Public, events::socket),
+        route!(POST "/workspaces/{id}/activity", Workspace, activity::report),
+        route!(GET "/workspaces/{id}/activity", Workspace, activity::list),
+        route!(GET "/templates", Admin, templates::list),
+        route!(POST "/templates/import", Admin, templates::import),
+        route!(GET "/workspaces/{id}/files", Workspace, files::list),
+        route!(PUT "/workspaces/{id}/files", Workspace, files::replace),
+        route!(GET "/workspaces/{id}/files/{*path}", Workspace, files::read),
+        route!(PUT "/workspaces/{id}/files/{*path}", Workspace, files::write),
+        route!(DELETE "/workspaces/{id}/files/{*path}", Workspace, files::delete),
     ]
 }
 
@@ -124,7 +147,7 @@ pub fn router(state: AppState) -> Router {
 
     let auth = crate::auth::AuthContext::new(state.clone());
     let mut router = Router::new();
-    for Route { spec, handler } in routes() {
+    for Route { spec, handler, .. } in routes() {
         let guarded = match spec.access {
             Access::Public => handler,
             access => handler.route_layer(from_fn_with_state(

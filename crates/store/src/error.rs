@@ -62,6 +62,22 @@ impl StoreError {
         error.code().is_some_and(|code| code == "23503")
     }
 
+    /// Whether a unique index refused the row (SQLSTATE 23505).
+    pub fn is_unique_violation(&self) -> bool {
+        let StoreError::Database(sqlx::Error::Database(error)) = self else {
+            return false;
+        };
+        error.code().is_some_and(|code| code == "23505")
+    }
+
+    /// The name of the constraint or index a database error names, if any.
+    pub fn constraint(&self) -> Option<&str> {
+        let StoreError::Database(sqlx::Error::Database(error)) = self else {
+            return None;
+        };
+        error.constraint()
+    }
+
     /// Whether PostgreSQL refused a text value it cannot store: a NUL character in `text`
     /// (SQLSTATE 22021) or `\u0000` in `jsonb` (22P05). The client sent it, so it is bad input.
     pub fn is_invalid_text(&self) -> bool {

@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod registry;
 pub mod secrets;
 pub mod tokens;
+pub mod workspace_status;
 pub mod workspaces;
 
 pub use error::StoreError;

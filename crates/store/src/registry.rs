@@ -5,6 +5,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::StoreError;
+use crate::workspace_status::WorkspaceStatus;
 
 /// How far up a parent chain the access check walks (a corrupt cycle cannot loop forever).
 pub const MAX_ANCESTOR_WALK: i32 = 32;
@@ -55,7 +56,7 @@ pub struct HeartbeatOutcome {
     /// `current_task` before this heartbeat (`""` when none).
     pub previous_task: String,
     /// The status now (a heartbeat itself never changes it; see [`transition_status`]).
-    pub status: String,
+    pub status: WorkspaceStatus,
 }
 
 /// Stores a heartbeat; `None` when the workspace does not exist or is removed.
@@ -92,7 +93,7 @@ pub async fn heartbeat(
     .await?;
     Ok(row.map(|r| HeartbeatOutcome {
         previous_task: r.previous_task,
-        status: r.status,
+        status: WorkspaceStatus::from_column(&r.status),
     }))
 }
 
@@ -102,15 +103,15 @@ pub async fn heartbeat(
 pub async fn transition_status(
     executor: impl PgExecutor<'_>,
     workspace_id: Uuid,
-    from: &str,
-    to: &str,
+    from: WorkspaceStatus,
+    to: WorkspaceStatus,
 ) -> Result<bool, StoreError> {
     let done = sqlx::query!(
         "UPDATE workspaces SET status = $3::text::workspace_status, updated_at = now()
          WHERE id = $1 AND status::text = $2",
         workspace_id,
-        from,
-        to
+        from.as_str(),
+        to.as_str()
     )
     .execute(executor)
     .await?;

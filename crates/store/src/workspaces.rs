@@ -5,6 +5,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::StoreError;
+pub use crate::workspace_status::WorkspaceStatus;
 
 /// The index that keeps live sibling names unique.
 const SIBLING_NAME_INDEX: &str = "workspaces_parent_name_uniq";
@@ -95,15 +96,18 @@ pub async fn get(
     Ok(row)
 }
 
-/// The status of a workspace (`""` when the column is NULL); `None` when no row has this id.
-pub async fn status(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<String>, StoreError> {
+/// The status of a workspace (`Unset` when the column is NULL); `None` when no row has this id.
+pub async fn status(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<WorkspaceStatus>, StoreError> {
     let status = sqlx::query_scalar!(
         r#"SELECT COALESCE(status::text, '') AS "status!" FROM workspaces WHERE id = $1"#,
         id
     )
     .fetch_optional(executor)
     .await?;
-    Ok(status)
+    Ok(status.as_deref().map(WorkspaceStatus::from_column))
 }
 
 /// The values of a new workspace row.
@@ -114,7 +118,8 @@ pub struct NewWorkspace<'a> {
     pub role: Option<&'a str>,
     pub tier: i32,
     pub runtime: &'a str,
-    /// A `workspace_status` value (`provisioning`, `online`, `awaiting_agent`).
+    /// A `workspace_status` value (`provisioning`, `online`, `awaiting_agent`): see
+    /// [`WorkspaceStatus::as_str`].
     pub status: &'a str,
     pub url: Option<&'a str>,
     pub parent_id: Option<Uuid>,

@@ -1,6 +1,7 @@
 //! How a heartbeat moves a workspace between statuses (the original's `evaluateStatus`).
 
 use serde_json::{Value, json};
+use store::workspaces::WorkspaceStatus;
 
 /// An error rate at or above this turns an online workspace degraded.
 pub const DEGRADED_ERROR_RATE: f64 = 0.5;
@@ -21,42 +22,43 @@ pub struct Health<'a> {
 /// A status change and the event that records it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
-    pub from: String,
-    pub to: &'static str,
+    pub from: WorkspaceStatus,
+    pub to: WorkspaceStatus,
     pub event: &'static str,
     pub payload: Value,
 }
 
 /// The transition a heartbeat causes from `status`, if any.
-pub fn after_heartbeat(status: &str, health: Health<'_>) -> Option<Transition> {
+pub fn after_heartbeat(status: WorkspaceStatus, health: Health<'_>) -> Option<Transition> {
+    use WorkspaceStatus::{AwaitingAgent, Degraded, Offline, Online, Provisioning};
     let to_online = |payload: Value| Transition {
-        from: status.to_string(),
-        to: "online",
+        from: status,
+        to: Online,
         event: "WORKSPACE_ONLINE",
         payload,
     };
     let to_degraded = |payload: Value| Transition {
-        from: status.to_string(),
-        to: "degraded",
+        from: status,
+        to: Degraded,
         event: "WORKSPACE_DEGRADED",
         payload,
     };
     match status {
-        "online" if health.runtime_state == WEDGED => Some(to_degraded(
+        Online if health.runtime_state == WEDGED => Some(to_degraded(
             json!({ "runtime_state": WEDGED, "sample_error": health.sample_error }),
         )),
-        "online" if health.error_rate >= DEGRADED_ERROR_RATE => Some(to_degraded(json!({
+        Online if health.error_rate >= DEGRADED_ERROR_RATE => Some(to_degraded(json!({
             "error_rate": go_number(health.error_rate),
             "sample_error": health.sample_error,
         }))),
-        "degraded"
-            if health.error_rate < RECOVERED_ERROR_RATE && health.runtime_state.is_empty() =>
-        {
+        Degraded if health.error_rate < RECOVERED_ERROR_RATE && health.runtime_state.is_empty() => {
             Some(to_online(json!({})))
         }
-        "offline" => Some(to_online(json!({}))),
+        Offline => Some(to_online(json!({}))),
         // An agent that heartbeats has started, whether or not it registered first.
-        "provisioning" | "awaiting_agent" => Some(to_online(json!({ "recovered_from": status }))),
+        Provisioning | AwaitingAgent => {
+            Some(to_online(json!({ "recovered_from": status.as_str() })))
+        }
         _ => None,
     }
 }
@@ -83,7 +85,7 @@ mod tests {
     }
 
     fn target(status: &str, h: Health<'_>) -> Option<&'static str> {
-        after_heartbeat(status, h).map(|t| t.to)
+        after_heartbeat(WorkspaceStatus::from_column(status), h).map(|t| t.to.as_str())
     }
 
     #[test]
@@ -108,12 +110,12 @@ mod tests {
 
     #[test]
     fn degraded_payload_prints_rates_like_go() {
-        let t = after_heartbeat("online", health(1.0, "")).unwrap();
+        let t = after_heartbeat(WorkspaceStatus::Online, health(1.0, "")).unwrap();
         assert_eq!(
             t.payload.to_string(),
             r#"{"error_rate":1,"sample_error":"boom"}"#
         );
-        let t = after_heartbeat("online", health(0.8, "")).unwrap();
+        let t = after_heartbeat(WorkspaceStatus::Online, health(0.8, "")).unwrap();
         assert_eq!(t.payload["error_rate"], json!(0.8));
     }
 }

@@ -1,7 +1,7 @@
-//! The route guards (api-contract §5): AdminAuth, WorkspaceAuth, the `/state` own-token check
-//! and the test-token gate. `routes::router` applies one per route from its [`Access`].
+//! The route guards (the original's `middleware/wsauth_middleware.go`): AdminAuth, WorkspaceAuth,
+//! the `/state` own-token check and the test-token gate. `routes::router` applies one per route
+//! from its [`Access`].
 
-pub mod agent;
 pub mod session;
 
 use std::collections::HashMap;
@@ -101,13 +101,10 @@ fn unauthorized(message: &str) -> Response {
     ApiError::Unauthorized(message.to_string()).into_response()
 }
 
+/// Any failure of a guard's token lookup answers 503, like the original's guards: the caller
+/// cannot be checked, so it is neither let through nor told it is unauthorised.
 fn platform_unavailable(source: store::StoreError) -> Response {
-    tracing::error!(error = ?source, "auth: datastore unavailable");
-    ApiError::Unavailable {
-        message: "platform datastore unavailable — retry shortly".to_string(),
-        code: "platform_unavailable",
-    }
-    .into_response()
+    ApiError::datastore_unavailable(source).into_response()
 }
 
 /// Runs the guard of `access` in front of `next`.
@@ -128,12 +125,14 @@ pub async fn guard(
             .map_err(IntoResponse::into_response),
         // The body names the workspace: the handler checks once it has parsed it.
         Access::AgentBody => Ok(None),
-        Access::AgentHeader => agent::caller_from_header(&ctx, request.headers())
+        Access::AgentHeader => crate::agents::guard::caller_from_header(&ctx, request.headers())
             .await
             .map(|()| None),
-        Access::AgentPath => agent::caller_from_path(&ctx, request.headers(), path_id.as_deref())
-            .await
-            .map(|()| None),
+        Access::AgentPath => {
+            crate::agents::guard::caller_from_path(&ctx, request.headers(), path_id.as_deref())
+                .await
+                .map(|()| None)
+        }
     };
     match verdict {
         Ok(org) => {
@@ -160,7 +159,7 @@ pub async fn middleware(
 
 type Verdict = Result<Option<OrgCaller>, Response>;
 
-/// AdminAuth, §5.2 in order.
+/// AdminAuth, checks in the original's order.
 async fn admin(ctx: &AuthContext, headers: &HeaderMap) -> Verdict {
     let config = &ctx.state.config;
     let any_token = match store::tokens::any_live_token(&ctx.state.db).await {
@@ -198,7 +197,7 @@ async fn admin(ctx: &AuthContext, headers: &HeaderMap) -> Verdict {
     }
 }
 
-/// WorkspaceAuth, §5.3: the bearer must be ADMIN_TOKEN, an org token, or this workspace's own
+/// WorkspaceAuth: the bearer must be ADMIN_TOKEN, an org token, or this workspace's own
 /// token; without a bearer only same-origin canvas requests and dev mode pass.
 async fn workspace(ctx: &AuthContext, headers: &HeaderMap, path_id: Option<&str>) -> Verdict {
     let config = &ctx.state.config;
@@ -231,11 +230,12 @@ async fn workspace_self(ctx: &AuthContext, headers: &HeaderMap, path_id: Option<
             };
             own_token(ctx, bearer, path_id).await.map(|()| None)
         }
-        Err(error) => Err(ApiError::internal("auth check failed")(error).into_response()),
+        Err(error) => Err(ApiError::from_store(error, "auth check failed").into_response()),
     }
 }
 
-/// The test-token route's own gate (§5.5).
+/// The test-token route's own gate: off in production unless `MOLECULE_ENABLE_TEST_TOKENS`, and
+/// only for `ADMIN_TOKEN` when one is set.
 fn test_token(config: &ApiConfig, headers: &HeaderMap) -> Result<(), ApiError> {
     let enabled = config.molecule_env != "production" || config.enable_test_tokens;
     if !enabled {

@@ -1,7 +1,8 @@
-//! Control-plane session verification (api-contract §5.4): a browser's `Cookie` header is valid
-//! when `GET {CP_UPSTREAM_URL}/cp/auth/tenant-member?slug=<MOLECULE_ORG_SLUG>` answers 200
-//! `{"member":true,"user_id":"…"}`. Answers are cached per sha256(slug ‖ 0 ‖ cookie) so raw
-//! cookies are never kept: 30 s when valid, 5 s when not, transport errors never.
+//! Control-plane session verification (the original's `middleware/session_auth.go`): a browser's
+//! `Cookie` header is valid when `GET
+//! {CP_UPSTREAM_URL}/cp/auth/tenant-member?slug=<MOLECULE_ORG_SLUG>` answers 200
+//! `{"member":true,"user_id":"…"}`. Answers are cached per sha256(slug ‖ 0 ‖ cookie) so raw cookies
+//! are never kept: 30 s when valid, 5 s when not, transport errors never.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

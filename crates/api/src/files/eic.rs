@@ -191,6 +191,7 @@ pub fn api_error(error: EicError) -> ApiError {
         EicError::Closed => ApiError::Unavailable {
             message: "server is shutting down".into(),
             code: "shutting_down",
+            source: None,
         },
         EicError::InvalidConfig(_) => ApiError::internal("EIC is misconfigured")(error),
     }

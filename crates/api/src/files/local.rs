@@ -221,6 +221,7 @@ fn list(root: &Path, dir: Option<&RelPath>, depth: u32) -> Result<Vec<FileEntry>
 }
 
 /// Pre-order, names sorted: what the original's template-folder walk produced.
+// Over 60 lines: one recursive walk whose pruning, symlink and depth rules read best together.
 fn walk(
     confined: &Confined,
     dir: &Path,

@@ -6,9 +6,9 @@
 //! Paths reach a backend only as a validated [`RelPath`] under a [`Root`].
 
 mod eic;
+pub mod handlers;
 mod local;
 pub mod relpath;
-pub mod templates;
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use futures_util::future::BoxFuture;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::error::StoreContext;
 use crate::{ApiConfig, ApiError, AppState};
 
 pub use relpath::{RelPath, RelPathError, Root};
@@ -33,7 +34,7 @@ pub const PRUNED_NAMES: [&str; 4] = [".git", "__pycache__", "node_modules", ".DS
 const OPERATION_DEADLINE: Duration = Duration::from_secs(35);
 
 /// One entry of a listing, relative to the listed directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FileEntry {
     pub path: String,
     pub size: u64,
@@ -162,11 +163,11 @@ impl WorkspaceFiles {
     /// Looks the workspace up (one query) and picks its backend: its EC2 when the row has an
     /// `instance_id`, else its local folder. Unknown or malformed ids are 404 as in the original.
     pub async fn open(state: &AppState, raw_id: &str) -> Result<WorkspaceFiles, ApiError> {
-        let not_found = || ApiError::NotFound("workspace not found".into());
+        let not_found = ApiError::workspace_not_found;
         let id = Uuid::parse_str(raw_id).map_err(|_| not_found())?;
         let target = store::file_targets::lookup(&state.db, id)
             .await
-            .map_err(ApiError::internal("query failed"))?
+            .context("query failed")?
             .ok_or_else(not_found)?;
         let backend: Box<dyn FileBackend> = if target.instance_id.is_empty() {
             Box::new(local::LocalBackend::new(workspace_dir(&state.config, id)))

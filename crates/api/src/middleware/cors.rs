@@ -1,4 +1,4 @@
-//! CORS exactly as the original's gin-contrib/cors setup (api-contract §1.3): an `Origin` outside
+//! CORS exactly as the original's gin-contrib/cors setup: an `Origin` outside
 //! `CORS_ORIGINS` gets 403 with an empty body; a preflight from an allowed origin gets 204 and
 //! nothing later runs; same-origin requests (`Origin == http(s)://<Host>`) pass untouched.
 

@@ -1,9 +1,9 @@
-//! Per-client-IP fixed-window rate limit (api-contract §1.4): `RATE_LIMIT` requests per minute,
-//! `X-RateLimit-Limit/Remaining/Reset` on every response, 429 with `Retry-After` over the limit.
-//! The client IP is the TCP peer (`X-Forwarded-For` is not trusted). `/health`, `/ready` and
-//! `/metrics` are exempt (the original meant to exempt `/metrics` but did not). Dev mode only
-//! announces `X-RateLimit-Limit: unlimited`. Expired windows are pruned once per window length, so
-//! the map holds at most the clients of the last minute.
+//! Per-client-IP fixed-window rate limit (the original's `middleware/ratelimit.go`): `RATE_LIMIT`
+//! requests per minute, `X-RateLimit-Limit/Remaining/Reset` on every response, 429 with
+//! `Retry-After` over the limit. The client IP is the TCP peer (`X-Forwarded-For` is not trusted).
+//! `/health`, `/ready` and `/metrics` are exempt (the original meant to exempt `/metrics` but did
+//! not). Dev mode only announces `X-RateLimit-Limit: unlimited`. Expired windows are pruned once
+//! per window length, so the map holds at most the clients of the last minute.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -15,7 +15,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 const EXEMPT_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
 
@@ -46,6 +46,12 @@ struct Window {
     count: u32,
 }
 
+/// 429's body: when the window resets, in seconds.
+#[derive(Debug, Serialize)]
+struct RateLimited {
+    error: &'static str,
+    retry_after: u64,
+}
 /// The outcome for one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
@@ -156,7 +162,10 @@ pub async fn rate_limit(
     let mut response = if decision.allowed {
         next.run(request).await
     } else {
-        let body = json!({"error": "rate limit exceeded", "retry_after": decision.reset_secs});
+        let body = RateLimited {
+            error: "rate limit exceeded",
+            retry_after: decision.reset_secs,
+        };
         let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
         response
             .headers_mut()

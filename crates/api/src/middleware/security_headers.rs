@@ -1,5 +1,6 @@
-//! Security headers on every response that passed CORS (api-contract §1.7). A handler may set its
-//! own value for any of them; ours fill in only what is missing.
+//! Security headers on every response that passed CORS (the original's
+//! `middleware/securityheaders.go`). A handler may set its own value for any of them; ours fill
+//! in only what is missing.
 
 use axum::extract::Request;
 use axum::http::HeaderValue;

@@ -1,6 +1,7 @@
-//! Tenant guard (api-contract §1.6): with `MOLECULE_ORG_ID` set, a request must carry this org's
-//! id (`X-Molecule-Org-Id`, or `state=` of `Fly-Replay-Src`) or be a same-origin canvas request;
-//! otherwise 404 with an empty body, so other orgs cannot probe for this tenant.
+//! Tenant guard (the original's `middleware/tenant_guard.go`): with `MOLECULE_ORG_ID` set, a
+//! request must carry this org's id (`X-Molecule-Org-Id`, or `state=` of `Fly-Replay-Src`) or be a
+//! same-origin canvas request; otherwise 404 with an empty body, so other orgs cannot probe for
+//! this tenant.
 
 use std::sync::Arc;
 

@@ -8,7 +8,8 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+
+use crate::error::ErrorBody;
 
 const JSON_UTF8: &str = "application/json; charset=utf-8";
 
@@ -22,7 +23,10 @@ pub async fn wire_format(request: Request, next: Next) -> Response {
     {
         response = (
             StatusCode::PAYLOAD_TOO_LARGE,
-            Json(json!({ "error": "request body too large" })),
+            Json(ErrorBody {
+                code: None,
+                error: "request body too large".to_string(),
+            }),
         )
             .into_response();
     }
@@ -48,7 +52,10 @@ mod tests {
 
     fn app() -> Router {
         Router::new()
-            .route("/json", get(|| async { Json(json!({"status": "ok"})) }))
+            .route(
+                "/json",
+                get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+            )
             .route(
                 "/echo",
                 post(|body: Bytes| async move { body.len().to_string() }),

@@ -1,4 +1,4 @@
-//! The auth chain (api-contract §5): AdminAuth, WorkspaceAuth, the `/state` own-token check,
+//! The auth chain: AdminAuth, WorkspaceAuth, the `/state` own-token check,
 //! org tokens, session cookies verified against a stub control plane, and a matrix over every
 //! route of the table.
 

@@ -1,4 +1,4 @@
-//! The global chain (api-contract §1): CORS → rate limit → tenant guard → security headers.
+//! The global chain: CORS → rate limit → tenant guard → security headers.
 
 use crate::common;
 

@@ -1,4 +1,4 @@
-//! Model and provider (api-contract §4): encrypted round trips, compatibility with values the Go
+//! Model and provider: encrypted round trips, compatibility with values the Go
 //! original encrypted, the restart-request event, and the error statuses.
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Workspace metadata routes (api-contract §3) through the real router against real PostgreSQL:
+//! Workspace metadata routes through the real router against real PostgreSQL:
 //! every status and message of list, create, get, patch, delete and `/state`.
 
 use crate::common::{

@@ -1,5 +1,5 @@
 //! The auth and isolation matrix (issue 7.1): every route of `api::routes::table()` × every kind
-//! of caller → the status api-contract §1 and §5 document for the route's `Access`, and no
+//! of caller → the status the original's guards answer for the route's `Access`, and no
 //! refused answer carries data of any workspace.
 //!
 //! The expectation is a function of `Access` × credential (an exhaustive `match`, so a new
@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 const ADMIN: &str = "matrix-admin-token";
 const ORG_ID: &str = "org-7d1c";
-/// Paths the tenant guard lets through without the org header (api-contract §1.6).
+/// Paths the tenant guard lets through without the org header.
 const TENANT_ALLOWED: [&str; 6] = [
     "/health",
     "/ready",
@@ -102,26 +102,26 @@ fn expected(access: Access, caller: Caller, path: &str) -> Expect {
     }
     match access {
         Access::Public => Expect::Pass,
-        // §5.2: org tokens and ADMIN_TOKEN only; workspace tokens are refused (#684).
+        // AdminAuth: org tokens and ADMIN_TOKEN only; workspace tokens are refused (#684).
         Access::Admin => match caller {
             Anonymous => ADMIN_REQUIRED,
             Org | Admin => Expect::Pass,
             _ => INVALID_ADMIN,
         },
-        // §5.3: ADMIN_TOKEN, any org token, or this workspace's own live token.
+        // WorkspaceAuth: ADMIN_TOKEN, any org token, or this workspace's own live token.
         Access::Workspace => match caller {
             Anonymous => MISSING_WORKSPACE,
             Org | Admin | Own => Expect::Pass,
             _ => INVALID_WORKSPACE,
         },
-        // §3.8 and §10.7: once the workspace has a token, only that token (admin and org too
+        // `/state`: once the workspace has a token, only that token (admin and org too
         // are refused, as in the original).
         Access::WorkspaceSelf => match caller {
             Anonymous => MISSING_WORKSPACE,
             Own => Expect::Pass,
             _ => INVALID_WORKSPACE,
         },
-        // §5.5: only ADMIN_TOKEN when it is set.
+        // The test-token gate: only ADMIN_TOKEN when it is set.
         Access::TestToken => match caller {
             Admin => Expect::Pass,
             _ => ADMIN_REQUIRED,

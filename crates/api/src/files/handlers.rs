@@ -1,6 +1,7 @@
-//! `/workspaces/{id}/files…`: the canvas's Files and Config tabs (api-contract §6.1–§6.6).
-//! Checks run in the original's order; every path is a validated `RelPath` before anything
-//! touches a backend.
+//! `/workspaces/{id}/files…`: the canvas's Files and Config tabs. Checks run in the original's
+//! order; every path is a validated `RelPath` before anything touches a backend. The `{id}` is
+//! read by [`WorkspaceFiles::open`], after the path and root checks: a malformed id is a 404
+//! there, like an unknown one, as in the original.
 
 use std::collections::BTreeMap;
 
@@ -9,10 +10,10 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
-use crate::error::ApiResult;
+use crate::error::{ApiResult, ErrorBody};
 use crate::files::{FileEntry, MAX_FILES_PER_REQUEST, RelPath, Root, WorkspaceFiles, relpath};
 use crate::json::parse_body;
 use crate::{ApiConfig, ApiError, AppState};
@@ -20,16 +21,64 @@ use crate::{ApiConfig, ApiError, AppState};
 /// Writes of one replace in flight at once (the EIC pool allows 8 channels per instance).
 const REPLACE_CONCURRENCY: usize = 4;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RootQuery {
+    /// `/configs` (the default), `/workspace`, `/home` or `/plugins`.
     root: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// `/configs` (the default), `/workspace`, `/home` or `/plugins`.
     root: Option<String>,
+    /// The directory to list, relative to the root.
     path: Option<String>,
+    /// Levels to descend, 1 to 5 (1 by default).
     depth: Option<String>,
+}
+
+/// The errors every files operation may answer besides its own: the caller, the workspace, and
+/// its host.
+#[derive(Debug, IntoResponses)]
+#[allow(dead_code)] // only documents the answers
+pub enum WorkspaceErrors {
+    #[response(status = 401, description = "Not this workspace")]
+    Unauthorized(#[to_schema] ErrorBody),
+    #[response(status = 404, description = "Unknown workspace")]
+    NotFound(#[to_schema] ErrorBody),
+    #[response(status = 409, description = "Instance unavailable")]
+    InstanceUnavailable(#[to_schema] ErrorBody),
+    #[response(status = 502, description = "Remote step failed")]
+    RemoteFailed(#[to_schema] ErrorBody),
+    #[response(status = 503, description = "Datastore unavailable")]
+    DatastoreUnavailable(#[to_schema] ErrorBody),
+    #[response(status = 504, description = "Host did not answer in time")]
+    Timeout(#[to_schema] ErrorBody),
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileContent {
+    pub content: String,
+    pub path: String,
+    pub size: usize,
+}
+
+/// The answer of a write or delete.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FileDone {
+    pub path: String,
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Replaced {
+    pub files: usize,
+    /// `local` or `ec2-ssh`.
+    pub source: &'static str,
+    pub status: &'static str,
+    pub workspace: String,
 }
 
 fn root(raw: Option<&str>) -> ApiResult<Root> {
@@ -98,6 +147,12 @@ pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
 }
 
 /// `GET /workspaces/{id}/files?root=&path=&depth=`
+#[utoipa::path(get, path = "/workspaces/{id}/files", tag = "files",
+    params(("id" = Uuid, Path), ListQuery),
+    responses(
+    (status = 200, description = "Entries", body = Vec<FileEntry>),
+    (status = 400, description = "Invalid root, path or depth", body = ErrorBody),
+    WorkspaceErrors))]
 pub async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -114,35 +169,50 @@ pub async fn list(
 }
 
 /// `GET /workspaces/{id}/files/{*path}?root=`
+#[utoipa::path(get, path = "/workspaces/{id}/files/{path}", tag = "files",
+    params(("id" = Uuid, Path), ("path" = String, Path, description = "Relative path"),
+           RootQuery),
+    responses(
+    (status = 200, description = "The file", body = FileContent),
+    (status = 400, description = "Invalid root or path", body = ErrorBody),
+    (status = 413, description = "File too large", body = ErrorBody),
+    WorkspaceErrors))]
 pub async fn read(
     State(state): State<AppState>,
     Path((id, raw_path)): Path<(String, String)>,
     Query(query): Query<RootQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FileContent>> {
     let path = path(&raw_path)?;
     let root = root(query.root.as_deref())?;
     let files = WorkspaceFiles::open(&state, &id).await?;
     let content = files.read(root, &path).await?;
-    Ok(Json(json!({
-        "path": path.as_str(),
-        "size": content.len(),
-        "content": String::from_utf8_lossy(&content),
-    })))
+    Ok(Json(FileContent {
+        size: content.len(),
+        content: String::from_utf8_lossy(&content).into_owned(),
+        path: path.as_str().to_string(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
-struct WriteBody {
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct WriteBody {
     #[serde(default)]
-    content: Option<String>,
+    pub content: Option<String>,
 }
 
 /// `PUT /workspaces/{id}/files/{*path}?root=` with `{"content":…}`
+#[utoipa::path(put, path = "/workspaces/{id}/files/{path}", tag = "files",
+    params(("id" = Uuid, Path), ("path" = String, Path), RootQuery),
+    request_body = WriteBody, responses(
+    (status = 200, description = "Saved", body = FileDone),
+    (status = 400, description = "Invalid root, path or body", body = ErrorBody),
+    (status = 413, description = "Too large", body = ErrorBody),
+    WorkspaceErrors))]
 pub async fn write(
     State(state): State<AppState>,
     Path((id, raw_path)): Path<(String, String)>,
     Query(query): Query<RootQuery>,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FileDone>> {
     let path = path(&raw_path)?;
     let bytes = read_body(body, file_body_limit(&state.config)).await?;
     let content = parse_body::<WriteBody>(&bytes, "invalid request body")?
@@ -152,36 +222,55 @@ pub async fn write(
     let root = root(query.root.as_deref())?;
     let files = WorkspaceFiles::open(&state, &id).await?;
     files.write(root, &path, Bytes::from(content)).await?;
-    Ok(Json(json!({ "status": "saved", "path": path.as_str() })))
+    Ok(Json(FileDone {
+        path: path.as_str().to_string(),
+        status: "saved",
+    }))
 }
 
 /// `DELETE /workspaces/{id}/files/{*path}?root=`. The catch-all arrives without the slash that
 /// separates it from `files/` (the original stripped exactly that one, after refusing every
 /// real request as absolute: fixed); a missing file is success, as `rm -f` was.
+#[utoipa::path(delete, path = "/workspaces/{id}/files/{path}", tag = "files",
+    params(("id" = Uuid, Path), ("path" = String, Path), RootQuery),
+    responses(
+    (status = 200, description = "Deleted (or was absent)", body = FileDone),
+    (status = 400, description = "Invalid root or path", body = ErrorBody),
+    WorkspaceErrors))]
 pub async fn delete(
     State(state): State<AppState>,
     Path((id, raw_path)): Path<(String, String)>,
     Query(query): Query<RootQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FileDone>> {
     let path = path(&raw_path)?;
     let root = root(query.root.as_deref())?;
     let files = WorkspaceFiles::open(&state, &id).await?;
     files.delete(root, &path).await?;
-    Ok(Json(json!({ "status": "deleted", "path": path.as_str() })))
+    Ok(Json(FileDone {
+        path: path.as_str().to_string(),
+        status: "deleted",
+    }))
 }
 
-#[derive(Debug, Deserialize)]
-struct ReplaceBody {
-    files: Option<BTreeMap<String, String>>,
+/// Files by path relative to `/configs`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReplaceBody {
+    pub files: Option<BTreeMap<String, String>>,
 }
 
 /// `PUT /workspaces/{id}/files` with `{"files":{rel:content}}`: upsert-many into `/configs`.
 /// Every path and size is checked before the first write.
+#[utoipa::path(put, path = "/workspaces/{id}/files", tag = "files",
+    params(("id" = Uuid, Path)), request_body = ReplaceBody, responses(
+    (status = 200, description = "Written", body = Replaced),
+    (status = 400, description = "Invalid body or path", body = ErrorBody),
+    (status = 413, description = "Too large", body = ErrorBody),
+    WorkspaceErrors))]
 pub async fn replace(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Replaced>> {
     let bytes = read_body(body, batch_body_limit(&state.config)).await?;
     let body: ReplaceBody = parse_body(&bytes, "invalid request body")?;
     let Some(raw_files) = body.files else {
@@ -205,12 +294,12 @@ pub async fn replace(
         .buffer_unordered(REPLACE_CONCURRENCY)
         .try_collect::<Vec<()>>()
         .await?;
-    Ok(Json(json!({
-        "status": "replaced",
-        "workspace": id,
-        "files": count,
-        "source": files.source(),
-    })))
+    Ok(Json(Replaced {
+        files: count,
+        source: files.source(),
+        status: "replaced",
+        workspace: id,
+    }))
 }
 
 /// Validates every path (400 `invalid request body`) and size (413) of a multi-file body.

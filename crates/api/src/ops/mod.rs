@@ -1,5 +1,6 @@
 //! Operations endpoints: liveness, readiness, build info and Prometheus metrics.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
@@ -7,8 +8,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use serde_json::{Value, json};
+use serde::Serialize;
 use sqlx::Connection;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::middleware::metrics::{DB_POOL_CONNECTIONS, DB_POOL_IDLE_CONNECTIONS};
@@ -16,24 +18,49 @@ use crate::middleware::metrics::{DB_POOL_CONNECTIONS, DB_POOL_IDLE_CONNECTIONS};
 /// How long `/ready` waits for the database to answer.
 const READY_DB_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// `{"status":"ok"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+}
+
+/// `ready` with every check `ok`, or `unavailable` naming the failing one.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub checks: BTreeMap<&'static str, &'static str>,
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BuildInfo {
+    pub git_sha: String,
+    pub version: String,
+}
+
 /// `GET /health`: liveness only; checks no dependency.
-pub async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/health", tag = "ops",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// `GET /ready`: 200 when the database answers a ping within 1 s and the schema is migrated,
 /// else 503 naming the failing check.
+#[utoipa::path(get, path = "/ready", tag = "ops", responses(
+    (status = 200, description = "Database answers and schema migrated", body = Readiness),
+    (status = 503, description = "A check failed", body = Readiness)))]
 pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let database = database_check(&state).await;
-    if database == "ok" {
-        (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "checks": { "database": "ok" } })),
-        )
+    let (status, summary) = if database == "ok" {
+        (StatusCode::OK, "ready")
     } else {
-        let body = json!({ "status": "unavailable", "checks": { "database": database } });
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body))
-    }
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    let body = Readiness {
+        checks: BTreeMap::from([("database", database)]),
+        status: summary,
+    };
+    (status, Json(body))
 }
 
 /// `ok`, or a short reason for the client; the driver's error goes to the log only.
@@ -54,11 +81,18 @@ async fn database_check(state: &AppState) -> &'static str {
 }
 
 /// `GET /buildinfo`: the git sha baked in at build time (`dev` when unknown) and the version.
-pub async fn buildinfo(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "git_sha": state.config.git_sha, "version": state.config.version }))
+#[utoipa::path(get, path = "/buildinfo", tag = "ops",
+    responses((status = 200, description = "Build", body = BuildInfo)))]
+pub async fn buildinfo(State(state): State<AppState>) -> Json<BuildInfo> {
+    Json(BuildInfo {
+        git_sha: state.config.git_sha.clone(),
+        version: state.config.version.clone(),
+    })
 }
 
 /// `GET /metrics`: Prometheus text. The pool gauges are sampled now, at scrape time.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses(
+    (status = 200, description = "Prometheus text", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!(DB_POOL_CONNECTIONS).set(f64::from(state.db.size()));
     metrics::gauge!(DB_POOL_IDLE_CONNECTIONS).set(state.db.num_idle() as f64);

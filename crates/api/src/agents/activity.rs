@@ -2,14 +2,16 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use store::activity::{ActivityFilter, ActivityRow, NewActivity};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::error::ApiResult;
+use crate::error::{ApiResult, ErrorBody, StatusBody, StoreContext};
+use crate::extract::WorkspaceId;
 use crate::json::parse_body;
 use crate::{ApiError, AppState};
 
@@ -26,8 +28,22 @@ pub const ACTIVITY_TYPES: [&str; 7] = [
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 500;
 
-#[derive(Deserialize)]
-struct ReportBody {
+/// The activity types the server accepts, as the document shows them ([`ACTIVITY_TYPES`]).
+#[derive(Debug, ToSchema)]
+#[allow(non_camel_case_types, dead_code)] // documentation only: the names are the wire values
+pub enum ActivityType {
+    a2a_send,
+    a2a_receive,
+    task_update,
+    agent_log,
+    skill_promotion,
+    memory_write,
+    error,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReportBody {
+    #[schema(value_type = ActivityType)]
     activity_type: String,
     #[serde(default)]
     method: String,
@@ -42,20 +58,55 @@ struct ReportBody {
     #[serde(default)]
     error_detail: String,
     duration_ms: Option<i32>,
+    #[schema(value_type = Option<Object>)]
     request_body: Option<Value>,
+    #[schema(value_type = Option<Object>)]
     response_body: Option<Value>,
     /// The older name of `request_body`.
+    #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
 }
 
 /// `POST /workspaces/{id}/activity`: records one activity and announces `ACTIVITY_LOGGED`.
+#[utoipa::path(post, path = "/workspaces/{id}/activity", tag = "activity",
+    params(("id" = Uuid, Path)), request_body = ReportBody, responses(
+    (status = 200, description = "Logged", body = StatusBody),
+    (status = 400, description = "Invalid body", body = ErrorBody),
+    (status = 401, description = "Not this workspace", body = ErrorBody),
+    (status = 403, description = "source_id is another workspace", body = ErrorBody),
+    (status = 404, description = "Unknown workspace", body = ErrorBody),
+    (status = 413, description = "Body too large"),
+    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
 pub async fn report(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspaceId(workspace_id): WorkspaceId,
     body: Bytes,
-) -> ApiResult<Json<Value>> {
-    let workspace_id = parse_workspace_id(&id)?;
+) -> ApiResult<Json<StatusBody>> {
     let body: ReportBody = parse_body(&body, "invalid request body")?;
+    let activity = new_activity(&body, workspace_id)?;
+
+    let mut tx = state.db.begin().await.context("failed to log activity")?;
+    store::activity::insert(&mut *tx, &activity)
+        .await
+        .context("failed to log activity")?; // an unknown workspace is 404
+    let announced = json!({
+        "activity_type": activity.activity_type,
+        "duration_ms": activity.duration_ms,
+        "method": activity.method,
+        "source_id": activity.source_id,
+        "status": activity.status,
+        "summary": activity.summary,
+        "target_id": activity.target_id,
+    });
+    store::events::announce(&mut *tx, "ACTIVITY_LOGGED", workspace_id, &announced)
+        .await
+        .context("failed to log activity")?;
+    tx.commit().await.context("failed to log activity")?;
+    Ok(Json(StatusBody { status: "logged" }))
+}
+
+/// Validates a report in the original's order: its type, then who it is from and about.
+fn new_activity(body: &ReportBody, workspace_id: Uuid) -> ApiResult<NewActivity<'_>> {
     if body.activity_type.is_empty() {
         return Err(ApiError::BadRequest("invalid request body".to_string()));
     }
@@ -71,10 +122,11 @@ pub async fn report(
         "" => workspace_id,
         other if Uuid::parse_str(other).ok() == Some(workspace_id) => workspace_id,
         _ => {
-            return Err(ApiError::WithBody {
-                status: StatusCode::FORBIDDEN,
-                body: json!({ "error": "source_id must match authenticated workspace" }),
-            });
+            let refused = ErrorBody {
+                code: None,
+                error: "source_id must match authenticated workspace".to_string(),
+            };
+            return Err(ApiError::with_body(StatusCode::FORBIDDEN, &refused));
         }
     };
     let target_id = match body.target_id.as_str() {
@@ -89,7 +141,7 @@ pub async fn report(
     } else {
         body.status.as_str()
     };
-    let activity = NewActivity {
+    Ok(NewActivity {
         workspace_id,
         activity_type: &body.activity_type,
         source_id: Some(source_id),
@@ -101,54 +153,36 @@ pub async fn report(
         duration_ms: body.duration_ms,
         status,
         error_detail: non_empty(&body.error_detail),
-    };
-
-    let mut tx = state
-        .db
-        .begin()
-        .await
-        .map_err(ApiError::internal("failed to log activity"))?;
-    store::activity::insert(&mut *tx, &activity)
-        .await
-        .map_err(|error| match error.is_missing_reference() {
-            true => ApiError::NotFound("workspace not found".to_string()),
-            false => ApiError::internal("failed to log activity")(error),
-        })?;
-    let announced = json!({
-        "activity_type": activity.activity_type,
-        "duration_ms": activity.duration_ms,
-        "method": activity.method,
-        "source_id": activity.source_id,
-        "status": activity.status,
-        "summary": activity.summary,
-        "target_id": activity.target_id,
-    });
-    store::events::announce(&mut *tx, "ACTIVITY_LOGGED", workspace_id, &announced)
-        .await
-        .map_err(ApiError::internal("failed to log activity"))?;
-    tx.commit()
-        .await
-        .map_err(ApiError::internal("failed to log activity"))?;
-    Ok(Json(json!({ "status": "logged" })))
+    })
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this activity type.
     #[serde(default, rename = "type")]
     activity_type: String,
+    /// `canvas` or `agent`.
     #[serde(default)]
     source: String,
+    /// At most this many (100 by default, 500 at most).
     #[serde(default)]
     limit: String,
 }
 
 /// `GET /workspaces/{id}/activity?type=&source=&limit=`: newest first, 100 by default, at most 500.
+#[utoipa::path(get, path = "/workspaces/{id}/activity", tag = "activity",
+    params(("id" = Uuid, Path), ListQuery),
+    responses(
+    (status = 200, description = "Newest first", body = Vec<Activity>),
+    (status = 400, description = "Invalid id or filter", body = ErrorBody),
+    (status = 401, description = "Not this workspace", body = ErrorBody),
+    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    WorkspaceId(workspace_id): WorkspaceId,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<Activity>>> {
-    let workspace_id = parse_workspace_id(&id)?;
     let from_agent = match query.source.as_str() {
         "" => None,
         "agent" => Some(true),
@@ -166,7 +200,7 @@ pub async fn list(
     };
     let rows = store::activity::list(&state.db, workspace_id, &filter)
         .await
-        .map_err(ApiError::internal("query failed"))?;
+        .context("query failed")?;
     Ok(Json(rows.into_iter().map(Activity::from).collect()))
 }
 
@@ -180,10 +214,11 @@ fn parse_limit(text: &str) -> i64 {
 
 /// An activity on the wire, keys in the original's (alphabetical) order; the bodies appear only
 /// when present.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Activity {
     activity_type: String,
     #[serde(serialize_with = "crate::json::go_time")]
+    #[schema(value_type = String, format = DateTime)]
     created_at: chrono::DateTime<chrono::Utc>,
     duration_ms: Option<i32>,
     error_detail: Option<String>,
@@ -218,10 +253,6 @@ impl From<ActivityRow> for Activity {
             workspace_id: row.workspace_id,
         }
     }
-}
-
-fn parse_workspace_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::BadRequest("invalid workspace ID".to_string()))
 }
 
 fn non_empty(text: &str) -> Option<&str> {

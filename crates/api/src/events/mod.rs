@@ -3,23 +3,26 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::auth::agent::{WORKSPACE_ID_HEADER, require_agent_token};
-use crate::error::ApiResult;
+use crate::agents::guard::{WORKSPACE_ID_HEADER, require_agent_token};
+use crate::error::{ApiResult, ErrorBody, StoreContext};
 use crate::events_hub::LiveEvent;
+use crate::extract::WorkspaceId;
 use crate::{ApiError, AppState};
 
 /// An event on the wire, keys in the original's (alphabetical) order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Event {
     #[serde(serialize_with = "crate::json::go_time")]
+    #[schema(value_type = String, format = DateTime)]
     created_at: chrono::DateTime<chrono::Utc>,
     event_type: String,
     id: Uuid,
@@ -40,29 +43,43 @@ impl From<store::events::EventRow> for Event {
 }
 
 /// `GET /events`: the newest 100 events.
+#[utoipa::path(get, path = "/events", tag = "events", responses(
+    (status = 200, description = "The newest 100 events", body = Vec<Event>),
+    (status = 401, description = "Not an admin", body = ErrorBody),
+    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<Event>>> {
     let rows = store::events::list(&state.db, None)
         .await
-        .map_err(ApiError::internal("query failed"))?;
+        .context("query failed")?;
     Ok(Json(rows.into_iter().map(Event::from).collect()))
 }
 
 /// `GET /events/{workspaceId}`: the newest 100 events of one workspace.
+#[utoipa::path(get, path = "/events/{workspaceId}", tag = "events",
+    params(("workspaceId" = Uuid, Path)), responses(
+    (status = 200, description = "The workspace's newest 100 events", body = Vec<Event>),
+    (status = 400, description = "Invalid id", body = ErrorBody),
+    (status = 401, description = "Not an admin", body = ErrorBody),
+    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
 pub async fn list_for_workspace(
     State(state): State<AppState>,
-    Path(workspace_id): Path<String>,
+    WorkspaceId(workspace_id): WorkspaceId,
 ) -> ApiResult<Json<Vec<Event>>> {
-    let workspace_id = Uuid::parse_str(&workspace_id)
-        .map_err(|_| ApiError::BadRequest("invalid workspace ID".to_string()))?;
     let rows = store::events::list(&state.db, Some(workspace_id))
         .await
-        .map_err(ApiError::internal("query failed"))?;
+        .context("query failed")?;
     Ok(Json(rows.into_iter().map(Event::from).collect()))
 }
 
 /// `GET /ws`: the live event stream. The canvas connects without `X-Workspace-ID` and receives
 /// every event; an agent names itself with `X-Workspace-ID` (and its token, once it has one) and
 /// receives the events of the workspaces it may talk to.
+#[utoipa::path(get, path = "/ws", tag = "events", responses(
+    (status = 101, description = "The live event stream (WebSocket)"),
+    (status = 400, description = "Not a WebSocket upgrade, or invalid X-Workspace-ID"),
+    (status = 401, description = "Not the named workspace's token", body = ErrorBody),
+    (status = 405, description = "Not a GET upgrade"),
+    (status = 426, description = "Upgrade required")))]
 pub async fn socket(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -8,7 +8,8 @@ use axum::http::header::COOKIE;
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
-use super::{AuthContext, bearer_token};
+use crate::auth::{AuthContext, bearer_token};
+use crate::error::StoreContext;
 use crate::{ApiError, AppState};
 
 /// The header naming the calling workspace on discovery and the live stream.
@@ -24,7 +25,7 @@ pub async fn require_agent_token(
 ) -> Result<(), ApiError> {
     let has_token = store::tokens::workspace_has_live_token(&state.db, workspace_id)
         .await
-        .map_err(ApiError::internal("auth check failed"))?;
+        .context("auth check failed")?;
     if !has_token {
         return Ok(());
     }
@@ -35,7 +36,7 @@ pub async fn require_agent_token(
     };
     let owner = store::tokens::workspace_of_token(&state.db, bearer)
         .await
-        .map_err(ApiError::internal("auth check failed"))?;
+        .context("auth check failed")?;
     if owner == Some(workspace_id) {
         Ok(())
     } else {
@@ -79,7 +80,8 @@ async fn discovery_caller(
     let state = &ctx.state;
     let has_token = store::tokens::workspace_has_live_token(&state.db, caller)
         .await
-        .map_err(|error| ApiError::internal("auth check failed")(error).into_response())?;
+        .context("auth check failed")
+        .map_err(IntoResponse::into_response)?;
     if !has_token || state.config.dev_mode() {
         return Ok(());
     }

@@ -6,19 +6,18 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
-use super::RelPath;
+use super::config::{ConfigError, ConfigYaml, DEFAULT_TIER, nullable};
+use crate::files::RelPath;
 
 /// The model a generated `config.yaml` names (the original's default).
 const DEFAULT_MODEL: &str = "anthropic:claude-haiku-4-5-20251001";
-/// The tier a generated `config.yaml` declares: the self-hosted default tier.
-const DEFAULT_TIER: i64 = 3;
 /// Prefix of the staging folder an import is written into before it is renamed into place.
 const STAGING_PREFIX: &str = ".import-";
 
 /// One element of `GET /templates`, fields in the original's order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TemplateSummary {
     pub id: String,
     pub name: String,
@@ -46,7 +45,7 @@ fn is_zero(value: &i64) -> bool {
 }
 
 /// A model a template supports (`runtime_config.models[]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelSpec {
     #[serde(default, deserialize_with = "nullable")]
     pub id: String,
@@ -65,7 +64,7 @@ pub struct ModelSpec {
 }
 
 /// A provider a template declares (top-level `providers:`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProviderSpec {
     #[serde(default, deserialize_with = "nullable")]
     pub name: String,
@@ -103,57 +102,9 @@ fn is_empty_value(value: &serde_json::Value) -> bool {
     }
 }
 
-/// A YAML `key:` with no value reads as the type's zero value, as Go's yaml.v3 does.
-fn nullable<'de, D, T>(deserializer: D) -> Result<T, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de> + Default,
-{
-    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
-}
-
-/// The parts of a `config.yaml` the listing reads; everything else is ignored.
-#[derive(Debug, Default, Deserialize)]
-struct ConfigYaml {
-    #[serde(default, deserialize_with = "nullable")]
-    name: String,
-    #[serde(default, deserialize_with = "nullable")]
-    description: String,
-    #[serde(default, deserialize_with = "nullable")]
-    tier: i64,
-    #[serde(default, deserialize_with = "nullable")]
-    runtime: String,
-    #[serde(default, deserialize_with = "nullable")]
-    model: String,
-    #[serde(default)]
-    skills: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "nullable")]
-    providers: Vec<ProviderSpec>,
-    #[serde(default, deserialize_with = "nullable")]
-    runtime_config: RuntimeConfigYaml,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RuntimeConfigYaml {
-    #[serde(default, deserialize_with = "nullable")]
-    model: String,
-    #[serde(default, deserialize_with = "nullable")]
-    models: Vec<ModelSpec>,
-    #[serde(default, deserialize_with = "nullable")]
-    required_env: Vec<String>,
-    #[serde(default, deserialize_with = "nullable")]
-    providers: Vec<String>,
-    #[serde(default, deserialize_with = "nullable")]
-    provision_timeout_seconds: i64,
-}
-
 impl TemplateSummary {
     fn from_config(id: String, config: ConfigYaml) -> TemplateSummary {
-        let model = if config.model.is_empty() {
-            config.runtime_config.model
-        } else {
-            config.model
-        };
+        let model = config.listed_model().to_string();
         TemplateSummary {
             id,
             name: config.name,
@@ -188,10 +139,10 @@ pub fn list(configs_dir: &Path) -> Vec<TemplateSummary> {
     names
         .into_iter()
         .filter_map(|name| {
-            let text = fs::read_to_string(configs_dir.join(&name).join("config.yaml")).ok()?;
-            match serde_yaml::from_str::<ConfigYaml>(&text) {
+            match ConfigYaml::read(&configs_dir.join(&name)) {
                 Ok(config) => Some(TemplateSummary::from_config(name, config)),
-                Err(error) => {
+                Err(ConfigError::Missing) => None,
+                Err(ConfigError::Invalid(error)) => {
                     tracing::warn!(template = %name, %error, "skipping template with invalid config.yaml");
                     None
                 }
@@ -298,6 +249,7 @@ fn write_private_file(path: &Path, content: &[u8]) -> io::Result<()> {
 /// The generated `config.yaml` of an import without one: root `.md` files are its prompt
 /// files, `skills/<name>/SKILL.md` its skills. Serialised with serde_yaml, so no file name can
 /// inject a key.
+// Over 60 lines: most of it is the generated file's shape, declared in place.
 pub fn default_config(display_name: &str, files: &[(RelPath, String)]) -> String {
     #[derive(Serialize)]
     struct A2a {
@@ -347,7 +299,7 @@ pub fn default_config(display_name: &str, files: &[(RelPath, String)]) -> String
         name: display_name,
         description: "Imported agent",
         version: "1.0.0",
-        tier: DEFAULT_TIER,
+        tier: i64::from(DEFAULT_TIER),
         model: DEFAULT_MODEL,
         prompt_files,
         skills: skills.into_iter().collect(),

@@ -1,0 +1,226 @@
+//! `/registry/register`, `heartbeat` and `update-card`: an agent announces itself, its load and
+//! its card.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::agents::guard::require_agent_token;
+use crate::agents::status::{self, Health};
+use crate::error::{ApiResult, ErrorBody, StatusBody, StoreContext};
+use crate::json::parse_body;
+use crate::{ApiError, AppState};
+
+/// The largest agent card accepted, serialised.
+pub const MAX_AGENT_CARD_BYTES: usize = 256 * 1024;
+/// The original clamps reported spend to $10B in cents.
+const MAX_MONTHLY_SPEND: i64 = 1_000_000_000_000;
+pub(super) const INVALID_BODY: &str = "invalid request body";
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterBody {
+    pub id: Uuid,
+    pub url: String,
+    #[schema(value_type = Object)]
+    pub agent_card: Value,
+}
+
+/// `registered`, with the workspace's token on its first registration only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Registered {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<String>,
+    pub status: &'static str,
+}
+
+/// `POST /registry/register`: the agent is up at `url`, publishing `agent_card`. The first
+/// registration of a workspace without a live token mints its token and returns it once.
+#[utoipa::path(post, path = "/registry/register", tag = "registry",
+    request_body = RegisterBody, responses(
+    (status = 200, description = "Registered", body = Registered),
+    (status = 400, description = "Invalid body or URL", body = ErrorBody),
+    (status = 401, description = "Not the workspace's token", body = ErrorBody),
+    (status = 404, description = "Unknown", body = ErrorBody),
+    (status = 413, description = "Card or body too large", body = ErrorBody),
+    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Registered>> {
+    let body: RegisterBody = parse_body(&body, INVALID_BODY)?;
+    check_card_size(&body.agent_card)?;
+    crate::agents::url::validate(&body.url, state.config.org_id.is_some())
+        .await
+        .map_err(ApiError::BadRequest)?;
+    require_agent_token(&state, &headers, body.id).await?;
+
+    let mut tx = state.db.begin().await.context("registration failed")?;
+    let url = store::registry::register(&mut *tx, body.id, &body.url, &body.agent_card)
+        .await
+        .context("registration failed")?
+        .ok_or_else(ApiError::workspace_not_found)?;
+    let payload = json!({ "agent_card": body.agent_card, "url": url });
+    store::events::record(&mut *tx, "WORKSPACE_ONLINE", Some(body.id), &payload)
+        .await
+        .context("registration failed")?;
+    let has_token = store::tokens::workspace_has_live_token(&mut *tx, body.id)
+        .await
+        .context("registration failed")?;
+    let minted = match has_token {
+        true => None,
+        false => Some(
+            store::tokens::mint_workspace_token(&mut *tx, body.id)
+                .await
+                .context("registration failed")?,
+        ),
+    };
+    tx.commit().await.context("registration failed")?;
+
+    Ok(Json(Registered {
+        auth_token: minted,
+        status: "registered",
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct HeartbeatBody {
+    pub workspace_id: Uuid,
+    #[serde(default)]
+    pub error_rate: f64,
+    #[serde(default)]
+    pub sample_error: String,
+    #[serde(default)]
+    pub active_tasks: i32,
+    #[serde(default)]
+    pub uptime_seconds: i32,
+    #[serde(default)]
+    pub current_task: String,
+    #[serde(default)]
+    pub monthly_spend: i64,
+    /// `wedged` when the agent is alive but its runtime is stuck; empty when healthy.
+    #[serde(default)]
+    pub runtime_state: String,
+}
+
+/// `POST /registry/heartbeat`: stores the agent's load and health and moves the workspace between
+/// `online`, `degraded` and back (and out of `offline`, `provisioning`, `awaiting_agent`).
+#[utoipa::path(post, path = "/registry/heartbeat", tag = "registry",
+    request_body = HeartbeatBody, responses(
+    (status = 200, description = "Recorded", body = StatusBody),
+    (status = 400, description = "Invalid body", body = ErrorBody),
+    (status = 401, description = "Not the workspace's token", body = ErrorBody),
+    (status = 404, description = "Unknown", body = ErrorBody),
+    (status = 413, description = "Body too large"),
+    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<StatusBody>> {
+    let body: HeartbeatBody = parse_body(&body, INVALID_BODY)?;
+    require_agent_token(&state, &headers, body.workspace_id).await?;
+    let id = body.workspace_id;
+
+    let mut tx = state.db.begin().await.context("failed to update")?;
+    let beat = store::registry::Heartbeat {
+        workspace_id: id,
+        error_rate: body.error_rate,
+        sample_error: &body.sample_error,
+        active_tasks: body.active_tasks,
+        uptime_seconds: body.uptime_seconds,
+        current_task: &body.current_task,
+        monthly_spend: body.monthly_spend.clamp(0, MAX_MONTHLY_SPEND),
+    };
+    let outcome = store::registry::heartbeat(&mut *tx, &beat)
+        .await
+        .context("failed to update")?
+        .ok_or_else(ApiError::workspace_not_found)?;
+    let health = Health {
+        error_rate: body.error_rate,
+        sample_error: &body.sample_error,
+        runtime_state: &body.runtime_state,
+    };
+    if let Some(change) = status::after_heartbeat(outcome.status, health) {
+        let moved = store::registry::transition_status(&mut *tx, id, change.from, change.to)
+            .await
+            .context("failed to update")?;
+        if moved {
+            store::events::record(&mut *tx, change.event, Some(id), &change.payload)
+                .await
+                .context("failed to update")?;
+        }
+    }
+    // Announced on commit; the canvas only hears of task changes, not every repeat.
+    if body.current_task != outcome.previous_task {
+        let task = json!({ "active_tasks": body.active_tasks, "current_task": body.current_task });
+        store::events::announce(&mut *tx, "TASK_UPDATED", id, &task)
+            .await
+            .context("failed to update")?;
+    }
+    let load = json!({ "active_tasks": body.active_tasks, "uptime_seconds": body.uptime_seconds });
+    store::events::announce(&mut *tx, "WORKSPACE_HEARTBEAT", id, &load)
+        .await
+        .context("failed to update")?;
+    tx.commit().await.context("failed to update")?;
+    Ok(Json(StatusBody { status: "ok" }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateCardBody {
+    pub workspace_id: Uuid,
+    #[schema(value_type = Object)]
+    pub agent_card: Value,
+}
+
+/// `POST /registry/update-card`: replaces the agent card.
+#[utoipa::path(post, path = "/registry/update-card", tag = "registry",
+    request_body = UpdateCardBody, responses(
+    (status = 200, description = "Updated", body = StatusBody),
+    (status = 400, description = "Invalid body", body = ErrorBody),
+    (status = 401, description = "Not the workspace's token", body = ErrorBody),
+    (status = 404, description = "Unknown", body = ErrorBody),
+    (status = 413, description = "Card or body too large", body = ErrorBody),
+    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
+pub async fn update_card(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<StatusBody>> {
+    let body: UpdateCardBody = parse_body(&body, INVALID_BODY)?;
+    check_card_size(&body.agent_card)?;
+    require_agent_token(&state, &headers, body.workspace_id).await?;
+
+    let mut tx = state.db.begin().await.context("failed to update card")?;
+    let updated = store::registry::update_card(&mut *tx, body.workspace_id, &body.agent_card)
+        .await
+        .context("failed to update card")?;
+    if !updated {
+        return Err(ApiError::workspace_not_found());
+    }
+    let payload = json!({ "agent_card": body.agent_card });
+    store::events::record(
+        &mut *tx,
+        "AGENT_CARD_UPDATED",
+        Some(body.workspace_id),
+        &payload,
+    )
+    .await
+    .context("failed to update card")?;
+    tx.commit().await.context("failed to update card")?;
+    Ok(Json(StatusBody { status: "updated" }))
+}
+
+fn check_card_size(card: &Value) -> Result<(), ApiError> {
+    if card.to_string().len() > MAX_AGENT_CARD_BYTES {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "agent_card exceeds {MAX_AGENT_CARD_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}

@@ -1,9 +1,0 @@
-pub mod activity;
-pub mod admin;
-pub mod events;
-pub mod files;
-pub mod model;
-pub mod ops;
-pub mod registry;
-pub mod templates;
-pub mod workspaces;

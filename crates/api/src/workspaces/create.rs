@@ -1,0 +1,207 @@
+//! `POST /workspaces`: one transaction inserting the row, its secrets, layout, event and (for an
+//! external agent) its first token.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use serde::Serialize;
+use serde_json::json;
+use store::StoreError;
+use store::workspaces::NewWorkspace;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::plan::{CreatePayload, CreatePlan, plan_create};
+use crate::error::{ErrorBody, StoreContext};
+use crate::templates::config::DEFAULT_TIER;
+use crate::{ApiError, AppState};
+
+/// The 500 message of any failed step of a create (the original's).
+const FAILED: &str = "failed to create workspace";
+
+/// 201 of a create. A workspace this server provisions answers `awareness_namespace`, `id`,
+/// `status`, `workspace_access`; an external one `external`, `id`, `status` and, while it awaits
+/// its agent, `connection`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Created {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub awareness_namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Connection>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external: Option<bool>,
+    pub id: Uuid,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace_access: Option<String>,
+}
+
+/// What an external agent needs to register itself, shown once on create.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Connection {
+    pub auth_token: String,
+    pub curl_register_template: String,
+    pub heartbeat_endpoint: String,
+    pub platform_url: String,
+    pub python_snippet: String,
+    pub registry_endpoint: String,
+    pub workspace_id: Uuid,
+}
+
+/// `POST /workspaces` (admin).
+#[utoipa::path(post, path = "/workspaces", tag = "workspaces", request_body = CreatePayload,
+    responses(
+    (status = 201, description = "Created", body = Created),
+    (status = 400, description = "Invalid payload", body = ErrorBody),
+    (status = 401, description = "Not an admin", body = ErrorBody),
+    (status = 409, description = "Duplicate sibling name", body = ErrorBody),
+    (status = 413, description = "Body too large"),
+    (status = 500, description = "Create failed", body = ErrorBody),
+    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Created>), ApiError> {
+    let plan = plan_create(&state.config, &body)?;
+    let payload = &plan.payload;
+    let id = Uuid::new_v4();
+    let url = payload.url.as_deref().filter(|u| !u.is_empty());
+    let status = match (plan.external, url) {
+        (false, _) => "provisioning",
+        (true, Some(_)) => "online",
+        (true, None) => "awaiting_agent",
+    };
+    let new = NewWorkspace {
+        id,
+        name: &payload.name,
+        role: payload.role.as_deref(),
+        tier: payload.tier.filter(|t| *t != 0).unwrap_or(DEFAULT_TIER),
+        runtime: &plan.runtime,
+        status,
+        url,
+        parent_id: plan.parent_id,
+        workspace_dir: payload.workspace_dir.as_deref().filter(|d| !d.is_empty()),
+        workspace_access: &plan.workspace_access,
+        budget_limit: payload.budget_limit,
+        max_concurrent_tasks: payload.max_concurrent_tasks.unwrap_or(0).max(1),
+        delivery_mode: &plan.delivery_mode,
+    };
+    let token = insert(&state, &plan, &new).await?;
+
+    if plan.external {
+        let created = Created {
+            awareness_namespace: None,
+            connection: token.map(|token| external_connection(&headers, id, token)),
+            external: Some(true),
+            id,
+            status,
+            workspace_access: None,
+        };
+        return Ok((StatusCode::CREATED, Json(created)));
+    }
+    if let Some(template_dir) = &plan.template_dir {
+        // Best effort, like the original's provisioning: the row exists either way.
+        if let Err(error) = crate::files::seed_from_template(&state.config, id, template_dir).await
+        {
+            tracing::warn!(workspace_id = %id, error = ?error, "seeding workspace files from template failed");
+        }
+    }
+    let created = Created {
+        awareness_namespace: Some(new.awareness_namespace()),
+        connection: None,
+        external: None,
+        id,
+        status: "provisioning",
+        workspace_access: Some(plan.workspace_access.clone()),
+    };
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Writes the workspace and everything that comes with it in one transaction; the token of an
+/// external workspace awaiting its agent.
+async fn insert(
+    state: &AppState,
+    plan: &CreatePlan,
+    new: &NewWorkspace<'_>,
+) -> Result<Option<String>, ApiError> {
+    let (payload, id) = (&plan.payload, new.id);
+    let mut tx = state.db.begin().await.context(FAILED)?;
+    store::workspaces::insert(&mut *tx, new)
+        .await
+        .context(FAILED)?;
+    for (key, value) in payload.secrets.iter().flatten() {
+        store::secrets::upsert(&mut *tx, &state.crypto, id, key, value)
+            .await
+            .map_err(|error| {
+                let step = match error {
+                    StoreError::Crypto(_) => "encrypt",
+                    _ => "save",
+                };
+                ApiError::from_store(error, format!("failed to {step} secret: {key}"))
+            })?;
+    }
+    if let Some(model) = plan.model.as_deref() {
+        let crypto = &state.crypto;
+        store::secrets::upsert(&mut *tx, crypto, id, store::secrets::MODEL_KEY, model)
+            .await
+            .context(FAILED)?;
+        if let Some(provider) = super::model::provider_for_model(model) {
+            store::secrets::upsert(&mut *tx, crypto, id, store::secrets::PROVIDER_KEY, provider)
+                .await
+                .context(FAILED)?;
+        }
+    }
+    let (x, y) = payload.canvas.as_ref().map_or((0.0, 0.0), |c| (c.x, c.y));
+    store::layouts::upsert_position(&mut *tx, id, x, y)
+        .await
+        .context(FAILED)?;
+    let event = json!({ "name": payload.name, "tier": new.tier, "runtime": plan.runtime });
+    store::events::record(&mut *tx, "WORKSPACE_PROVISIONING", Some(id), &event)
+        .await
+        .context(FAILED)?;
+    let token = match new.status {
+        "awaiting_agent" => Some(
+            store::tokens::mint_workspace_token(&mut *tx, id)
+                .await
+                .context(FAILED)?,
+        ),
+        _ => None,
+    };
+    tx.commit().await.context(FAILED)?;
+    Ok(token)
+}
+
+/// What an external agent needs to register itself, shown once on create.
+fn external_connection(headers: &HeaderMap, id: Uuid, token: String) -> Connection {
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(axum::http::header::HOST))
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost:8080");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|p| p.to_str().ok())
+        .unwrap_or("http");
+    let platform_url = format!("{scheme}://{host}");
+    let register = format!("{platform_url}/registry/register");
+    let curl = format!(
+        "curl -fsS -X POST \"{register}\" -H \"Authorization: Bearer $WORKSPACE_AUTH_TOKEN\" \
+         -H \"Content-Type: application/json\" -d '{{\"id\":\"{id}\",\"url\":\"'\"$AGENT_URL\"'\"}}'"
+    );
+    let python = format!(
+        "from molecule_agent import RemoteAgentClient\n\
+         client = RemoteAgentClient(workspace_id=\"{id}\", platform_url=\"{platform_url}\", \
+         auth_token=\"<paste from create response>\")\nclient.register()\n"
+    );
+    Connection {
+        auth_token: token,
+        curl_register_template: curl,
+        heartbeat_endpoint: format!("{platform_url}/registry/heartbeat"),
+        platform_url,
+        python_snippet: python,
+        registry_endpoint: register,
+        workspace_id: id,
+    }
+}
