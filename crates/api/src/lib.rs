@@ -9,6 +9,7 @@ pub mod background;
 pub mod config;
 pub mod error;
 pub mod events_hub;
+pub mod external;
 pub mod extract;
 pub mod files;
 pub mod json;
@@ -16,6 +17,7 @@ pub mod liveness;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
+pub mod settings;
 pub mod state;
 pub mod workspace_cache;
 

@@ -817,6 +817,19 @@ impl Modify for BearerAuth {
         operations::templates, operations::import_template, operations::list_files,
         operations::replace_files, operations::read_file, operations::write_file,
         operations::delete_file,
+        crate::settings::secrets::list, crate::settings::secrets::post,
+        crate::settings::secrets::put, crate::settings::secrets::values,
+        crate::settings::secrets::delete, crate::settings::secrets::workspace_dependents,
+        crate::settings::secrets::list_global, crate::settings::secrets::set_global,
+        crate::settings::secrets::post_global, crate::settings::secrets::delete_global,
+        crate::settings::secrets::global_dependents, crate::settings::secrets::admin_list_global,
+        crate::settings::secrets::admin_set_global, crate::settings::secrets::admin_delete_global,
+        crate::settings::tokens::list, crate::settings::tokens::create,
+        crate::settings::tokens::revoke, crate::settings::org_tokens::list,
+        crate::settings::org_tokens::create, crate::settings::org_tokens::revoke,
+        crate::external::handlers::connection, crate::external::handlers::rotate,
+        crate::settings::config::get, crate::settings::config::patch,
+        crate::settings::transcript::get,
     )
 )]
 struct ApiDoc;

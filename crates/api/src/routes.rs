@@ -12,6 +12,7 @@ use crate::handlers::ops;
 use crate::handlers::{activity, events, registry};
 use crate::handlers::{admin, model, workspaces};
 use crate::handlers::{files, templates};
+use crate::settings::{config, org_tokens, secrets, tokens, transcript};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +110,32 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/workspaces/{id}/files/{*path}", Workspace, get(files::read)),
         route(Method::PUT, "/workspaces/{id}/files/{*path}", Workspace, put(files::write)),
         route(Method::DELETE, "/workspaces/{id}/files/{*path}", Workspace, delete(files::delete)),
+        route(Method::GET, "/workspaces/{id}/secrets", Workspace, get(secrets::list)),
+        route(Method::POST, "/workspaces/{id}/secrets", Workspace, post(secrets::post)),
+        route(Method::PUT, "/workspaces/{id}/secrets", Workspace, put(secrets::put)),
+        // Plaintext values: once the workspace has a token, only that token (as /state).
+        route(Method::GET, "/workspaces/{id}/secrets/values", WorkspaceSelf, get(secrets::values)),
+        route(Method::DELETE, "/workspaces/{id}/secrets/{key}", Workspace, delete(secrets::delete)),
+        route(Method::GET, "/workspaces/{id}/secrets/{key}/dependents", Workspace, get(secrets::workspace_dependents)),
+        route(Method::GET, "/settings/secrets", Admin, get(secrets::list_global)),
+        route(Method::PUT, "/settings/secrets", Admin, put(secrets::set_global)),
+        route(Method::POST, "/settings/secrets", Admin, post(secrets::post_global)),
+        route(Method::DELETE, "/settings/secrets/{key}", Admin, delete(secrets::delete_global)),
+        route(Method::GET, "/settings/secrets/{key}/dependents", Admin, get(secrets::global_dependents)),
+        route(Method::GET, "/admin/secrets", Admin, get(secrets::admin_list_global)),
+        route(Method::POST, "/admin/secrets", Admin, post(secrets::admin_set_global)),
+        route(Method::DELETE, "/admin/secrets/{key}", Admin, delete(secrets::admin_delete_global)),
+        route(Method::GET, "/workspaces/{id}/tokens", Workspace, get(tokens::list)),
+        route(Method::POST, "/workspaces/{id}/tokens", Workspace, post(tokens::create)),
+        route(Method::DELETE, "/workspaces/{id}/tokens/{tokenId}", Workspace, delete(tokens::revoke)),
+        route(Method::GET, "/org/tokens", Admin, get(org_tokens::list)),
+        route(Method::POST, "/org/tokens", Admin, post(org_tokens::create).layer(axum::Extension(org_tokens::MintLimiter::new()))),
+        route(Method::DELETE, "/org/tokens/{id}", Admin, delete(org_tokens::revoke)),
+        route(Method::GET, "/workspaces/{id}/external/connection", Workspace, get(crate::external::handlers::connection)),
+        route(Method::POST, "/workspaces/{id}/external/rotate", Workspace, post(crate::external::handlers::rotate)),
+        route(Method::GET, "/workspaces/{id}/config", Workspace, get(config::get)),
+        route(Method::PATCH, "/workspaces/{id}/config", Workspace, patch(config::patch)),
+        route(Method::GET, "/workspaces/{id}/transcript", Workspace, get(transcript::get)),
     ]
 }
 

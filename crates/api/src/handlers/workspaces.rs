@@ -284,6 +284,7 @@ struct CreatePlan {
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let plan = plan_create(&state.config, &body)?;
@@ -371,7 +372,8 @@ pub async fn create(
     if plan.external {
         let mut body = json!({ "id": id, "external": true, "status": status });
         if let Some(token) = token {
-            body["connection"] = external_connection(&headers, id, &token);
+            body["connection"] =
+                crate::external::connection_for_create(&state.config, &headers, &uri, id, &token);
         }
         return Ok((StatusCode::CREATED, Json(body)).into_response());
     }
@@ -567,39 +569,6 @@ fn read_template_defaults(dir: &FsPath) -> Defaults {
         runtime: config.runtime.filter(|r| !r.is_empty()),
         model: nested.or(config.model).filter(|m| !m.is_empty()),
     }
-}
-
-/// What an external agent needs to register itself, shown once on create.
-fn external_connection(headers: &HeaderMap, id: Uuid, token: &str) -> Value {
-    let host = headers
-        .get("x-forwarded-host")
-        .or_else(|| headers.get(axum::http::header::HOST))
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost:8080");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|p| p.to_str().ok())
-        .unwrap_or("http");
-    let platform_url = format!("{scheme}://{host}");
-    let register = format!("{platform_url}/registry/register");
-    let curl = format!(
-        "curl -fsS -X POST \"{register}\" -H \"Authorization: Bearer $WORKSPACE_AUTH_TOKEN\" \
-         -H \"Content-Type: application/json\" -d '{{\"id\":\"{id}\",\"url\":\"'\"$AGENT_URL\"'\"}}'"
-    );
-    let python = format!(
-        "from molecule_agent import RemoteAgentClient\n\
-         client = RemoteAgentClient(workspace_id=\"{id}\", platform_url=\"{platform_url}\", \
-         auth_token=\"<paste from create response>\")\nclient.register()\n"
-    );
-    json!({
-        "workspace_id": id,
-        "platform_url": platform_url,
-        "auth_token": token,
-        "registry_endpoint": register,
-        "heartbeat_endpoint": format!("{platform_url}/registry/heartbeat"),
-        "curl_register_template": curl,
-        "python_snippet": python,
-    })
 }
 
 /// `PATCH /workspaces/{id}` (workspace auth): every key in one transaction.
