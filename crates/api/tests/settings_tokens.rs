@@ -22,6 +22,17 @@ fn strict(dir: &std::path::Path) -> ApiConfig {
     config
 }
 
+/// One request with `bearer` as the `Authorization` value.
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    bearer: &str,
+    body: Option<&serde_json::Value>,
+) -> common::Reply {
+    send_with(app, method, uri, &[("authorization", bearer)], body).await
+}
+
 fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
@@ -34,7 +45,7 @@ async fn a_minted_token_is_shown_once_stored_hashed_and_revoked_at_once(db: PgPo
     let admin = bearer(ADMIN);
     let url = format!("/workspaces/{id}/tokens");
 
-    let minted = send_with(&app, "POST", &url, &[("authorization", &admin)], None).await;
+    let minted = call(&app, "POST", &url, &admin, None).await;
     assert_eq!(minted.status, StatusCode::CREATED, "{}", minted.text);
     let token = minted.json["auth_token"].as_str().unwrap().to_string();
     assert_eq!(token.len(), 43);
@@ -53,7 +64,7 @@ async fn a_minted_token_is_shown_once_stored_hashed_and_revoked_at_once(db: PgPo
 
     // The token works, and the listing shows its prefix, never the token.
     let own = bearer(&token);
-    let list = send_with(&app, "GET", &url, &[("authorization", &own)], None).await;
+    let list = call(&app, "GET", &url, &own, None).await;
     assert_eq!(list.status, StatusCode::OK);
     assert_eq!(list.json["count"], 1);
     let entry = &list.json["tokens"][0];
@@ -66,42 +77,21 @@ async fn a_minted_token_is_shown_once_stored_hashed_and_revoked_at_once(db: PgPo
     );
 
     // The token revokes itself; the next request with it is refused.
-    let revoked = send_with(
-        &app,
-        "DELETE",
-        &format!("{url}/{token_id}"),
-        &[("authorization", &own)],
-        None,
-    )
-    .await;
+    let revoked = call(&app, "DELETE", &format!("{url}/{token_id}"), &own, None).await;
     assert_eq!(revoked.json, json!({"status": "revoked"}));
-    let refused = send_with(&app, "GET", &url, &[("authorization", &own)], None).await;
+    let refused = call(&app, "GET", &url, &own, None).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
         refused.json,
         json!({"error": "invalid workspace auth token"})
     );
-    let again = send_with(
-        &app,
-        "DELETE",
-        &format!("{url}/{token_id}"),
-        &[("authorization", &admin)],
-        None,
-    )
-    .await;
+    let again = call(&app, "DELETE", &format!("{url}/{token_id}"), &admin, None).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     assert_eq!(
         again.json,
         json!({"error": "token not found or already revoked"})
     );
-    let bad = send_with(
-        &app,
-        "DELETE",
-        &format!("{url}/nope"),
-        &[("authorization", &admin)],
-        None,
-    )
-    .await;
+    let bad = call(&app, "DELETE", &format!("{url}/nope"), &admin, None).await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad.json, json!({"error": "invalid token ID"}));
 }
@@ -154,11 +144,11 @@ async fn org_tokens_mint_list_authenticate_and_revoke(db: PgPool) {
     let app = app(test_state(db.clone(), strict(dir.path())));
     let admin = bearer(ADMIN);
 
-    let minted = send_with(
+    let minted = call(
         &app,
         "POST",
         "/org/tokens",
-        &[("authorization", &admin)],
+        &admin,
         Some(&json!({"name": "zapier"})),
     )
     .await;
@@ -183,14 +173,7 @@ async fn org_tokens_mint_list_authenticate_and_revoke(db: PgPool) {
     assert_eq!(by_org.status, StatusCode::OK, "{}", by_org.text);
     assert!(by_org.json.get("name").is_none());
 
-    let list = send_with(
-        &app,
-        "GET",
-        "/org/tokens",
-        &[("authorization", &admin)],
-        None,
-    )
-    .await;
+    let list = call(&app, "GET", "/org/tokens", &admin, None).await;
     assert_eq!(list.json["count"], 2);
     assert!(!list.text.contains(&token));
     let tokens = list.json["tokens"].as_array().unwrap();
@@ -203,11 +186,11 @@ async fn org_tokens_mint_list_authenticate_and_revoke(db: PgPool) {
         "used to mint the second"
     );
 
-    let long = send_with(
+    let long = call(
         &app,
         "POST",
         "/org/tokens",
-        &[("authorization", &admin)],
+        &admin,
         Some(&json!({"name": "n".repeat(101)})),
     )
     .await;
@@ -215,41 +198,13 @@ async fn org_tokens_mint_list_authenticate_and_revoke(db: PgPool) {
     assert_eq!(long.json, json!({"error": "name too long (max 100 chars)"}));
 
     let id = minted.json["id"].as_str().unwrap();
-    let revoked = send_with(
-        &app,
-        "DELETE",
-        &format!("/org/tokens/{id}"),
-        &[("authorization", &admin)],
-        None,
-    )
-    .await;
+    let revoked = call(&app, "DELETE", &format!("/org/tokens/{id}"), &admin, None).await;
     assert_eq!(revoked.json, json!({"revoked": id}));
-    let refused = send_with(
-        &app,
-        "GET",
-        "/org/tokens",
-        &[("authorization", &bearer(&token))],
-        None,
-    )
-    .await;
+    let refused = call(&app, "GET", "/org/tokens", &bearer(&token), None).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "revoked at once");
-    let again = send_with(
-        &app,
-        "DELETE",
-        &format!("/org/tokens/{id}"),
-        &[("authorization", &admin)],
-        None,
-    )
-    .await;
+    let again = call(&app, "DELETE", &format!("/org/tokens/{id}"), &admin, None).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
-    let bad = send_with(
-        &app,
-        "DELETE",
-        "/org/tokens/nope",
-        &[("authorization", &admin)],
-        None,
-    )
-    .await;
+    let bad = call(&app, "DELETE", "/org/tokens/nope", &admin, None).await;
     assert_eq!(bad.json, json!({"error": "invalid token ID"}));
 }
 
@@ -264,36 +219,15 @@ async fn the_mint_limiter_allows_ten_per_hour_after_auth(db: PgPool) {
         assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     }
     for n in 0..10 {
-        let minted = send_with(
-            &app,
-            "POST",
-            "/org/tokens",
-            &[("authorization", &admin)],
-            None,
-        )
-        .await;
+        let minted = call(&app, "POST", "/org/tokens", &admin, None).await;
         assert_eq!(minted.status, StatusCode::OK, "mint {n}: {}", minted.text);
     }
-    let limited = send_with(
-        &app,
-        "POST",
-        "/org/tokens",
-        &[("authorization", &admin)],
-        None,
-    )
-    .await;
+    let limited = call(&app, "POST", "/org/tokens", &admin, None).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.json["error"], "rate limit exceeded");
     assert!(limited.json["retry_after"].as_u64().unwrap() > 3000);
     assert!(limited.headers.contains_key("retry-after"));
     // Listing is not limited.
-    let list = send_with(
-        &app,
-        "GET",
-        "/org/tokens",
-        &[("authorization", &admin)],
-        None,
-    )
-    .await;
+    let list = call(&app, "GET", "/org/tokens", &admin, None).await;
     assert_eq!(list.json["count"], 10);
 }

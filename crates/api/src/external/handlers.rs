@@ -11,23 +11,29 @@ use crate::extract::WorkspaceId;
 use crate::openapi::ErrorBody;
 use crate::{ApiError, AppState};
 
-/// The workspace's runtime, whatever its status (`handlers/external_rotate.go:158-164`).
-async fn runtime_of(state: &AppState, id: Uuid) -> Result<String, ApiError> {
-    store::workspace_config::runtime(&state.db, id)
+/// Refuses (400, naming the runtime) unless the workspace's runtime, read whatever its status,
+/// is `external` (`handlers/external_rotate.go:158-164` at 624ef4d0).
+async fn require_external(
+    state: &AppState,
+    id: Uuid,
+    error: &str,
+    hint: Option<&str>,
+) -> Result<(), ApiError> {
+    let runtime = store::workspace_config::runtime(&state.db, id)
         .await
         .map_err(ApiError::internal("lookup failed"))?
-        .ok_or_else(|| ApiError::NotFound("workspace not found".to_string()))
-}
-
-fn not_external(error: &str, runtime: &str, hint: Option<&str>) -> ApiError {
+        .ok_or_else(|| ApiError::NotFound("workspace not found".to_string()))?;
+    if runtime == "external" {
+        return Ok(());
+    }
     let mut body = serde_json::json!({ "error": error, "runtime": runtime });
     if let Some(hint) = hint {
         body["hint"] = serde_json::Value::from(hint);
     }
-    ApiError::WithBody {
+    Err(ApiError::WithBody {
         status: StatusCode::BAD_REQUEST,
         body,
-    }
+    })
 }
 
 /// `GET /workspaces/{id}/external/connection`: the block again, without a token (nothing is
@@ -46,14 +52,8 @@ pub async fn connection(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<ConnectionEnvelope>, ApiError> {
-    let runtime = runtime_of(&state, id).await?;
-    if runtime != "external" {
-        return Err(not_external(
-            "connection payload is only valid for runtime=external workspaces",
-            &runtime,
-            None,
-        ));
-    }
+    let only_external = "connection payload is only valid for runtime=external workspaces";
+    require_external(&state, id, only_external, None).await?;
     let base = platform_url(&state.config, &headers, &uri);
     Ok(Json(ConnectionEnvelope {
         connection: ConnectionInfo::build(&base, id, ""),
@@ -77,14 +77,9 @@ pub async fn rotate(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Json<ConnectionEnvelope>, ApiError> {
-    let runtime = runtime_of(&state, id).await?;
-    if runtime != "external" {
-        return Err(not_external(
-            "rotate is only valid for runtime=external workspaces",
-            &runtime,
-            Some("use POST /workspaces/:id/restart for non-external runtimes"),
-        ));
-    }
+    let only_external = "rotate is only valid for runtime=external workspaces";
+    let hint = "use POST /workspaces/:id/restart for non-external runtimes";
+    require_external(&state, id, only_external, Some(hint)).await?;
     let mut tx = state
         .db
         .begin()

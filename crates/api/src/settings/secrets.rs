@@ -83,36 +83,135 @@ fn done(status: &'static str, keys: Vec<String>, scope: Option<&'static str>) ->
     }
 }
 
-/// Records that these workspaces' environment changed.
-async fn request_restarts(
-    conn: &mut sqlx::PgConnection,
-    workspaces: &[Uuid],
-    keys: &[String],
-) -> Result<(), StoreError> {
-    let payload = json!({ "reason": "secrets changed", "keys": keys });
-    for id in workspaces {
-        store::events::record(
-            &mut *conn,
-            "WORKSPACE_RESTART_REQUESTED",
-            Some(*id),
-            &payload,
-        )
-        .await?;
-    }
-    Ok(())
+/// Which scope a write or delete changes.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Workspace(Uuid),
+    Global,
 }
 
-/// Maps a failed workspace-scope write: an unknown workspace is a 404, not a save failure.
-fn workspace_write_error(context: &'static str) -> impl Fn(StoreError) -> ApiError {
-    move |error| {
-        if error.is_missing_reference() {
-            ApiError::NotFound("workspace not found".to_string())
-        } else if matches!(error, StoreError::Crypto(_)) {
-            ApiError::internal("failed to encrypt secret")(error)
-        } else {
-            ApiError::internal(context)(error)
+impl Target {
+    /// The original's 500 messages differ by scope (`handlers/secrets.go` at 624ef4d0).
+    fn failure(self, step: &str) -> String {
+        match (self, step) {
+            (Target::Workspace(_), "encrypt" | "save" | "delete") => {
+                format!("failed to {step} secret")
+            }
+            _ => format!("failed to {step}"),
         }
     }
+
+    /// Maps a store error; an unknown workspace is a 404, not a save failure.
+    fn error(self, step: &'static str) -> impl Fn(StoreError) -> ApiError {
+        move |error| {
+            if matches!(self, Target::Workspace(_)) && error.is_missing_reference() {
+                return ApiError::NotFound("workspace not found".to_string());
+            }
+            let step = if matches!(error, StoreError::Crypto(_)) {
+                "encrypt"
+            } else {
+                step
+            };
+            ApiError::Internal {
+                context: self.failure(step),
+                source: error.into(),
+            }
+        }
+    }
+
+    fn scope(self) -> Option<&'static str> {
+        match self {
+            Target::Workspace(_) => None,
+            Target::Global => Some("global"),
+        }
+    }
+
+    async fn upsert(
+        self,
+        conn: &mut sqlx::PgConnection,
+        crypto: &store::crypto::Crypto,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StoreError> {
+        match self {
+            Target::Workspace(id) => store::secrets::upsert(conn, crypto, id, key, value).await,
+            Target::Global => secret_scopes::upsert_global(conn, crypto, key, value).await,
+        }
+    }
+
+    async fn remove(self, conn: &mut sqlx::PgConnection, key: &str) -> Result<bool, StoreError> {
+        match self {
+            Target::Workspace(id) => store::secrets::delete(conn, id, key).await,
+            Target::Global => secret_scopes::delete_global(conn, key).await,
+        }
+    }
+
+    /// Records `WORKSPACE_RESTART_REQUESTED` for every workspace whose environment the change of
+    /// `key` reaches: the workspace itself, or every live workspace inheriting the global key.
+    async fn request_restarts(
+        self,
+        conn: &mut sqlx::PgConnection,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        let reached = match self {
+            Target::Workspace(id) => vec![id],
+            Target::Global => secret_scopes::inheriting_workspaces(&mut *conn, key).await?,
+        };
+        let payload = json!({ "reason": "secrets changed", "keys": [key] });
+        for id in reached {
+            store::events::record(
+                &mut *conn,
+                "WORKSPACE_RESTART_REQUESTED",
+                Some(id),
+                &payload,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes every key of the body in one transaction, with its restart requests.
+async fn write(
+    state: &AppState,
+    target: Target,
+    body: &[u8],
+) -> Result<Json<SecretDone>, ApiError> {
+    let writes = parse_writes(body)?;
+    let failed = target.error("save");
+    let mut tx = state.db.begin().await.map_err(|e| failed(e.into()))?;
+    for (key, value) in &writes {
+        target
+            .upsert(&mut tx, &state.crypto, key, value)
+            .await
+            .map_err(&failed)?;
+        target
+            .request_restarts(&mut tx, key)
+            .await
+            .map_err(&failed)?;
+    }
+    tx.commit().await.map_err(|e| failed(e.into()))?;
+    let keys = writes.into_keys().collect();
+    Ok(Json(done("saved", keys, target.scope())))
+}
+
+/// Deletes one key (404 `secret not found` when it has no value in that scope).
+async fn remove(
+    state: &AppState,
+    target: Target,
+    key: String,
+) -> Result<Json<SecretDone>, ApiError> {
+    let failed = target.error("delete");
+    let mut tx = state.db.begin().await.map_err(|e| failed(e.into()))?;
+    if !target.remove(&mut tx, &key).await.map_err(&failed)? {
+        return Err(ApiError::NotFound("secret not found".to_string()));
+    }
+    target
+        .request_restarts(&mut tx, &key)
+        .await
+        .map_err(&failed)?;
+    tx.commit().await.map_err(|e| failed(e.into()))?;
+    Ok(Json(done("deleted", vec![key], target.scope())))
 }
 
 /// `GET /workspaces/{id}/secrets`: the workspace's keys, then the globals it inherits.
@@ -219,20 +318,7 @@ async fn set(
     WorkspaceId(id): WorkspaceId,
     body: Bytes,
 ) -> Result<Json<SecretDone>, ApiError> {
-    let writes = parse_writes(&body)?;
-    let failed = workspace_write_error("failed to save secret");
-    let mut tx = state.db.begin().await.map_err(|e| failed(e.into()))?;
-    for (key, value) in &writes {
-        store::secrets::upsert(&mut *tx, &state.crypto, id, key, value)
-            .await
-            .map_err(&failed)?;
-    }
-    let keys: Vec<String> = writes.into_keys().collect();
-    request_restarts(&mut tx, &[id], &keys)
-        .await
-        .map_err(&failed)?;
-    tx.commit().await.map_err(|e| failed(e.into()))?;
-    Ok(Json(done("saved", keys, None)))
+    write(&state, Target::Workspace(id), &body).await
 }
 
 /// `DELETE /workspaces/{id}/secrets/{key}`: the workspace's own value only; a global value of
@@ -251,21 +337,7 @@ pub async fn delete(
     Path(params): Path<(String, String)>,
 ) -> Result<Json<SecretDone>, ApiError> {
     let (_, key) = params;
-    let failed = ApiError::internal("failed to delete secret");
-    let mut tx = state.db.begin().await.map_err(failed)?;
-    let existed = store::secrets::delete(&mut *tx, id, &key)
-        .await
-        .map_err(ApiError::internal("failed to delete secret"))?;
-    if !existed {
-        return Err(ApiError::NotFound("secret not found".to_string()));
-    }
-    request_restarts(&mut tx, &[id], std::slice::from_ref(&key))
-        .await
-        .map_err(ApiError::internal("failed to delete secret"))?;
-    tx.commit()
-        .await
-        .map_err(ApiError::internal("failed to delete secret"))?;
-    Ok(Json(done("deleted", vec![key], None)))
+    remove(&state, Target::Workspace(id), key).await
 }
 
 /// `GET /workspaces/{id}/secrets/{key}/dependents`: whether this workspace resolves `key`, and
@@ -361,28 +433,7 @@ pub async fn set_global(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<SecretDone>, ApiError> {
-    let writes = parse_writes(&body)?;
-    let failed = |error: StoreError| match error {
-        StoreError::Crypto(_) => ApiError::internal("failed to encrypt")(error),
-        other => ApiError::internal("failed to save")(other),
-    };
-    let mut tx = state.db.begin().await.map_err(|e| failed(e.into()))?;
-    for (key, value) in &writes {
-        secret_scopes::upsert_global(&mut *tx, &state.crypto, key, value)
-            .await
-            .map_err(failed)?;
-    }
-    let keys: Vec<String> = writes.into_keys().collect();
-    for key in &keys {
-        let reached = secret_scopes::inheriting_workspaces(&mut *tx, key)
-            .await
-            .map_err(failed)?;
-        request_restarts(&mut tx, &reached, std::slice::from_ref(key))
-            .await
-            .map_err(failed)?;
-    }
-    tx.commit().await.map_err(|e| failed(e.into()))?;
-    Ok(Json(done("saved", keys, Some("global"))))
+    write(&state, Target::Global, &body).await
 }
 
 /// `POST /settings/secrets`: the same as PUT.
@@ -425,24 +476,7 @@ pub async fn delete_global(
     State(state): State<AppState>,
     Path(key): Path<String>,
 ) -> Result<Json<SecretDone>, ApiError> {
-    let failed = ApiError::internal("failed to delete");
-    let mut tx = state.db.begin().await.map_err(failed)?;
-    let existed = secret_scopes::delete_global(&mut *tx, &key)
-        .await
-        .map_err(ApiError::internal("failed to delete"))?;
-    if !existed {
-        return Err(ApiError::NotFound("secret not found".to_string()));
-    }
-    let reached = secret_scopes::inheriting_workspaces(&mut *tx, &key)
-        .await
-        .map_err(ApiError::internal("failed to delete"))?;
-    request_restarts(&mut tx, &reached, std::slice::from_ref(&key))
-        .await
-        .map_err(ApiError::internal("failed to delete"))?;
-    tx.commit()
-        .await
-        .map_err(ApiError::internal("failed to delete"))?;
-    Ok(Json(done("deleted", vec![key], Some("global"))))
+    remove(&state, Target::Global, key).await
 }
 
 /// `DELETE /admin/secrets/{key}`: the same as `DELETE /settings/secrets/{key}`.
