@@ -37,10 +37,10 @@ pub async fn get(
 /// keys of an object replace the stored ones).
 #[utoipa::path(patch, path = "/workspaces/{id}/config", tag = "config",
     params(("id" = String, Path, description = "Workspace id")),
-    request_body(content = Object, description = "Any JSON value, at most 256 KiB"),
+    request_body(content = Object, description = "A JSON object, at most 256 KiB"),
     responses(
         (status = 200, description = "Merged", body = StatusOnly),
-        (status = 400, description = "invalid workspace ID / invalid JSON", body = ErrorBody),
+        (status = 400, description = "invalid workspace ID / invalid JSON (or not an object)", body = ErrorBody),
         (status = 401, description = "Not this workspace's caller", body = ErrorBody),
         (status = 404, description = "workspace not found", body = ErrorBody),
         (status = 413, description = "body too large or unreadable", body = ErrorBody),
@@ -55,8 +55,11 @@ pub async fn patch(
             "body too large or unreadable".to_string(),
         ));
     }
-    let patch: serde_json::Value = serde_json::from_slice(&body)
+    // Only an object merges key by key; the original also took other JSON values, which
+    // PostgreSQL's `||` turns into an array of the old document and the value.
+    let patch: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
         .map_err(|_| ApiError::BadRequest("invalid JSON".to_string()))?;
+    let patch = serde_json::Value::Object(patch);
     store::workspace_config::merge(&state.db, id, &patch)
         .await
         .map_err(|error| {
