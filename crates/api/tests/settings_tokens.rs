@@ -221,12 +221,17 @@ async fn the_mint_limiter_allows_ten_per_hour_after_auth(db: PgPool) {
     for n in 0..10 {
         let minted = call(&app, "POST", "/org/tokens", &admin, None).await;
         assert_eq!(minted.status, StatusCode::OK, "mint {n}: {}", minted.text);
+        let remaining = (9 - n).to_string();
+        assert_eq!(minted.headers["x-ratelimit-remaining"], remaining.as_str());
     }
     let limited = call(&app, "POST", "/org/tokens", &admin, None).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.json["error"], "rate limit exceeded");
     assert!(limited.json["retry_after"].as_u64().unwrap() > 3000);
     assert!(limited.headers.contains_key("retry-after"));
+    // The route's headers are the mint limiter's, not the global limiter's.
+    assert_eq!(limited.headers["x-ratelimit-limit"], "10");
+    assert_eq!(limited.headers["x-ratelimit-remaining"], "0");
     // Listing is not limited.
     let list = call(&app, "GET", "/org/tokens", &admin, None).await;
     assert_eq!(list.json["count"], 10);
