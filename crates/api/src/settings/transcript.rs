@@ -88,6 +88,23 @@ async fn target(
     Ok(target)
 }
 
+/// The process's client for agents' transcripts (built once: it loads the TLS roots). Redirects
+/// are not followed, so a checked URL cannot hand the call on to an unchecked one.
+fn client() -> Result<&'static reqwest::Client, ApiError> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client);
+    }
+    let client = reqwest::Client::builder()
+        .timeout(DEADLINE)
+        .redirect(reqwest::redirect::Policy::none())
+        // Rare calls to many hosts: no idle connections kept (nor tied to a runtime).
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(ApiError::internal("failed to build request"))?;
+    Ok(CLIENT.get_or_init(|| client))
+}
+
 /// `GET /workspaces/{id}/transcript`
 #[utoipa::path(get, path = "/workspaces/{id}/transcript", tag = "config",
     params(("id" = String, Path, description = "Workspace id"), TranscriptQuery),
@@ -105,12 +122,7 @@ pub async fn get(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let target = target(&state, id, &query).await?;
-    let client = reqwest::Client::builder()
-        .timeout(DEADLINE)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(ApiError::internal("failed to build request"))?;
-    let mut request = client.get(target);
+    let mut request = client()?.get(target);
     if let Some(auth) = headers.get(AUTHORIZATION) {
         request = request.header(AUTHORIZATION, auth.clone());
     }
