@@ -33,6 +33,9 @@ pub struct ApiConfig {
     pub git_sha: String,
     /// The crate version.
     pub version: String,
+    /// `EXTERNAL_PLATFORM_URL`: the URL external agents reach this server at (else the
+    /// request's forwarded or own scheme and host).
+    pub external_platform_url: Option<String>,
 }
 
 impl ApiConfig {

@@ -74,15 +74,27 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// Maps any error into a 500 with a generic `context` for the client, keeping the source for
-    /// the log: `.map_err(ApiError::internal("failed to create workspace"))`.
+    /// Maps any error into a 500 with a generic `context` for the client (a store error as
+    /// [`ApiError::from_store`] does), keeping the source for the log: `.map_err(ApiError::internal("failed to create workspace"))`.
     pub fn internal<E>(context: &str) -> impl FnOnce(E) -> ApiError + '_
     where
         E: Into<BoxError>,
     {
-        move |source| ApiError::Internal {
-            context: context.to_string(),
-            source: source.into(),
+        move |source| {
+            // A store error keeps its typed mapping (503 when the database is down, 400 for
+            // text PostgreSQL refuses, 409, 404), whichever way the handler wrapped it.
+            let source: BoxError = source.into();
+            let source = match source.downcast::<store::StoreError>() {
+                Ok(error) => return ApiError::from_store(*error, context),
+                Err(source) => source,
+            };
+            match source.downcast::<sqlx::Error>() {
+                Ok(error) => ApiError::from_store((*error).into(), context),
+                Err(source) => ApiError::Internal {
+                    context: context.to_string(),
+                    source,
+                },
+            }
         }
     }
 

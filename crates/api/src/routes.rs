@@ -21,7 +21,9 @@ use axum::routing::{MethodFilter, MethodRouter};
 
 use crate::AppState;
 use crate::agents::{activity, discovery, registry};
+use crate::external::handlers as external;
 use crate::files::handlers as files;
+use crate::settings::{config, org_tokens, secrets, tokens, transcript};
 use crate::workspaces::model;
 use crate::{admin, events, openapi, ops, templates, workspaces};
 
@@ -69,7 +71,8 @@ pub(crate) struct Route {
     pub(crate) doc: fn() -> utoipa::openapi::OpenApi,
 }
 
-/// One row: `route!(METHOD "path", Access, handler)` (see the module's documentation).
+/// One row: `route!(METHOD "path", Access, handler)`, or `…, handler; layer = L)` for a handler
+/// with a layer of its own (see the module's documentation).
 macro_rules! route {
     ($method:ident $path:literal, $access:ident, $($handler:ident)::+) => {
         Route {
@@ -89,6 +92,12 @@ macro_rules! route {
             },
         }
     };
+    // A row whose handler needs a layer of its own (e.g. a per-route limiter).
+    ($method:ident $path:literal, $access:ident, $($handler:ident)::+; layer = $layer:expr) => {{
+        let mut row = route!($method $path, $access, $($handler)::+);
+        row.handler = row.handler.layer($layer);
+        row
+    }};
 }
 
 #[rustfmt::skip]
@@ -132,6 +141,33 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(GET "/workspaces/{id}/files/{*path}", Workspace, files::read),
         route!(PUT "/workspaces/{id}/files/{*path}", Workspace, files::write),
         route!(DELETE "/workspaces/{id}/files/{*path}", Workspace, files::delete),
+        route!(GET "/workspaces/{id}/secrets", Workspace, secrets::list),
+        route!(POST "/workspaces/{id}/secrets", Workspace, secrets::post),
+        route!(PUT "/workspaces/{id}/secrets", Workspace, secrets::put),
+        // Plaintext values: once the workspace has a token, only that token (as /state).
+        route!(GET "/workspaces/{id}/secrets/values", WorkspaceSelf, secrets::values),
+        route!(DELETE "/workspaces/{id}/secrets/{key}", Workspace, secrets::delete),
+        route!(GET "/workspaces/{id}/secrets/{key}/dependents", Workspace, secrets::workspace_dependents),
+        route!(GET "/settings/secrets", Admin, secrets::list_global),
+        route!(PUT "/settings/secrets", Admin, secrets::set_global),
+        route!(POST "/settings/secrets", Admin, secrets::post_global),
+        route!(DELETE "/settings/secrets/{key}", Admin, secrets::delete_global),
+        route!(GET "/settings/secrets/{key}/dependents", Admin, secrets::global_dependents),
+        route!(GET "/admin/secrets", Admin, secrets::admin_list_global),
+        route!(POST "/admin/secrets", Admin, secrets::admin_set_global),
+        route!(DELETE "/admin/secrets/{key}", Admin, secrets::admin_delete_global),
+        route!(GET "/workspaces/{id}/tokens", Workspace, tokens::list),
+        route!(POST "/workspaces/{id}/tokens", Workspace, tokens::create),
+        route!(DELETE "/workspaces/{id}/tokens/{tokenId}", Workspace, tokens::revoke),
+        route!(GET "/org/tokens", Admin, org_tokens::list),
+        // The mint limiter is this route's own (10 per hour per client).
+        route!(POST "/org/tokens", Admin, org_tokens::create; layer = axum::Extension(org_tokens::MintLimiter::new())),
+        route!(DELETE "/org/tokens/{id}", Admin, org_tokens::revoke),
+        route!(GET "/workspaces/{id}/external/connection", Workspace, external::connection),
+        route!(POST "/workspaces/{id}/external/rotate", Workspace, external::rotate),
+        route!(GET "/workspaces/{id}/config", Workspace, config::get),
+        route!(PATCH "/workspaces/{id}/config", Workspace, config::patch),
+        route!(GET "/workspaces/{id}/transcript", Workspace, transcript::get),
     ]
 }
 

@@ -117,6 +117,10 @@ pub struct Config {
     #[arg(long, env = "CANVAS_PROXY_URL", global = true)]
     pub canvas_proxy_url: Option<String>,
 
+    /// Public URL external agents reach this server at (their connection snippets name it).
+    #[arg(long, env = "EXTERNAL_PLATFORM_URL", global = true)]
+    pub external_platform_url: Option<String>,
+
     /// Control plane that verifies session cookies.
     #[arg(long, env = "CP_UPSTREAM_URL", global = true)]
     pub cp_upstream_url: Option<String>,
@@ -219,6 +223,7 @@ impl Config {
             heartbeat_ttl: self.heartbeat_ttl,
             git_sha: crate::GIT_SHA.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            external_platform_url: non_empty(&self.external_platform_url),
             ..api::ApiConfig::default()
         }
     }

@@ -12,8 +12,11 @@ pub mod file_targets;
 pub mod layouts;
 pub mod migrate;
 pub mod registry;
+pub mod secret_scopes;
 pub mod secrets;
+pub mod token_admin;
 pub mod tokens;
+pub mod workspace_config;
 pub mod workspace_status;
 pub mod workspaces;
 

@@ -30,6 +30,12 @@ fn mint() -> Minted {
     }
 }
 
+/// A new token as (plaintext, stored hash, prefix), for callers inserting their own row.
+pub fn new_token() -> (String, Vec<u8>, String) {
+    let token = mint();
+    (token.plaintext, token.hash, token.prefix)
+}
+
 /// The stored form of a token: sha256 of the plaintext string.
 pub fn hash_token(plaintext: &str) -> Vec<u8> {
     Sha256::digest(plaintext.as_bytes()).to_vec()

@@ -172,7 +172,11 @@ pub async fn rate_limit(
             .insert("retry-after", HeaderValue::from(decision.reset_secs));
         response
     };
-    set_headers(response.headers_mut(), limiter.inner.limit, decision);
+    // A route with a limiter of its own (the org-token mint) reports that one, as in the
+    // original where the route's limiter wrote its headers last (router.go:641-653 at 624ef4d0).
+    if !response.headers().contains_key("x-ratelimit-limit") {
+        set_headers(response.headers_mut(), limiter.inner.limit, decision);
+    }
     response
 }
 

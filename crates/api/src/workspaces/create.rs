@@ -27,26 +27,16 @@ const FAILED: &str = "failed to create workspace";
 pub struct Created {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub awareness_namespace: Option<String>,
+    /// The original marshals it from a map: keys sorted.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub connection: Option<Connection>,
+    #[schema(value_type = Option<crate::external::ConnectionInfo>)]
+    pub connection: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external: Option<bool>,
     pub id: Uuid,
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workspace_access: Option<String>,
-}
-
-/// What an external agent needs to register itself, shown once on create.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Connection {
-    pub auth_token: String,
-    pub curl_register_template: String,
-    pub heartbeat_endpoint: String,
-    pub platform_url: String,
-    pub python_snippet: String,
-    pub registry_endpoint: String,
-    pub workspace_id: Uuid,
 }
 
 /// `POST /workspaces` (admin).
@@ -62,6 +52,7 @@ pub struct Connection {
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
     let plan = plan_create(&state.config, &body)?;
@@ -93,7 +84,9 @@ pub async fn create(
     if plan.external {
         let created = Created {
             awareness_namespace: None,
-            connection: token.map(|token| external_connection(&headers, id, token)),
+            connection: token.map(|token| {
+                crate::external::connection_for_create(&state.config, &headers, &uri, id, &token)
+            }),
             external: Some(true),
             id,
             status,
@@ -171,37 +164,4 @@ async fn insert(
     };
     tx.commit().await.context(FAILED)?;
     Ok(token)
-}
-
-/// What an external agent needs to register itself, shown once on create.
-fn external_connection(headers: &HeaderMap, id: Uuid, token: String) -> Connection {
-    let host = headers
-        .get("x-forwarded-host")
-        .or_else(|| headers.get(axum::http::header::HOST))
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost:8080");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|p| p.to_str().ok())
-        .unwrap_or("http");
-    let platform_url = format!("{scheme}://{host}");
-    let register = format!("{platform_url}/registry/register");
-    let curl = format!(
-        "curl -fsS -X POST \"{register}\" -H \"Authorization: Bearer $WORKSPACE_AUTH_TOKEN\" \
-         -H \"Content-Type: application/json\" -d '{{\"id\":\"{id}\",\"url\":\"'\"$AGENT_URL\"'\"}}'"
-    );
-    let python = format!(
-        "from molecule_agent import RemoteAgentClient\n\
-         client = RemoteAgentClient(workspace_id=\"{id}\", platform_url=\"{platform_url}\", \
-         auth_token=\"<paste from create response>\")\nclient.register()\n"
-    );
-    Connection {
-        auth_token: token,
-        curl_register_template: curl,
-        heartbeat_endpoint: format!("{platform_url}/registry/heartbeat"),
-        platform_url,
-        python_snippet: python,
-        registry_endpoint: register,
-        workspace_id: id,
-    }
 }

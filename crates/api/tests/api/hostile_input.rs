@@ -364,11 +364,21 @@ async fn generated_paths_through_symlinks_never_escape(db: PgPool) {
     }
 }
 
+/// POST routes that read no body, as in the original: minting a workspace token, rotating an
+/// external workspace's token (the canvas sends none, or `{}`), and minting an org token (whose
+/// optional `{"name"}` is ignored when it does not bind).
+const BODYLESS: [&str; 3] = [
+    "/workspaces/{id}/tokens",
+    "/workspaces/{id}/external/rotate",
+    "/org/tokens",
+];
+
 /// A minimal valid body for every route that takes JSON (the table's POST, PUT and PATCH routes).
 fn json_routes(id: Uuid) -> Vec<(String, String)> {
     api::routes::table()
         .into_iter()
         .filter(|spec| matches!(spec.method.as_str(), "POST" | "PUT" | "PATCH"))
+        .filter(|spec| !BODYLESS.contains(&spec.path))
         .map(|spec| {
             let uri = spec
                 .path

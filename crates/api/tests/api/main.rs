@@ -4,6 +4,7 @@
 mod common;
 
 mod events_stream;
+mod external;
 mod files_eic;
 mod files_local;
 mod hostile_input;
@@ -13,5 +14,9 @@ mod metadata_model;
 mod metadata_workspaces;
 mod registry_routes;
 mod security_matrix;
+mod settings_config;
+mod settings_openapi;
+mod settings_secrets;
+mod settings_tokens;
 mod templates;
 mod workspace_cache;

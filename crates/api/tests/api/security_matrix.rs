@@ -225,6 +225,39 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
         }
         ("DELETE", "/workspaces/{id}/files/{*path}") => ("", None, false, false),
         ("GET", "/openapi.json") => ("", None, false, false),
+        (
+            "GET",
+            "/workspaces/{id}/secrets"
+            | "/workspaces/{id}/secrets/values"
+            | "/workspaces/{id}/secrets/{key}/dependents"
+            | "/settings/secrets"
+            | "/settings/secrets/{key}/dependents"
+            | "/admin/secrets"
+            | "/workspaces/{id}/tokens"
+            | "/org/tokens"
+            | "/workspaces/{id}/external/connection"
+            | "/workspaces/{id}/config"
+            | "/workspaces/{id}/transcript",
+        ) => ("", None, false, false),
+        ("POST" | "PUT", "/workspaces/{id}/secrets" | "/settings/secrets" | "/admin/secrets") => (
+            "",
+            with(json!({"key": "MATRIX_KEY", "value": "matrix-value"})),
+            false,
+            false,
+        ),
+        (
+            "DELETE",
+            "/workspaces/{id}/secrets/{key}"
+            | "/settings/secrets/{key}"
+            | "/admin/secrets/{key}"
+            | "/workspaces/{id}/tokens/{tokenId}"
+            | "/org/tokens/{id}",
+        ) => ("", None, false, false),
+        ("POST", "/workspaces/{id}/tokens" | "/workspaces/{id}/external/rotate") => {
+            ("", with(json!({})), false, false)
+        }
+        ("POST", "/org/tokens") => ("", with(json!({"name": "matrix"})), false, false),
+        ("PATCH", "/workspaces/{id}/config") => ("", with(json!({"matrix": true})), false, false),
         _ => return None,
     };
     // Reads target the planted secret file; writes and deletes a scratch file.
@@ -237,7 +270,9 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
         .path
         .replace("{id}", &subject.to_string())
         .replace("{workspaceId}", &subject.to_string())
-        .replace("{*path}", file);
+        .replace("{*path}", file)
+        .replace("{key}", "MATRIX_KEY")
+        .replace("{tokenId}", &Uuid::nil().to_string());
     Some(Recipe {
         uri: format!("{path}{suffix}"),
         body,
@@ -477,8 +512,17 @@ async fn every_route_answers_every_caller_as_documented_and_refusals_leak_nothin
                     }
                 }
             }
-            // Secret values never appear in any answer, authorised or not.
-            for marker in world.markers.iter().filter(|m| m.ends_with("-secret")) {
+            // Secret values never appear in any answer, authorised or not, except the
+            // workspace's own values in the bundle its own agent reads.
+            let own_bundle =
+                spec.path == "/workspaces/{id}/secrets/values" && expect == Expect::Pass;
+            let foreign = |m: &&String| !(own_bundle && m.starts_with("target-"));
+            for marker in world
+                .markers
+                .iter()
+                .filter(|m| m.ends_with("-secret"))
+                .filter(foreign)
+            {
                 if reply.text.contains(marker.as_str()) {
                     failures.push(format!("{what}: answer contains secret {marker}"));
                 }

@@ -209,3 +209,98 @@ async fn the_server_refuses_a_go_database_missing_columns() {
         "{message}"
     );
 }
+
+/// The settings tables of the Go database (secrets of both scopes, workspace and org tokens, the
+/// config document) read back through the settings routes, and an external workspace's
+/// connection block is built for the adopted row.
+#[tokio::test]
+async fn the_go_settings_read_back_through_the_settings_routes() {
+    let database = go_database().await;
+    let server = start_on(&database).await;
+    let admin = Some(ADMIN_TOKEN);
+
+    let (status, list) = server
+        .request("GET", &format!("/workspaces/{ALPHA}/secrets"), None, admin)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let scoped: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["key"].as_str().unwrap(), e["scope"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        scoped,
+        [
+            ("LLM_PROVIDER", "workspace"),
+            ("MODEL_PROVIDER", "workspace"),
+            ("OPENAI_API_KEY", "global")
+        ]
+    );
+    // The agent's bundle: Go-encrypted (version 1) and plaintext-era (version 0) values alike.
+    let (status, values) = server
+        .request(
+            "GET",
+            &format!("/workspaces/{ALPHA}/secrets/values"),
+            None,
+            Some(ALPHA_TOKEN),
+        )
+        .await;
+    assert_eq!(status, 200, "{values}");
+    assert_eq!(
+        values,
+        json!({"MODEL_PROVIDER": "minimax/MiniMax-M2.7", "LLM_PROVIDER": "minimax",
+               "OPENAI_API_KEY": "sk-global-fixture"})
+    );
+    let (_, global) = server
+        .request("GET", "/settings/secrets", None, admin)
+        .await;
+    assert_eq!(global[0]["key"], "OPENAI_API_KEY");
+
+    let (status, tokens) = server
+        .request("GET", &format!("/workspaces/{ALPHA}/tokens"), None, admin)
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["count"], 1);
+    assert_eq!(tokens["tokens"][0]["prefix"], "cw6TO56k");
+    assert_eq!(tokens["tokens"][0]["created_at"], "2026-04-01T09:05:00Z");
+
+    let (status, org) = server.request("GET", "/org/tokens", None, admin).await;
+    assert_eq!(status, 200, "{org}");
+    let token = &org["tokens"][0];
+    assert_eq!(
+        (
+            &token["prefix"],
+            &token["name"],
+            &token["created_by"],
+            &token["org_id"]
+        ),
+        (
+            &json!("qRk3C4cA"),
+            &json!("ci"),
+            &json!("admin"),
+            &json!(ALPHA)
+        )
+    );
+
+    let (status, config) = server
+        .request("GET", &format!("/workspaces/{ALPHA}/config"), None, admin)
+        .await;
+    assert_eq!(status, 200, "{config}");
+    assert_eq!(
+        config,
+        json!({"data": {"theme": "dark", "limits": {"tasks": 4}}})
+    );
+
+    let (status, connection) = server
+        .request(
+            "GET",
+            &format!("/workspaces/{BETA}/external/connection"),
+            None,
+            admin,
+        )
+        .await;
+    assert_eq!(status, 200, "{connection}");
+    assert_eq!(connection["connection"]["workspace_id"], BETA);
+    assert_eq!(connection["connection"]["auth_token"], "");
+}

@@ -13,6 +13,7 @@ mod entrypoint;
 mod events_two_replicas;
 mod faults;
 mod foundation;
+mod logs_no_secrets;
 mod logs_no_tokens;
 mod metadata;
 mod operations_doc;

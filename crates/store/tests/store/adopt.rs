@@ -92,6 +92,7 @@ async fn counted_tables(pool: &PgPool) -> Vec<(String, i64)> {
         "org_api_tokens",
         "structure_events",
         "activity_logs",
+        "workspace_config",
     ] {
         counts.push((table.to_string(), count(pool, table).await));
     }
