@@ -15,6 +15,7 @@ pub mod json;
 pub mod liveness;
 pub mod middleware;
 pub mod openapi;
+pub mod panels;
 pub mod routes;
 pub mod state;
 pub mod workspace_cache;

@@ -817,6 +817,11 @@ impl Modify for BearerAuth {
         operations::templates, operations::import_template, operations::list_files,
         operations::replace_files, operations::read_file, operations::write_file,
         operations::delete_file,
+        crate::panels::viewport::get_viewport, crate::panels::viewport::put_viewport,
+        crate::panels::approvals::create, crate::panels::approvals::list,
+        crate::panels::approvals::decide, crate::panels::approvals::pending,
+        crate::panels::budget::get_budget, crate::panels::budget::patch_budget,
+        crate::panels::budget::metrics, crate::panels::audit::list, crate::panels::traces::list,
     )
 )]
 struct ApiDoc;

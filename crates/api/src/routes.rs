@@ -12,6 +12,7 @@ use crate::handlers::ops;
 use crate::handlers::{activity, events, registry};
 use crate::handlers::{admin, model, workspaces};
 use crate::handlers::{files, templates};
+use crate::panels::{approvals, audit, budget, traces, viewport};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,9 @@ pub enum Access {
     AgentHeader,
     /// Discovery of one's own peers: like `AgentHeader` for the `{id}` of the path.
     AgentPath,
+    /// CanvasOrBearer: `ADMIN_TOKEN` or any live workspace token (org tokens refused); without a
+    /// bearer, an allowed `Origin` or the same-origin canvas; everyone before the first token.
+    CanvasOrBearer,
 }
 
 /// One row of the table.
@@ -109,6 +113,18 @@ fn routes() -> Vec<Route> {
         route(Method::GET, "/workspaces/{id}/files/{*path}", Workspace, get(files::read)),
         route(Method::PUT, "/workspaces/{id}/files/{*path}", Workspace, put(files::write)),
         route(Method::DELETE, "/workspaces/{id}/files/{*path}", Workspace, delete(files::delete)),
+        route(Method::GET, "/canvas/viewport", Public, get(viewport::get_viewport)),
+        route(Method::PUT, "/canvas/viewport", CanvasOrBearer, put(viewport::put_viewport)),
+        route(Method::POST, "/workspaces/{id}/approvals", Workspace, post(approvals::create)),
+        route(Method::GET, "/workspaces/{id}/approvals", Workspace, get(approvals::list)),
+        route(Method::POST, "/workspaces/{id}/approvals/{approvalId}/decide", Workspace, post(approvals::decide)),
+        route(Method::GET, "/approvals/pending", Admin, get(approvals::pending)),
+        route(Method::GET, "/workspaces/{id}/budget", Workspace, get(budget::get_budget)),
+        // The original registers the PATCH outside the workspace group: only admins set budgets.
+        route(Method::PATCH, "/workspaces/{id}/budget", Admin, patch(budget::patch_budget)),
+        route(Method::GET, "/workspaces/{id}/metrics", Workspace, get(budget::metrics)),
+        route(Method::GET, "/workspaces/{id}/audit", Workspace, get(audit::list)),
+        route(Method::GET, "/workspaces/{id}/traces", Workspace, get(traces::list)),
     ]
 }
 

@@ -5,6 +5,9 @@
 
 pub mod activity;
 pub mod adopt;
+pub mod approvals;
+pub mod audit;
+pub mod budget;
 pub mod crypto;
 pub mod error;
 pub mod events;
@@ -14,6 +17,7 @@ pub mod migrate;
 pub mod registry;
 pub mod secrets;
 pub mod tokens;
+pub mod viewport;
 pub mod workspaces;
 
 pub use error::StoreError;

@@ -92,6 +92,9 @@ async fn counted_tables(pool: &PgPool) -> Vec<(String, i64)> {
         "org_api_tokens",
         "structure_events",
         "activity_logs",
+        "approval_requests",
+        "workspace_token_usage",
+        "audit_events",
     ] {
         counts.push((table.to_string(), count(pool, table).await));
     }

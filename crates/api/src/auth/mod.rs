@@ -2,6 +2,7 @@
 //! and the test-token gate. `routes::router` applies one per route from its [`Access`].
 
 pub mod agent;
+pub mod canvas;
 pub mod session;
 
 use std::collections::HashMap;
@@ -132,6 +133,9 @@ pub async fn guard(
             .await
             .map(|()| None),
         Access::AgentPath => agent::caller_from_path(&ctx, request.headers(), path_id.as_deref())
+            .await
+            .map(|()| None),
+        Access::CanvasOrBearer => canvas::canvas_or_bearer(&ctx, request.headers())
             .await
             .map(|()| None),
     };
