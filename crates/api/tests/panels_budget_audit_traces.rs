@@ -11,7 +11,7 @@ use api::panels::traces::LangfuseConfig;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use chrono::{DateTime, TimeZone, Utc};
-use common::{Reply, app, send, send_raw, test_config, test_state};
+use common::{Reply, app, assert_error, send, send_raw, test_config, test_state};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use store::audit::AuditEvent;
@@ -26,11 +26,6 @@ fn dev_app(db: &PgPool) -> Router {
 
 async fn workspace(db: &PgPool, name: &str) -> Uuid {
     common::insert_workspace(db, name, "langgraph", None).await
-}
-
-fn assert_error(reply: &Reply, status: StatusCode, message: &str) {
-    assert_eq!(reply.status, status, "{}", reply.text);
-    assert_eq!(reply.json, json!({ "error": message }), "{}", reply.text);
 }
 
 // ---- budget ----

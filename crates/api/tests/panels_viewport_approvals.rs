@@ -9,7 +9,7 @@ use api::events_hub::{EventsHub, LIVENESS_NAME};
 use api::{ApiConfig, AppState};
 use axum::Router;
 use axum::http::StatusCode;
-use common::{Reply, app, send, send_raw, send_with, test_config, test_state};
+use common::{Reply, app, assert_error, send, send_raw, send_with, test_config, test_state};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -44,11 +44,6 @@ async fn workspace(db: &PgPool, name: &str, parent: Option<Uuid>) -> Uuid {
         .fetch_one(db)
         .await
         .unwrap()
-}
-
-fn assert_error(reply: &Reply, status: StatusCode, message: &str) {
-    assert_eq!(reply.status, status, "{}", reply.text);
-    assert_eq!(reply.json, json!({ "error": message }), "{}", reply.text);
 }
 
 // ---- viewport ----
