@@ -441,3 +441,25 @@ async fn approval_events_reach_the_live_stream(db: PgPool) {
     assert_eq!(event.payload["approval_id"], reply.json["approval_id"]);
     shutdown.cancel();
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn purging_a_workspace_deletes_its_approval_requests(db: PgPool) {
+    let app = dev_app(&db);
+    let id = workspace(&db, "doomed", None).await;
+    let reply = create_approval(&app, id, json!({"action": "deploy"})).await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    // The foreign key does not cascade (as in the original), so the purge removes them first.
+    let reply = send(
+        &app,
+        "DELETE",
+        &format!("/workspaces/{id}?confirm=true&purge=true"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM approval_requests")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
