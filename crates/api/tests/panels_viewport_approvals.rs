@@ -69,7 +69,13 @@ async fn the_viewport_starts_at_the_default_and_keeps_what_was_saved(db: PgPool)
     assert_eq!(reply.text, r#"{"x":-40,"y":12.5,"zoom":0.8}"#);
 
     // One row for the tenant, at the original's fixed id; missing fields are 0, `null` all zeros.
-    send(&app, "PUT", "/canvas/viewport", Some(&json!({"zoom": 2}))).await;
+    send(
+        &app,
+        "PUT",
+        "/canvas/viewport",
+        Some(&json!({"x": null, "zoom": 2})),
+    )
+    .await;
     let rows: Vec<(Uuid, f64, f64, f64)> =
         sqlx::query_as("SELECT id, x, y, zoom FROM canvas_viewport")
             .fetch_all(&db)
@@ -218,7 +224,7 @@ async fn a_request_is_stored_as_the_original_stores_it_and_escalates_to_the_pare
         [("APPROVAL_ESCALATED".to_string(), escalated)]
     );
     // The row itself stays pending: escalation is only an event.
-    let body = json!({"action": "rm -rf", "task_id": "t-1", "reason": "cleanup",
+    let body = json!({"action": "rm -rf", "task_id": "t-1", "reason": null,
                       "context": {"path": "/tmp"}});
     let reply = create_approval(&app, parent, body).await;
     assert_eq!(reply.status, StatusCode::CREATED);

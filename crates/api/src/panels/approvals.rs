@@ -40,15 +40,18 @@ pub async fn create(
     const FAILED: &str = "failed to create approval";
     let invalid = || ApiError::BadRequest("invalid request body".to_string());
     let body: NewApprovalBody = parse_object(&body, "invalid request body")?.ok_or_else(invalid)?;
-    if body.action.is_empty() {
-        return Err(invalid());
-    }
+    let action = body
+        .action
+        .filter(|action| !action.is_empty())
+        .ok_or_else(invalid)?;
+    let task_id = body.task_id.unwrap_or_default();
+    let reason = body.reason.unwrap_or_default();
     let context = body.context.map_or(Value::Null, Value::Object);
     let approval = NewApproval {
         workspace_id,
-        task_id: &body.task_id,
-        action: &body.action,
-        reason: &body.reason,
+        task_id: &task_id,
+        action: &action,
+        reason: &reason,
         context: &context,
     };
     let mut tx = state.db.begin().await.map_err(ApiError::internal(FAILED))?;
@@ -56,10 +59,10 @@ pub async fn create(
         .await
         .map_err(ApiError::internal(FAILED))?;
     let requested = json!({
-        "action": body.action,
+        "action": action,
         "approval_id": created.id,
-        "reason": body.reason,
-        "task_id": body.task_id,
+        "reason": reason,
+        "task_id": task_id,
     });
     store::events::record(
         &mut *tx,
@@ -71,10 +74,10 @@ pub async fn create(
     .map_err(ApiError::internal(FAILED))?;
     if let Some(parent_id) = created.parent_id {
         let escalated = json!({
-            "action": body.action,
+            "action": action,
             "approval_id": created.id,
             "from_workspace_id": workspace_id,
-            "reason": body.reason,
+            "reason": reason,
         });
         store::events::record(&mut *tx, "APPROVAL_ESCALATED", Some(parent_id), &escalated)
             .await
@@ -137,7 +140,8 @@ pub async fn decide(
     const FAILED: &str = "failed to update";
     let body: Option<DecisionBody> = parse_object(&body, "invalid request body")?;
     let body = body.unwrap_or_default();
-    let event = match body.decision.as_str() {
+    let decision = body.decision.unwrap_or_default();
+    let event = match decision.as_str() {
         "" => return Err(ApiError::BadRequest("invalid request body".to_string())),
         "approved" => "APPROVAL_APPROVED",
         "denied" => "APPROVAL_DENIED",
@@ -149,27 +153,20 @@ pub async fn decide(
     let not_found = || ApiError::NotFound("approval not found or already decided".to_string());
     // The original let PostgreSQL reject a malformed id (a 500); no such request exists.
     let approval_id = Uuid::parse_str(&approval_id).map_err(|_| not_found())?;
-    let decided_by = match body.decided_by.as_str() {
-        "" => "human",
-        given => given,
-    };
+    let decided_by = body.decided_by.filter(|by| !by.is_empty());
+    let decided_by = decided_by.as_deref().unwrap_or("human");
     let mut tx = state.db.begin().await.map_err(ApiError::internal(FAILED))?;
-    let decided = store::approvals::decide(
-        &mut *tx,
-        workspace_id,
-        approval_id,
-        &body.decision,
-        decided_by,
-    )
-    .await
-    .map_err(ApiError::internal(FAILED))?;
+    let decided =
+        store::approvals::decide(&mut *tx, workspace_id, approval_id, &decision, decided_by)
+            .await
+            .map_err(ApiError::internal(FAILED))?;
     if !decided {
         return Err(not_found());
     }
     let payload = json!({
         "approval_id": approval_id,
         "decided_by": decided_by,
-        "decision": body.decision,
+        "decision": decision,
     });
     store::events::record(&mut *tx, event, Some(workspace_id), &payload)
         .await
@@ -177,7 +174,7 @@ pub async fn decide(
     tx.commit().await.map_err(ApiError::internal(FAILED))?;
     Ok(Json(Decided {
         approval_id,
-        status: body.decision,
+        status: decision,
     }))
 }
 

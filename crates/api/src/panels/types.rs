@@ -10,15 +10,26 @@ use uuid::Uuid;
 
 use crate::json::{go_float, go_time, go_time_opt};
 
-/// `GET /canvas/viewport` and the body of `PUT /canvas/viewport`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+/// `GET /canvas/viewport`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 pub struct ViewportView {
-    #[serde(default, serialize_with = "go_float")]
+    #[serde(serialize_with = "go_float")]
     pub x: f64,
-    #[serde(default, serialize_with = "go_float")]
+    #[serde(serialize_with = "go_float")]
     pub y: f64,
-    #[serde(default, serialize_with = "go_float")]
+    #[serde(serialize_with = "go_float")]
     pub zoom: f64,
+}
+
+/// The body of `PUT /canvas/viewport`: a missing or `null` number is 0, as Go leaves it.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ViewportBody {
+    #[serde(default)]
+    pub x: Option<f64>,
+    #[serde(default)]
+    pub y: Option<f64>,
+    #[serde(default)]
+    pub zoom: Option<f64>,
 }
 
 /// `{"status": "saved"}` and the like.
@@ -27,14 +38,15 @@ pub struct Saved {
     pub status: &'static str,
 }
 
-/// The body of `POST /workspaces/{id}/approvals`.
+/// The body of `POST /workspaces/{id}/approvals` (a `null` string is `""`, as Go binds it).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewApprovalBody {
     #[serde(default)]
-    pub task_id: String,
-    pub action: String,
+    pub task_id: Option<String>,
     #[serde(default)]
-    pub reason: String,
+    pub action: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
     /// Any JSON object; stored as JSON `null` when absent, as the original does.
     #[schema(value_type = Option<Object>)]
     #[serde(default)]
@@ -84,10 +96,10 @@ pub struct PendingApprovalView {
 pub struct DecisionBody {
     /// `approved` or `denied`.
     #[serde(default)]
-    pub decision: String,
+    pub decision: Option<String>,
     /// Who decided; `human` when absent or empty.
     #[serde(default)]
-    pub decided_by: String,
+    pub decided_by: Option<String>,
 }
 
 /// 200 of a decision.

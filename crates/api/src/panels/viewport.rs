@@ -7,7 +7,7 @@ use axum::extract::State;
 use store::viewport::Viewport;
 
 use super::parse_object;
-use super::types::{Saved, ViewportView};
+use super::types::{Saved, ViewportBody, ViewportView};
 use crate::error::ApiResult;
 use crate::{ApiError, AppState};
 
@@ -40,7 +40,7 @@ pub async fn get_viewport(State(state): State<AppState>) -> Json<ViewportView> {
 
 /// Saves the viewport. Missing fields are 0 and a `null` body is all zeros, as in the original;
 /// anything that is not numbers is 400 `invalid viewport data`.
-#[utoipa::path(put, path = "/canvas/viewport", tag = "canvas", request_body = ViewportView,
+#[utoipa::path(put, path = "/canvas/viewport", tag = "canvas", request_body = ViewportBody,
     responses(
     (status = 200, description = "Saved", body = Saved),
     (status = 400, description = "Not a viewport", body = crate::openapi::ErrorBody),
@@ -49,16 +49,11 @@ pub async fn get_viewport(State(state): State<AppState>) -> Json<ViewportView> {
     (status = 500, description = "Save failed", body = crate::openapi::ErrorBody),
     (status = 503, description = "Datastore unavailable", body = crate::openapi::ErrorBody)))]
 pub async fn put_viewport(State(state): State<AppState>, body: Bytes) -> ApiResult<Json<Saved>> {
-    let body: Option<ViewportView> = parse_object(&body, "invalid viewport data")?;
-    let view = body.unwrap_or(ViewportView {
-        x: 0.0,
-        y: 0.0,
-        zoom: 0.0,
-    });
+    let body: ViewportBody = parse_object(&body, "invalid viewport data")?.unwrap_or_default();
     let viewport = Viewport {
-        x: view.x,
-        y: view.y,
-        zoom: view.zoom,
+        x: body.x.unwrap_or_default(),
+        y: body.y.unwrap_or_default(),
+        zoom: body.zoom.unwrap_or_default(),
     };
     store::viewport::save(&state.db, viewport)
         .await
