@@ -100,34 +100,32 @@ pub async fn list_for_workspace(
     Ok(rows)
 }
 
-/// Denies, as `auto-expired`, every request pending for longer than `max_age_seconds`; returns
-/// how many.
-pub async fn expire_stale(
+/// The newest pending requests across all workspaces, at most [`LIST_LIMIT`], after denying as
+/// `auto-expired` every request pending for longer than `max_age_seconds` (the original's poll
+/// does both; one statement here, so a poll is one round trip).
+pub async fn expire_and_list_pending(
     executor: impl PgExecutor<'_>,
     max_age_seconds: f64,
-) -> Result<u64, StoreError> {
-    let done = sqlx::query!(
-        "UPDATE approval_requests
-         SET status = 'denied', decided_by = 'auto-expired', decided_at = now()
-         WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)",
-        max_age_seconds
-    )
-    .execute(executor)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-/// The newest pending requests across all workspaces, at most [`LIST_LIMIT`].
-pub async fn list_pending(executor: impl PgExecutor<'_>) -> Result<Vec<PendingRow>, StoreError> {
+) -> Result<Vec<PendingRow>, StoreError> {
+    // The outer SELECT sees the rows as they were before the UPDATE, so the expired ones are
+    // left out by id.
     let rows = sqlx::query_as!(
         PendingRow,
-        r#"SELECT a.id, w.id AS workspace_id, w.name AS workspace_name, a.action, a.reason,
+        r#"WITH expired AS (
+             UPDATE approval_requests
+             SET status = 'denied', decided_by = 'auto-expired', decided_at = now()
+             WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+             RETURNING id
+           )
+           SELECT a.id, w.id AS workspace_id, w.name AS workspace_name, a.action, a.reason,
                   a.status AS "status!", a.created_at AS "created_at!"
            FROM approval_requests a
            JOIN workspaces w ON w.id = a.workspace_id
            WHERE a.status = 'pending' AND a.created_at IS NOT NULL
+             AND a.id NOT IN (SELECT id FROM expired)
            ORDER BY a.created_at DESC
-           LIMIT $1"#,
+           LIMIT $2"#,
+        max_age_seconds,
         LIST_LIMIT
     )
     .fetch_all(executor)

@@ -185,11 +185,7 @@ pub async fn decide(
     (status = 401, description = "Not an admin", body = ErrorBody),
     (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
 pub async fn pending(State(state): State<AppState>) -> ApiResult<Json<Vec<PendingApprovalView>>> {
-    // The original ignores a failed expiry; the listing below still answers.
-    if let Err(error) = store::approvals::expire_stale(&state.db, PENDING_EXPIRY_SECONDS).await {
-        tracing::warn!(error = ?error, "approvals: expiring stale requests failed");
-    }
-    let rows = store::approvals::list_pending(&state.db)
+    let rows = store::approvals::expire_and_list_pending(&state.db, PENDING_EXPIRY_SECONDS)
         .await
         .map_err(ApiError::internal("query failed"))?;
     let views = rows
