@@ -416,6 +416,34 @@ mod tests {
     }
 
     #[test]
+    fn panels_settings_reach_the_api_config() {
+        let api = parse(&[]).config.api_config();
+        assert!(api.audit_ledger.is_none() && api.langfuse.is_none());
+        let api = parse(&[
+            "--audit-ledger-salt",
+            "salt",
+            "--langfuse-host",
+            "http://langfuse:3000",
+            "--langfuse-public-key",
+            "pk",
+            "--langfuse-secret-key",
+            "sk",
+        ])
+        .config
+        .api_config();
+        assert!(api.audit_ledger.is_some() && api.langfuse.is_some());
+        // Langfuse needs all three values, like the original.
+        let half = parse(&[
+            "--langfuse-host",
+            "http://langfuse:3000",
+            "--langfuse-public-key",
+            "pk",
+        ]);
+        assert!(half.config.api_config().langfuse.is_none());
+        assert_eq!(parse(&[]).config.langfuse_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
     fn api_config_normalises_values() {
         let cli = parse(&[
             "--molecule-env",
