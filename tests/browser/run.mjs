@@ -3,7 +3,7 @@
 // Needs the debug binaries (`cargo build --workspace`) and Chromium; see run.sh.
 // Prints one line per assertion and closes with `browser: N passed, M failed`.
 
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -131,7 +131,7 @@ async function main() {
   await context.addCookies([{ ...COOKIE, url: server.url }]);
   const traffic = recordTraffic(context, server.url);
 
-  const query = new URLSearchParams({ server: server.url, ws: workspaceId, token }).toString();
+  const query = new URLSearchParams({ server: server.url, ws: workspaceId, token, admin: adminToken }).toString();
   const allowedPage = await context.newPage();
   const results = await runPage(allowedPage, `${allowed.origin}/index.html?${query}`);
   // panel.png is the first screen (small enough for the README); page-full.png has every row.
@@ -140,6 +140,7 @@ async function main() {
   await traffic.settled();
   checkAllowedOrigin(results, traffic.fromOrigin(allowed.origin));
   checkInstanceDisk(configsDir, results);
+  checkSettingsInDatabase(database, workspaceId, results.settings);
 
   const savedConfig = readFileSync(join(configsDir, "config.yaml"), "utf8");
   const foreignPage = await context.newPage();
@@ -186,6 +187,14 @@ async function prepareWorkspace(serverUrl, adminToken) {
   const workspaceId = created.id;
   await admin("PUT", `/admin/workspaces/${workspaceId}/instance`, { instance_id: INSTANCE_ID });
   const { auth_token: token } = await admin("GET", `/admin/workspaces/${workspaceId}/test-token`);
+  // The agent asks for an approval, which the page (the canvas's banner) then decides.
+  const asked = await fetch(`${serverUrl}/workspaces/${workspaceId}/approvals`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ action: "deploy from the browser test", reason: "needs a human" }),
+    signal: AbortSignal.timeout(15_000),
+  });
+  if (asked.status !== 201) throw new Error(`POST approvals: ${asked.status} ${await asked.text()}`);
   console.log(`workspace ${workspaceId} on simulated instance ${INSTANCE_ID}`);
   return { workspaceId, token };
 }
@@ -321,6 +330,58 @@ function checkInstanceDisk(configsDir, results) {
   tally.check("instance disk: config.yaml holds what the page saved", saved != null && onDisk === saved);
   tally.check("instance disk: the kept upload exists", existsSync(join(configsDir, "browser-upload-b.md")));
   tally.check("instance disk: the deleted upload is gone", !existsSync(join(configsDir, "browser-upload-a.txt")));
+}
+
+/** What the Settings flow wrote, read straight from PostgreSQL with psql. */
+function checkSettingsInDatabase(database, workspaceId, settings) {
+  if (!database) {
+    console.log("database checks SKIPPED: they need DATABASE_URL (psql against the server's database)");
+    return;
+  }
+  const sql = (query) =>
+    execFileSync("psql", [database.url, "-XAtc", query], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+  const quoted = (text) => `'${String(text).replaceAll("'", "''")}'`;
+  const ws = quoted(workspaceId);
+  // Encrypted at rest: version 1, and the plaintext appears nowhere in the stored bytes.
+  const secrets = sql(
+    `SELECT 'global:' || key || ':' || encryption_version || ':' ||
+            (position(convert_to('-from-browser', 'UTF8') in encrypted_value) = 0)
+       FROM global_secrets WHERE key LIKE 'BROWSER_%'
+     UNION ALL
+     SELECT 'workspace:' || key || ':' || encryption_version || ':' ||
+            (position(convert_to('-from-browser', 'UTF8') in encrypted_value) = 0)
+       FROM workspace_secrets WHERE workspace_id = ${ws} AND key LIKE 'BROWSER_%'
+     ORDER BY 1`,
+  );
+  tally.check(
+    "database: both global keys and the override are stored encrypted",
+    secrets === "global:BROWSER_GLOBAL_ONLY_KEY:1:true\nglobal:BROWSER_SHARED_KEY:1:true\nworkspace:BROWSER_SHARED_KEY:1:true",
+    secrets.replaceAll("\n", ", "),
+  );
+  const minted = settings.mintedToken ?? "";
+  const tokenRow = settings.tokenId
+    ? sql(`SELECT encode(token_hash, 'hex') || ':' || prefix || ':' || (revoked_at IS NOT NULL)
+             FROM workspace_auth_tokens WHERE id = ${quoted(settings.tokenId)} AND workspace_id = ${ws}`)
+    : "";
+  const hash = createHash("sha256").update(minted).digest("hex");
+  tally.check(
+    "database: the minted token is stored as its sha256 and revoked",
+    minted !== "" && tokenRow === `${hash}:${minted.slice(0, 8)}:true`,
+    tokenRow,
+  );
+  const viewport = sql("SELECT x || ',' || y || ',' || zoom FROM canvas_viewport");
+  const expected = settings.viewport ? `${settings.viewport.x},${settings.viewport.y},${settings.viewport.zoom}` : "none";
+  tally.check("database: the one viewport row holds what the page saved", viewport === expected, viewport);
+  const approval = settings.approvalId
+    ? sql(
+        `SELECT a.status || ':' || a.decided_by || ':' ||
+                (SELECT count(*) FROM structure_events e
+                  WHERE e.event_type = 'APPROVAL_APPROVED' AND e.workspace_id = a.workspace_id
+                    AND e.payload->>'approval_id' = a.id::text)
+           FROM approval_requests a WHERE a.id = ${quoted(settings.approvalId)} AND a.workspace_id = ${ws}`,
+      )
+    : "";
+  tally.check("database: the approval is approved by a human, with its event", approval === "approved:human:1", approval);
 }
 
 function checkForeignOrigin(results, configUnchanged) {

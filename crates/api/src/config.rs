@@ -29,6 +29,10 @@ pub struct ApiConfig {
     pub max_file_bytes: usize,
     /// `REMOTE_LIVENESS_STALE_AFTER`: a remote agent without a heartbeat for this long is offline.
     pub heartbeat_ttl: std::time::Duration,
+    /// `AUDIT_LEDGER_SALT`: when set, `GET /workspaces/{id}/audit` verifies the ledger's chain.
+    pub audit_ledger: Option<crate::panels::audit::LedgerKey>,
+    /// `LANGFUSE_HOST` and its keys: where `GET /workspaces/{id}/traces` reads; `None`: `[]`.
+    pub langfuse: Option<crate::panels::traces::LangfuseConfig>,
     /// The git sha baked in at build time (`dev` when unknown).
     pub git_sha: String,
     /// The crate version.

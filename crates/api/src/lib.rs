@@ -19,6 +19,7 @@ pub mod liveness;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
+pub mod panels;
 pub mod routes;
 pub mod settings;
 pub mod state;

@@ -23,6 +23,7 @@ use crate::AppState;
 use crate::agents::{activity, discovery, registry};
 use crate::external::handlers as external;
 use crate::files::handlers as files;
+use crate::panels::{approvals, audit, budget, traces, viewport};
 use crate::settings::{config, org_tokens, secrets, tokens, transcript};
 use crate::workspaces::model;
 use crate::{admin, events, openapi, ops, templates, workspaces};
@@ -52,6 +53,9 @@ pub enum Access {
     AgentHeader,
     /// Discovery of one's own peers: like `AgentHeader` for the `{id}` of the path.
     AgentPath,
+    /// CanvasOrBearer: `ADMIN_TOKEN` or any live workspace token (org tokens refused); without a
+    /// bearer, an allowed `Origin` or the same-origin canvas; everyone before the first token.
+    CanvasOrBearer,
 }
 
 /// One row of the table.
@@ -168,6 +172,18 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(GET "/workspaces/{id}/config", Workspace, config::get),
         route!(PATCH "/workspaces/{id}/config", Workspace, config::patch),
         route!(GET "/workspaces/{id}/transcript", Workspace, transcript::get),
+        route!(GET "/canvas/viewport", Public, viewport::get_viewport),
+        route!(PUT "/canvas/viewport", CanvasOrBearer, viewport::put_viewport),
+        route!(POST "/workspaces/{id}/approvals", Workspace, approvals::create),
+        route!(GET "/workspaces/{id}/approvals", Workspace, approvals::list),
+        route!(POST "/workspaces/{id}/approvals/{approvalId}/decide", Workspace, approvals::decide),
+        route!(GET "/approvals/pending", Admin, approvals::pending),
+        route!(GET "/workspaces/{id}/budget", Workspace, budget::get_budget),
+        // The original registers the PATCH outside the workspace group: only admins set budgets.
+        route!(PATCH "/workspaces/{id}/budget", Admin, budget::patch_budget),
+        route!(GET "/workspaces/{id}/metrics", Workspace, budget::metrics),
+        route!(GET "/workspaces/{id}/audit", Workspace, audit::list),
+        route!(GET "/workspaces/{id}/traces", Workspace, traces::list),
     ]
 }
 

@@ -193,6 +193,36 @@ pub struct Config {
     #[arg(long, env = "EIC_MAX_LIFETIME", default_value = "55m", value_parser = parse_duration, global = true)]
     pub eic_max_lifetime: Duration,
 
+    /// Secret of the agents' audit ledger; when set, `/workspaces/{id}/audit` verifies its chain.
+    #[arg(long, env = "AUDIT_LEDGER_SALT", hide_env_values = true, global = true)]
+    pub audit_ledger_salt: Option<String>,
+
+    /// Langfuse base URL for `/workspaces/{id}/traces` (with both keys; else the route answers `[]`).
+    #[arg(long, env = "LANGFUSE_HOST", global = true)]
+    pub langfuse_host: Option<String>,
+
+    /// Langfuse public key (HTTP basic auth user).
+    #[arg(
+        long,
+        env = "LANGFUSE_PUBLIC_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub langfuse_public_key: Option<String>,
+
+    /// Langfuse secret key (HTTP basic auth password).
+    #[arg(
+        long,
+        env = "LANGFUSE_SECRET_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub langfuse_secret_key: Option<String>,
+
+    /// Budget of one Langfuse call; past it `/workspaces/{id}/traces` answers `[]`.
+    #[arg(long, env = "LANGFUSE_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    pub langfuse_timeout: Duration,
+
     /// Log format; RUST_LOG sets the filter (default `info`).
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, ignore_case = true, global = true)]
     pub log_format: LogFormat,
@@ -221,6 +251,17 @@ impl Config {
             cp_upstream_url: non_empty(&self.cp_upstream_url),
             max_file_bytes: self.max_file_bytes,
             heartbeat_ttl: self.heartbeat_ttl,
+            audit_ledger: self
+                .audit_ledger_salt
+                .as_deref()
+                .filter(|salt| !salt.is_empty())
+                .map(api::panels::audit::LedgerKey::new),
+            langfuse: api::panels::traces::LangfuseConfig::new(
+                self.langfuse_host.as_deref().unwrap_or_default(),
+                self.langfuse_public_key.as_deref().unwrap_or_default(),
+                self.langfuse_secret_key.as_deref().unwrap_or_default(),
+                self.langfuse_timeout,
+            ),
             git_sha: crate::GIT_SHA.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             external_platform_url: non_empty(&self.external_platform_url),
@@ -377,6 +418,34 @@ mod tests {
             cli.config.api_config().workspaces_dir,
             PathBuf::from("/tmp/x/workspaces")
         );
+    }
+
+    #[test]
+    fn panels_settings_reach_the_api_config() {
+        let api = parse(&[]).config.api_config();
+        assert!(api.audit_ledger.is_none() && api.langfuse.is_none());
+        let api = parse(&[
+            "--audit-ledger-salt",
+            "salt",
+            "--langfuse-host",
+            "http://langfuse:3000",
+            "--langfuse-public-key",
+            "pk",
+            "--langfuse-secret-key",
+            "sk",
+        ])
+        .config
+        .api_config();
+        assert!(api.audit_ledger.is_some() && api.langfuse.is_some());
+        // Langfuse needs all three values, like the original.
+        let half = parse(&[
+            "--langfuse-host",
+            "http://langfuse:3000",
+            "--langfuse-public-key",
+            "pk",
+        ]);
+        assert!(half.config.api_config().langfuse.is_none());
+        assert_eq!(parse(&[]).config.langfuse_timeout, Duration::from_secs(10));
     }
 
     #[test]

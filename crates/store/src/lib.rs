@@ -5,6 +5,9 @@
 
 pub mod activity;
 pub mod adopt;
+pub mod approvals;
+pub mod audit;
+pub mod budget;
 pub mod crypto;
 pub mod error;
 pub mod events;
@@ -16,6 +19,7 @@ pub mod secret_scopes;
 pub mod secrets;
 pub mod token_admin;
 pub mod tokens;
+pub mod viewport;
 pub mod workspace_config;
 pub mod workspace_status;
 pub mod workspaces;

@@ -317,6 +317,8 @@ pub async fn mark_removed(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result
 /// org tokens are detached by their `ON DELETE SET NULL`; secrets have no cascade and references
 /// from other workspaces (`parent_id`, `forwarded_to`) are cleared first. Run it in a transaction.
 pub async fn purge(connection: &mut sqlx::PgConnection, ids: &[Uuid]) -> Result<(), StoreError> {
+    // Approval requests reference their workspace without ON DELETE CASCADE.
+    crate::approvals::delete_for(&mut *connection, ids).await?;
     sqlx::query!(
         "DELETE FROM workspace_secrets WHERE workspace_id = ANY($1)",
         ids

@@ -1,12 +1,14 @@
 // Reproduces the canvas's calls to workspace-server (ConfigTab's load and save, FilesTab's
 // sequence) exactly as its fetch client makes them, and records what the browser saw.
-// Query string: ?server=<base URL>&ws=<workspace id>&token=<workspace token>.
+// Query string: ?server=<base URL>&ws=<workspace id>&token=<workspace token>&admin=<admin token>
+// (the canvas's NEXT_PUBLIC_ADMIN_TOKEN, for the Settings panel's global keys and approvals).
 // Everything observed is exposed on `window.results` for the Playwright runner.
 
 const params = new URLSearchParams(location.search);
 const server = (params.get("server") ?? "").replace(/\/+$/, "");
 const workspaceId = params.get("ws") ?? "";
 const token = params.get("token") ?? "";
+const adminToken = params.get("admin") ?? "";
 
 // The canvas's client aborts a request after 15 s (lib/api.ts); so does this page.
 const REQUEST_TIMEOUT_MS = 15_000;
@@ -25,22 +27,28 @@ const results = {
   checks: [],
   timings: {},
   panels: {},
+  settings: {},
   done: false,
 };
 window.results = results;
 
 const wsPath = `/workspaces/${encodeURIComponent(workspaceId)}`;
 
-/** One call as lib/api.ts makes it; never throws: a refused call is recorded with status 0. */
-async function call(step, method, path, body) {
+/**
+ * One call as lib/api.ts makes it; never throws: a refused call is recorded with status 0.
+ * `bearer` is the workspace token unless given; `null` sends no Authorization header.
+ */
+async function call(step, method, path, body, bearer = token) {
   const entry = { step, method, path, status: 0, ok: false, ms: 0, error: null, json: null };
   results.calls.push(entry);
   const started = performance.now();
+  const headers = { "Content-Type": "application/json" };
+  if (bearer !== null) headers.Authorization = `Bearer ${bearer}`;
   try {
     const response = await fetch(server + path, {
       method,
       credentials: "include",
-      headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+      headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
@@ -154,6 +162,76 @@ async function filesTab() {
   check("files: an upload reads back unchanged", readBack.json?.content === UPLOADS[KEPT_UPLOAD]);
 }
 
+const GLOBAL_KEY = "BROWSER_SHARED_KEY";
+const GLOBAL_ONLY_KEY = "BROWSER_GLOBAL_ONLY_KEY";
+const SECRET_VALUES = {
+  global: "global-value-from-browser",
+  globalOnly: "global-only-value-from-browser",
+  workspace: "workspace-override-from-browser",
+};
+const VIEWPORT = { x: -123.5, y: 48, zoom: 0.75 };
+
+/** The Settings panel: a global key, its workspace override, and the merged list. */
+async function settingsSecrets() {
+  for (const [key, value] of [[GLOBAL_KEY, SECRET_VALUES.global], [GLOBAL_ONLY_KEY, SECRET_VALUES.globalOnly]]) {
+    const saved = await call("settings", "PUT", "/settings/secrets", { key, value }, adminToken);
+    check(`settings: global ${key} saved`, saved.json?.status === "saved" && saved.json?.scope === "global", saved.status);
+  }
+  const override = await call("settings", "PUT", `${wsPath}/secrets`, { key: GLOBAL_KEY, value: SECRET_VALUES.workspace });
+  check("settings: workspace override saved", override.json?.status === "saved" && override.json?.key === GLOBAL_KEY, override.status);
+  const list = await call("settings", "GET", `${wsPath}/secrets`);
+  const rows = Array.isArray(list.json) ? list.json : [];
+  const scopeOf = (key) => rows.find((row) => row.key === key)?.scope;
+  check("settings: the override lists at workspace scope", scopeOf(GLOBAL_KEY) === "workspace", scopeOf(GLOBAL_KEY));
+  check("settings: the global-only key lists at global scope", scopeOf(GLOBAL_ONLY_KEY) === "global", scopeOf(GLOBAL_ONLY_KEY));
+  check(
+    "settings: the list never carries a value",
+    rows.length >= 2 &&
+      !JSON.stringify(list.json).includes("-from-browser") &&
+      rows.every((row) => row.has_value === true),
+  );
+}
+
+/** TokensTab: mint, list, revoke, list again. */
+async function settingsTokens() {
+  const minted = await call("tokens", "POST", `${wsPath}/tokens`);
+  const plaintext = minted.json?.auth_token ?? "";
+  check("tokens: a 43-character token is minted", minted.status === 201 && plaintext.length === 43, minted.status);
+  const listed = await call("tokens", "GET", `${wsPath}/tokens`);
+  const row = (listed.json?.tokens ?? []).find((t) => t.prefix === plaintext.slice(0, 8));
+  check("tokens: the list shows its prefix, never the token", row && !JSON.stringify(listed.json).includes(plaintext));
+  results.settings.mintedToken = plaintext;
+  results.settings.tokenId = row?.id ?? null;
+  if (!row) return;
+  const revoked = await call("tokens", "DELETE", `${wsPath}/tokens/${row.id}`);
+  check("tokens: revoked", revoked.json?.status === "revoked", revoked.status);
+  const after = await call("tokens", "GET", `${wsPath}/tokens`);
+  check("tokens: the revoked token is gone from the list", !(after.json?.tokens ?? []).some((t) => t.id === row.id));
+}
+
+/** The canvas saves its viewport without a bearer (it passes by its Origin) and reads it back. */
+async function viewport() {
+  const saved = await call("viewport", "PUT", "/canvas/viewport", VIEWPORT, null);
+  check("viewport: saved by the allowed origin", saved.json?.status === "saved", saved.status);
+  const read = await call("viewport", "GET", "/canvas/viewport", undefined, null);
+  check("viewport: reads back as saved", JSON.stringify(read.json) === JSON.stringify(VIEWPORT), JSON.stringify(read.json));
+  results.settings.viewport = VIEWPORT;
+}
+
+/** ApprovalBanner: poll the pending requests, approve the agent's one. */
+async function approvals() {
+  const pending = await call("approvals", "GET", "/approvals/pending", undefined, adminToken);
+  const mine = (Array.isArray(pending.json) ? pending.json : []).find((a) => a.workspace_id === workspaceId);
+  check("approvals: the agent's request is pending", mine, mine?.action ?? "none");
+  if (!mine) return;
+  const path = `/workspaces/${mine.workspace_id}/approvals/${mine.id}/decide`;
+  const decided = await call("approvals", "POST", path, { decision: "approved", decided_by: "human" });
+  check("approvals: approved", decided.json?.status === "approved" && decided.json?.approval_id === mine.id, decided.status);
+  const again = await call("approvals", "GET", "/approvals/pending", undefined, adminToken);
+  check("approvals: no longer pending", Array.isArray(again.json) && !again.json.some((a) => a.id === mine.id));
+  results.settings.approvalId = mine.id;
+}
+
 async function main() {
   document.getElementById("page-origin").textContent = location.origin;
   document.getElementById("server").textContent = server;
@@ -173,6 +251,10 @@ async function main() {
   check("save: provider reads back as saved", reloaded.provider === saved.provider, reloaded.provider);
 
   await filesTab();
+  await settingsSecrets();
+  await settingsTokens();
+  await viewport();
+  await approvals();
 }
 
 function showTime(id, ms) {

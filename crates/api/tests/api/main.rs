@@ -12,6 +12,8 @@ mod metadata_auth;
 mod metadata_middleware;
 mod metadata_model;
 mod metadata_workspaces;
+mod panels_budget_audit_traces;
+mod panels_viewport_approvals;
 mod registry_routes;
 mod security_matrix;
 mod settings_config;

@@ -126,6 +126,13 @@ fn expected(access: Access, caller: Caller, path: &str) -> Expect {
             Admin => Expect::Pass,
             _ => ADMIN_REQUIRED,
         },
+        // CanvasOrBearer (PUT /canvas/viewport): ADMIN_TOKEN or any live workspace token of a
+        // workspace that is not removed; org tokens refused; no bearer needs an allowed Origin.
+        Access::CanvasOrBearer => match caller {
+            Anonymous => ADMIN_REQUIRED,
+            Admin | Own | OtherWorkspace => Expect::Pass,
+            _ => INVALID_ADMIN,
+        },
         // The agents' routes: the named workspace's own bearer once it has one.
         Access::AgentBody | Access::AgentHeader | Access::AgentPath => match caller {
             Anonymous => MISSING_WORKSPACE,
@@ -258,6 +265,24 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
         }
         ("POST", "/org/tokens") => ("", with(json!({"name": "matrix"})), false, false),
         ("PATCH", "/workspaces/{id}/config") => ("", with(json!({"matrix": true})), false, false),
+        ("GET", "/canvas/viewport" | "/approvals/pending") => ("", None, false, false),
+        ("PUT", "/canvas/viewport") => ("", with(json!({"x": 1, "y": 2, "zoom": 1})), false, false),
+        ("POST", "/workspaces/{id}/approvals") => {
+            ("", with(json!({"action": "matrix"})), false, false)
+        }
+        ("POST", "/workspaces/{id}/approvals/{approvalId}/decide") => {
+            ("", with(json!({"decision": "approved"})), false, false)
+        }
+        ("GET", "/workspaces/{id}/approvals" | "/workspaces/{id}/budget") => {
+            ("", None, false, false)
+        }
+        ("PATCH", "/workspaces/{id}/budget") => {
+            ("", with(json!({"budget_limit": 100})), false, false)
+        }
+        (
+            "GET",
+            "/workspaces/{id}/metrics" | "/workspaces/{id}/audit" | "/workspaces/{id}/traces",
+        ) => ("", None, false, false),
         _ => return None,
     };
     // Reads target the planted secret file; writes and deletes a scratch file.
@@ -272,7 +297,8 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
         .replace("{workspaceId}", &subject.to_string())
         .replace("{*path}", file)
         .replace("{key}", "MATRIX_KEY")
-        .replace("{tokenId}", &Uuid::nil().to_string());
+        .replace("{tokenId}", &Uuid::nil().to_string())
+        .replace("{approvalId}", &Uuid::new_v4().to_string());
     Some(Recipe {
         uri: format!("{path}{suffix}"),
         body,

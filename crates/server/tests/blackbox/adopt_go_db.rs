@@ -304,3 +304,86 @@ async fn the_go_settings_read_back_through_the_settings_routes() {
     assert_eq!(connection["connection"]["workspace_id"], BETA);
     assert_eq!(connection["connection"]["auth_token"], "");
 }
+
+/// The salt the fixture's audit rows are chained with.
+const AUDIT_SALT: &str = "go-fixture-audit-salt";
+
+#[tokio::test]
+async fn the_go_panels_read_back_viewport_approvals_usage_and_audit() {
+    let database = go_database().await;
+    let server = TestServer::builder()
+        .database_url(&database.url)
+        .env("ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("SECRETS_ENCRYPTION_KEY", KEY)
+        .env("AUDIT_LEDGER_SALT", AUDIT_SALT)
+        .start()
+        .await;
+    let admin = Some(ADMIN_TOKEN);
+
+    let (status, viewport) = server.get("/canvas/viewport").await;
+    assert_eq!(
+        (status.as_u16(), viewport),
+        (200, json!({"x": -40, "y": 12.5, "zoom": 0.8}))
+    );
+
+    let (status, pending) = server
+        .request("GET", "/approvals/pending", None, admin)
+        .await;
+    assert_eq!(status, 200, "{pending}");
+    let expected = json!([{
+        "id": "44444444-4444-4444-8444-444444444444", "workspace_id": BETA,
+        "workspace_name": "Beta", "action": "push to main", "reason": "release 1.2",
+        "status": "pending",
+    }]);
+    let shown: Vec<Value> = pending
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| fields(row, &expected[0]))
+        .collect();
+    assert_eq!(Value::Array(shown), expected);
+    let path = format!("/workspaces/{ALPHA}/approvals");
+    let (status, history) = server.request("GET", &path, None, Some(ALPHA_TOKEN)).await;
+    assert_eq!(status, 200, "{history}");
+    let approved = json!({"id": "55555555-5555-4555-8555-555555555555", "task_id": "",
+                          "action": "delete bucket", "status": "approved",
+                          "decided_by": "human", "decided_at": "2026-04-20T10:00:05Z",
+                          "created_at": "2026-04-20T10:00:00Z"});
+    assert_eq!(fields(&history[0], &approved), approved);
+    // A Go request is decided through the API like one of ours.
+    let decide =
+        format!("/workspaces/{BETA}/approvals/44444444-4444-4444-8444-444444444444/decide");
+    let body = json!({"decision": "denied", "decided_by": "ops"});
+    let (status, decided) = server.request("POST", &decide, Some(&body), admin).await;
+    assert_eq!(status, 200, "{decided}");
+
+    let path = format!("/workspaces/{ALPHA}/budget");
+    let (status, budget) = server.request("GET", &path, None, Some(ALPHA_TOKEN)).await;
+    assert_eq!(
+        (status.as_u16(), budget),
+        (
+            200,
+            json!({"budget_limit": 5000, "monthly_spend": 120, "budget_remaining": 4880})
+        )
+    );
+    let path = format!("/workspaces/{ALPHA}/metrics");
+    let (status, usage) = server.request("GET", &path, None, Some(ALPHA_TOKEN)).await;
+    assert_eq!(status, 200, "{usage}");
+    let today = json!({"input_tokens": 1500, "output_tokens": 300, "total_calls": 3,
+                       "estimated_cost_usd": "0.009000"});
+    assert_eq!(fields(&usage, &today), today);
+
+    let path = format!("/workspaces/{ALPHA}/audit");
+    let (status, audit) = server.request("GET", &path, None, Some(ALPHA_TOKEN)).await;
+    assert_eq!(status, 200, "{audit}");
+    assert_eq!(
+        (&audit["total"], &audit["chain_valid"]),
+        (&json!(2), &json!(true)),
+        "{audit}"
+    );
+    assert_eq!(
+        audit["events"][0]["timestamp"],
+        json!("2026-04-01T09:10:00.25Z")
+    );
+    assert_eq!(audit["events"][1]["model_used"], json!("claude-sonnet-4"));
+}

@@ -93,6 +93,9 @@ async fn counted_tables(pool: &PgPool) -> Vec<(String, i64)> {
         "structure_events",
         "activity_logs",
         "workspace_config",
+        "approval_requests",
+        "workspace_token_usage",
+        "audit_events",
     ] {
         counts.push((table.to_string(), count(pool, table).await));
     }

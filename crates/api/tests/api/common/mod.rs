@@ -141,3 +141,14 @@ pub async fn insert_workspace(
     .await
     .unwrap()
 }
+
+/// Asserts an error answer: this status and exactly `{"error": message}`.
+pub fn assert_error(reply: &Reply, status: StatusCode, message: &str) {
+    assert_eq!(reply.status, status, "{}", reply.text);
+    assert_eq!(
+        reply.json,
+        serde_json::json!({ "error": message }),
+        "{}",
+        reply.text
+    );
+}

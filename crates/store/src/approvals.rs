@@ -1,0 +1,170 @@
+//! `approval_requests`: an agent asks a human to approve an action; the canvas decides.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// How many approvals a listing returns at most (the original's `LIMIT 50`).
+pub const LIST_LIMIT: i64 = 50;
+
+/// A new request. `task_id` and `reason` are stored as given (`""` when the agent sent none, as
+/// the original stores them); `context` is the JSON the agent sent (`null` when absent).
+#[derive(Debug, Clone)]
+pub struct NewApproval<'a> {
+    pub workspace_id: Uuid,
+    pub task_id: &'a str,
+    pub action: &'a str,
+    pub reason: &'a str,
+    pub context: &'a serde_json::Value,
+}
+
+/// The created request's id and its workspace's parent (to escalate to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Created {
+    pub id: Uuid,
+    pub parent_id: Option<Uuid>,
+}
+
+/// One request of a workspace's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalRow {
+    pub id: Uuid,
+    pub task_id: Option<String>,
+    pub action: String,
+    pub reason: Option<String>,
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One pending request with its workspace's name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingRow {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub workspace_name: String,
+    pub action: String,
+    pub reason: Option<String>,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Records a request. A workspace that does not exist is a foreign-key violation
+/// ([`StoreError::is_missing_reference`]).
+pub async fn create(
+    executor: impl PgExecutor<'_>,
+    approval: &NewApproval<'_>,
+) -> Result<Created, StoreError> {
+    let row = sqlx::query!(
+        r#"WITH created AS (
+             INSERT INTO approval_requests (workspace_id, task_id, action, reason, context)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id, workspace_id
+           )
+           SELECT created.id AS "id!", w.parent_id
+           FROM created LEFT JOIN workspaces w ON w.id = created.workspace_id"#,
+        approval.workspace_id,
+        approval.task_id,
+        approval.action,
+        approval.reason,
+        approval.context
+    )
+    .fetch_one(executor)
+    .await?;
+    Ok(Created {
+        id: row.id,
+        parent_id: row.parent_id,
+    })
+}
+
+/// A workspace's newest requests of any status, at most [`LIST_LIMIT`].
+pub async fn list_for_workspace(
+    executor: impl PgExecutor<'_>,
+    workspace_id: Uuid,
+) -> Result<Vec<ApprovalRow>, StoreError> {
+    let rows = sqlx::query_as!(
+        ApprovalRow,
+        r#"SELECT id, task_id, action, reason, status AS "status!", decided_by, decided_at,
+                  created_at AS "created_at!"
+           FROM approval_requests
+           WHERE workspace_id = $1 AND status IS NOT NULL AND created_at IS NOT NULL
+           ORDER BY created_at DESC
+           LIMIT $2"#,
+        workspace_id,
+        LIST_LIMIT
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows)
+}
+
+/// The newest pending requests across all workspaces, at most [`LIST_LIMIT`], after denying as
+/// `auto-expired` every request pending for longer than `max_age_seconds` (the original's poll
+/// does both; one statement here, so a poll is one round trip).
+pub async fn expire_and_list_pending(
+    executor: impl PgExecutor<'_>,
+    max_age_seconds: f64,
+) -> Result<Vec<PendingRow>, StoreError> {
+    // The outer SELECT sees the rows as they were before the UPDATE, so the expired ones are
+    // left out by id.
+    let rows = sqlx::query_as!(
+        PendingRow,
+        r#"WITH expired AS (
+             UPDATE approval_requests
+             SET status = 'denied', decided_by = 'auto-expired', decided_at = now()
+             WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+             RETURNING id
+           )
+           SELECT a.id, w.id AS workspace_id, w.name AS workspace_name, a.action, a.reason,
+                  a.status AS "status!", a.created_at AS "created_at!"
+           FROM approval_requests a
+           JOIN workspaces w ON w.id = a.workspace_id
+           WHERE a.status = 'pending' AND a.created_at IS NOT NULL
+             AND a.id NOT IN (SELECT id FROM expired)
+           ORDER BY a.created_at DESC
+           LIMIT $2"#,
+        max_age_seconds,
+        LIST_LIMIT
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows)
+}
+
+/// Decides a pending request of this workspace; returns whether one was decided (an unknown or
+/// already decided request is not).
+pub async fn decide(
+    executor: impl PgExecutor<'_>,
+    workspace_id: Uuid,
+    approval_id: Uuid,
+    decision: &str,
+    decided_by: &str,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query!(
+        "UPDATE approval_requests SET status = $1, decided_by = $2, decided_at = now()
+         WHERE id = $3 AND workspace_id = $4 AND status = 'pending'",
+        decision,
+        decided_by,
+        approval_id,
+        workspace_id
+    )
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Deletes the requests of these workspaces (before a purge: the foreign key does not cascade).
+pub async fn delete_for(
+    executor: impl PgExecutor<'_>,
+    workspace_ids: &[Uuid],
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "DELETE FROM approval_requests WHERE workspace_id = ANY($1)",
+        workspace_ids
+    )
+    .execute(executor)
+    .await?;
+    Ok(())
+}
