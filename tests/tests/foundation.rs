@@ -93,6 +93,14 @@ async fn built_in_postgres_initialises_once_is_reused_and_stops_with_the_server(
     // SIGTERM: the server exits cleanly and takes its PostgreSQL with it.
     let status = first.terminate().expect("running");
     assert!(status.success(), "exit {status}: {}", first.logs());
+    // Every background task ended before the database closed under it.
+    let logs = first.logs();
+    let tasks_stopped = logs.find("background tasks stopped");
+    let database_closing = logs.find("closing the database");
+    assert!(
+        tasks_stopped.is_some() && tasks_stopped < database_closing,
+        "{logs}"
+    );
     assert!(
         !is_alive(postmaster),
         "postgres {postmaster} still running after SIGTERM"

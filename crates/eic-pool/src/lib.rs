@@ -26,6 +26,7 @@ pub use pool::PoolStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -75,25 +76,15 @@ pub struct EicConfig {
 }
 
 /// Explicit AWS settings, used instead of the process environment by both the SDK client (key
-/// push) and the signed EC2 Query calls (discovery).
-#[derive(Clone, PartialEq, Eq)]
+/// push) and the signed EC2 Query calls (discovery). `Debug` shows the secret key as
+/// `[REDACTED]`.
+#[derive(Debug, Clone)]
 pub struct AwsSettings {
     /// Endpoint of every AWS API used (`http://127.0.0.1:PORT` for eic-sim); `None`: AWS's own.
     pub endpoint_url: Option<String>,
     pub region: String,
     pub access_key_id: String,
-    pub secret_access_key: String,
-}
-
-impl std::fmt::Debug for AwsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AwsSettings")
-            .field("endpoint_url", &self.endpoint_url)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .finish()
-    }
+    pub secret_access_key: SecretString,
 }
 
 impl Default for EicConfig {

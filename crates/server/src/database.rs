@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use api::liveness::SchemaStatus;
+use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 use store::StoreError;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::embedded_pg::EmbeddedPostgres;
@@ -32,6 +34,7 @@ impl Database {
         let (options, embedded) = match &config.database_url {
             Some(url) => {
                 let options: PgConnectOptions = url
+                    .expose_secret()
                     .parse()
                     .context("DATABASE_URL is not a PostgreSQL URL")?;
                 tracing::info!(
@@ -84,6 +87,7 @@ pub async fn migrate_or_retry(
     database: &Database,
     schema: &SchemaStatus,
     shutdown: &CancellationToken,
+    tasks: &TaskTracker,
 ) -> anyhow::Result<()> {
     let attempt = match probe(&database.pool).await {
         Ok(()) => store::migrate(&database.pool).await,
@@ -100,7 +104,7 @@ pub async fn migrate_or_retry(
                 error = %error_chain(&error),
                 "database unreachable at startup: serving anyway (/ready answers 503) and retrying the migrations in the background"
             );
-            tokio::spawn(retry_migrations(
+            tasks.spawn(retry_migrations(
                 database.pool.clone(),
                 schema.clone(),
                 shutdown.clone(),

@@ -9,6 +9,7 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_ec2instanceconnect::operation::send_ssh_public_key::SendSSHPublicKeyError;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
+use secrecy::ExposeSecret;
 
 use super::xml;
 use crate::error::{cause, cause_msg};
@@ -325,7 +326,7 @@ impl Aws {
 async fn explicit_sdk_config(settings: &AwsSettings) -> (aws_config::SdkConfig, String, String) {
     let credentials = Credentials::new(
         &settings.access_key_id,
-        &settings.secret_access_key,
+        settings.secret_access_key.expose_secret(),
         None,
         None,
         "eic-pool settings",
