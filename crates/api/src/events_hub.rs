@@ -167,7 +167,8 @@ impl EventsHub {
             .await?;
         // Dropped on every way out of this function, which bypasses the cache again.
         let _cache_in_use = self.workspace_cache.start_listening();
-        tracing::info!(channel = store::events::CHANNEL, "event stream listening");
+        // Debug: a healthy start logs only what a person needs; `/admin/liveness` shows the loop.
+        tracing::debug!(channel = store::events::CHANNEL, "event stream listening");
         liveness.tick(LIVENESS_NAME);
         let mut heartbeat = tokio::time::interval(LIVENESS_INTERVAL);
         loop {

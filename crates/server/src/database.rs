@@ -50,6 +50,9 @@ impl Database {
                 (embedded.database_url().parse()?, Some(embedded))
             }
         };
+        // PostgreSQL's NOTICEs (`trigger … does not exist, skipping` from idempotent migrations)
+        // would reach the log at info through sqlx: only warnings and errors are sent.
+        let options = options.options([("client_min_messages", "warning")]);
         let pool = PgPoolOptions::new()
             .max_connections(config.db_max_connections)
             .acquire_timeout(config.db_acquire_timeout)
