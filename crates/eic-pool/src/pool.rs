@@ -4,7 +4,7 @@
 //! leases. The key's state is `Empty` (absent from the map), `Connecting` (one setup in flight,
 //! callers wait on its outcome) or `Ready` (an entry to lease). Setups run in their own task, so a
 //! caller that gives up (timeout, dropped request) never abandons the others; the task's
-//! [`SetupGuard`] clears the key when the setup fails, panics or is cancelled, which wakes every
+//! `SetupGuard` clears the key when the setup fails, panics or is cancelled, which wakes every
 //! waiter, so a key can never stay wedged.
 //!
 //! A [`Lease`] holds one channel slot of its connection (a FIFO semaphore permit) and gives it

@@ -1,5 +1,7 @@
 //! Configuration: parsed once from flags and environment (the Go original's names where it had
 //! them), then split into the settings of each layer.
+// The doc comments below are clap's `--help` text, where `<data-dir>` is literal, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
