@@ -133,9 +133,10 @@ impl EicConfig {
         Ok(config)
     }
 
-    /// The `maxTunnelDuration` sent on `openTunnel` (eic.md B.2.6: an IAM policy may cap it, and
-    /// then the parameter must be present): long enough for a connection to reach its recycle
-    /// age and finish an operation started just before, never more than the endpoint's 3600 s.
+    /// The `maxTunnelDuration` sent on `openTunnel` (an IAM policy may cap it with the
+    /// `ec2-instance-connect:maxTunnelDuration` condition, and then the parameter must be
+    /// present): long enough for a connection to reach its recycle age and finish an operation
+    /// started just before, never more than the endpoint's 3600 s.
     pub fn max_tunnel_duration(&self) -> Duration {
         let wanted = self.max_lifetime + self.operation_timeout + TUNNEL_DURATION_MARGIN;
         let seconds = wanted.as_secs() + u64::from(wanted.subsec_nanos() > 0);

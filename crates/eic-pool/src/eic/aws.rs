@@ -429,7 +429,7 @@ pub(crate) fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Presigns the `openTunnel` WebSocket URL exactly like aws-cli v2 (eic.md B.2.2): SigV4 query
+/// Presigns the `openTunnel` WebSocket URL exactly like aws-cli v2's `open-tunnel`: SigV4 query
 /// parameters, service `ec2-instance-connect`, 60 s expiry, only `host` signed, payload hash of
 /// the empty string. Plain `ws://` only for a loopback endpoint (the simulator).
 pub(crate) fn presign_tunnel_url(
