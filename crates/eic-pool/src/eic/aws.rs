@@ -121,6 +121,7 @@ impl Aws {
 
     /// Finds the instance's private address and the EIC Endpoint of its VPC (same subnet
     /// preferred), like `aws ec2-instance-connect open-tunnel` does.
+    // Over 60 lines: the two lookups and their cache read as one sequence, as aws-cli does them.
     pub async fn discover(
         &self,
         instance_id: &str,
