@@ -7,9 +7,13 @@
 # The image expects an external PostgreSQL in DATABASE_URL; the built-in PostgreSQL the binary
 # starts without it is a development convenience and has no server binaries here.
 
-ARG RUST_VERSION=1.94
+# The toolchain of rust-toolchain.toml; RUSTUP_TOOLCHAIN makes rustup use the image's own
+# instead of installing the file's extra components (rustfmt, clippy) into a build image.
+ARG RUST_VERSION=1.95.0
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS chef
+ARG RUST_VERSION
+ENV RUSTUP_TOOLCHAIN=${RUST_VERSION}
 RUN cargo install cargo-chef --locked --version ~0.1
 WORKDIR /src
 

@@ -6,7 +6,7 @@
 use std::sync::{Arc, OnceLock};
 
 use api::liveness::{Liveness, SchemaStatus};
-use api::{ApiConfig, AppState};
+use api::{ApiConfig, AppState, Services};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use libfuzzer_sys::fuzz_target;
@@ -41,7 +41,7 @@ fn harness() -> &'static Harness {
             let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
                 .build_recorder()
                 .handle();
-            api::router(AppState {
+            api::router(AppState::new(Services {
                 db,
                 config: Arc::new(config),
                 metrics,
@@ -50,7 +50,7 @@ fn harness() -> &'static Harness {
                 crypto: Arc::new(store::crypto::Crypto::disabled()),
                 events: api::events_hub::EventsHub::default(),
                 eic: None,
-            })
+            }))
         });
         let id = "2f1c3b4a-0000-4000-8000-000000000001";
         let routes = api::routes::table()

@@ -1,10 +1,12 @@
 use std::path::PathBuf;
 
+use secrecy::SecretString;
+
 /// Settings the HTTP layer reads, parsed once by the server binary from flags and environment.
 #[derive(Debug, Clone, Default)]
 pub struct ApiConfig {
     /// `ADMIN_TOKEN`: the operators' bearer, compared in constant time.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<SecretString>,
     /// `MOLECULE_ENV`, trimmed and lowercased (`development`, `production`, …).
     pub molecule_env: String,
     /// `MOLECULE_ENABLE_TEST_TOKENS=1` turns the test-token route on even in production.

@@ -123,8 +123,16 @@ impl EventsHub {
 
     /// Starts the listening task; it reconnects with backoff and stops on shutdown.
     pub fn spawn_listener(&self, pool: PgPool, liveness: Liveness) -> JoinHandle<()> {
-        let hub = self.clone();
-        tokio::spawn(async move { hub.listen_until_shutdown(pool, liveness).await })
+        tokio::spawn(self.listener(pool, liveness))
+    }
+
+    /// The listening task's future, for a caller that tracks its tasks itself.
+    pub fn listener(
+        &self,
+        pool: PgPool,
+        liveness: Liveness,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        self.clone().listen_until_shutdown(pool, liveness)
     }
 
     async fn listen_until_shutdown(self, pool: PgPool, liveness: Liveness) {
@@ -159,7 +167,8 @@ impl EventsHub {
             .await?;
         // Dropped on every way out of this function, which bypasses the cache again.
         let _cache_in_use = self.workspace_cache.start_listening();
-        tracing::info!(channel = store::events::CHANNEL, "event stream listening");
+        // Debug: a healthy start logs only what a person needs; `/admin/liveness` shows the loop.
+        tracing::debug!(channel = store::events::CHANNEL, "event stream listening");
         liveness.tick(LIVENESS_NAME);
         let mut heartbeat = tokio::time::interval(LIVENESS_INTERVAL);
         loop {

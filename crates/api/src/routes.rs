@@ -216,8 +216,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         // `Router::layer` wraps each route, so these see the matched route pattern. The last
-        // layer added runs first: wire format (outermost, so every JSON body is labelled alike)
-        // → CORS → rate limit → metrics → tenant guard → security headers → cache invalidation.
+        // layer added runs first: request span → error log (outermost, so it sees every
+        // response's final status) → wire format (so every JSON body is labelled alike) → CORS →
+        // rate limit → metrics → tenant guard → security headers → cache invalidation.
         .layer(from_fn_with_state(
             state.events.workspace_cache().clone(),
             crate::workspace_cache::invalidate_after_write,
@@ -234,6 +235,7 @@ pub fn router(state: AppState) -> Router {
             cors::cors,
         ))
         .layer(from_fn(crate::middleware::wire::wire_format))
+        .layer(from_fn(crate::middleware::error_log::log_errors))
         .layer(crate::middleware::trace::layer())
         .with_state(state)
 }

@@ -26,6 +26,7 @@ pub use pool::PoolStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -75,25 +76,15 @@ pub struct EicConfig {
 }
 
 /// Explicit AWS settings, used instead of the process environment by both the SDK client (key
-/// push) and the signed EC2 Query calls (discovery).
-#[derive(Clone, PartialEq, Eq)]
+/// push) and the signed EC2 Query calls (discovery). `Debug` shows the secret key as
+/// `[REDACTED]`.
+#[derive(Debug, Clone)]
 pub struct AwsSettings {
     /// Endpoint of every AWS API used (`http://127.0.0.1:PORT` for eic-sim); `None`: AWS's own.
     pub endpoint_url: Option<String>,
     pub region: String,
     pub access_key_id: String,
-    pub secret_access_key: String,
-}
-
-impl std::fmt::Debug for AwsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AwsSettings")
-            .field("endpoint_url", &self.endpoint_url)
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .finish()
-    }
+    pub secret_access_key: SecretString,
 }
 
 impl Default for EicConfig {
@@ -142,9 +133,10 @@ impl EicConfig {
         Ok(config)
     }
 
-    /// The `maxTunnelDuration` sent on `openTunnel` (eic.md B.2.6: an IAM policy may cap it, and
-    /// then the parameter must be present): long enough for a connection to reach its recycle
-    /// age and finish an operation started just before, never more than the endpoint's 3600 s.
+    /// The `maxTunnelDuration` sent on `openTunnel` (an IAM policy may cap it with the
+    /// `ec2-instance-connect:maxTunnelDuration` condition, and then the parameter must be
+    /// present): long enough for a connection to reach its recycle age and finish an operation
+    /// started just before, never more than the endpoint's 3600 s.
     pub fn max_tunnel_duration(&self) -> Duration {
         let wanted = self.max_lifetime + self.operation_timeout + TUNNEL_DURATION_MARGIN;
         let seconds = wanted.as_secs() + u64::from(wanted.subsec_nanos() > 0);

@@ -4,7 +4,7 @@
 //! leases. The key's state is `Empty` (absent from the map), `Connecting` (one setup in flight,
 //! callers wait on its outcome) or `Ready` (an entry to lease). Setups run in their own task, so a
 //! caller that gives up (timeout, dropped request) never abandons the others; the task's
-//! [`SetupGuard`] clears the key when the setup fails, panics or is cancelled, which wakes every
+//! `SetupGuard` clears the key when the setup fails, panics or is cancelled, which wakes every
 //! waiter, so a key can never stay wedged.
 //!
 //! A [`Lease`] holds one channel slot of its connection (a FIFO semaphore permit) and gives it
@@ -22,12 +22,16 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::metrics;
 
 /// How long the reaper gives one connection to say goodbye.
 const DISCONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`Pool::close`] waits for the reaper and the setups in flight to end (a reaper
+/// mid-way through a disconnect finishes it first).
+const TASKS_CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Key of the pool: an EC2 instance id.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -146,6 +150,8 @@ struct Shared<C: Connector> {
     counters: Arc<Counters>,
     wake_reaper: Arc<Notify>,
     cancel: CancellationToken,
+    /// The reaper and the setup tasks, joined by [`Pool::close`].
+    tasks: TaskTracker,
     created: Instant,
 }
 
@@ -334,9 +340,10 @@ impl<C: Connector> Pool<C> {
             counters: Arc::default(),
             wake_reaper: Arc::new(Notify::new()),
             cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
             created: Instant::now(),
         });
-        tokio::spawn(reap(
+        shared.tasks.spawn(reap(
             Arc::downgrade(&shared),
             shared.connector.clone(),
             shared.wake_reaper.clone(),
@@ -410,6 +417,19 @@ impl<C: Connector> Pool<C> {
         for entry in idle {
             disconnect(&*self.shared.connector, entry).await;
         }
+        // Cancelled above, the reaper and the setups end at their next await point.
+        self.shared.tasks.close();
+        if tokio::time::timeout(TASKS_CLOSE_TIMEOUT, self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(timeout = ?TASKS_CLOSE_TIMEOUT, "EIC pool tasks still running after close");
+        }
+    }
+
+    /// Whether the pool's own tasks (the reaper, setups in flight) have all ended.
+    pub fn tasks_ended(&self) -> bool {
+        self.shared.tasks.is_closed() && self.shared.tasks.is_empty()
     }
 }
 
@@ -491,7 +511,7 @@ impl<C: Connector> Shared<C> {
         let cancel = self.cancel.clone();
         let tunnel = self.acquire_tunnel();
         let span = tracing::info_span!("eic.setup", instance.id = %instance);
-        tokio::spawn(
+        self.tasks.spawn(
             async move {
                 let guard = guard;
                 let built = tokio::select! {

@@ -97,7 +97,8 @@ impl Profile {
                 key_ttl_ms,
                 ..Faults::default()
             },
-            // eic.md A.14: key push < 500 ms, tunnel 1-2 s; 10 ms per relayed chunk each way.
+            // The original's own figures (`handlers/template_files_eic.go:113-117` at 624ef4d0):
+            // key push under 500 ms, tunnel 1-2 s; 10 ms per relayed chunk each way.
             Profile::Aws => Faults {
                 refuse_tunnels: false,
                 key_push_delay_ms: 300,
@@ -157,7 +158,9 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// The `--instance` ids, deduplicated, each a valid instance id, at most 254 (one private IP
+/// each in `127.0.1.0/24`).
+fn instance_ids(args: &ServeArgs) -> anyhow::Result<Vec<String>> {
     let mut ids = args.instances.clone();
     ids.dedup();
     if ids.is_empty() {
@@ -169,44 +172,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if ids.len() > 254 {
         bail!("at most 254 instances");
     }
-    if !nix::unistd::geteuid().is_root() {
-        bail!(
-            "eic-sim must run as root: sshd's ChrootDirectory and the per-instance login need it \
-             (run it with sudo)"
-        );
-    }
-    let signals = install_signal_handlers()?;
-    let root = args.root.as_deref().context("--root DIR is required")?;
-    let root = sshd::prepare_root(root)?;
-    let user = sshd::ensure_login_user().await?;
-    // sshd's privilege separation directory (absent when sshd was never started by systemd).
-    std::fs::create_dir_all("/run/sshd").context("cannot create /run/sshd")?;
+    Ok(ids)
+}
 
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
-        .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
-    let endpoint_dns = listener.local_addr()?.to_string();
-    let url = format!("http://{endpoint_dns}");
+/// What [`start_instances`] needs from the simulator's setup.
+struct InstancesSpec<'a> {
+    root: &'a std::path::Path,
+    private_dir: &'a std::path::Path,
+    authorized_keys_command: &'a std::path::Path,
+    user: &'a sshd::LoginUser,
+}
 
-    // Host keys, configs and the AuthorizedKeysCommand wrapper; removed on exit. Inside `root`
-    // because sshd checks the wrapper's parents like the chroot's (so not /tmp).
-    let private_dir = tempfile::Builder::new()
-        .prefix(".eic-sim-")
-        .tempdir_in(&root)
-        .context("cannot create the simulator's private directory")?;
-    std::fs::set_permissions(private_dir.path(), std::fs::Permissions::from_mode(0o755))?;
-    let command = sshd::write_authorized_keys_command(private_dir.path(), &url)?;
-
+/// Prepares each instance's root and starts its sshd: the simulator's instances, and what the
+/// ready line says about each.
+async fn start_instances(
+    ids: &[String],
+    spec: InstancesSpec<'_>,
+) -> anyhow::Result<(BTreeMap<String, Instance>, BTreeMap<String, SimInstance>)> {
     let mut instances = BTreeMap::new();
     let mut ready = BTreeMap::new();
     for (n, id) in ids.iter().enumerate() {
-        let instance_root = sshd::prepare_instance_root(&root, id, &user)?;
+        let instance_root = sshd::prepare_instance_root(spec.root, id, spec.user)?;
         let mut sshd = sshd::Sshd::create(sshd::SshdSpec {
             instance_id: id,
             instance_root: &instance_root,
-            private_dir: private_dir.path(),
-            authorized_keys_command: &command,
-            user: &user,
+            private_dir: spec.private_dir,
+            authorized_keys_command: spec.authorized_keys_command,
+            user: spec.user,
         })
         .await?;
         sshd.start().await?;
@@ -229,6 +221,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             },
         );
     }
+    Ok((instances, ready))
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let ids = instance_ids(&args)?;
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "eic-sim must run as root: sshd's ChrootDirectory and the per-instance login need it \
+             (run it with sudo)"
+        );
+    }
+    let signals = install_signal_handlers()?;
+    let root = args.root.as_deref().context("--root DIR is required")?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    let endpoint_dns = listener.local_addr()?.to_string();
+    let url = format!("http://{endpoint_dns}");
+    let sshd_setup = SshdSetup::prepare(root, &url).await?;
+    let (instances, ready) = start_instances(&ids, sshd_setup.spec()).await?;
+    let user = &sshd_setup.user;
 
     let shutdown = CancellationToken::new();
     let verifier = Verifier {
@@ -249,26 +262,85 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .route("/openTunnel", get(tunnel::open_tunnel))
         .merge(control_api::routes())
         .with_state(sim.clone());
-
-    let info = SimInfo {
+    print_ready_line(&SimInfo {
         aws_endpoint_url: url,
-        region: args.region,
+        region: args.region.clone(),
         access_key_id: ACCESS_KEY_ID.into(),
         secret_access_key: SECRET_ACCESS_KEY.into(),
         os_user: user.name.clone(),
         instances: ready,
-    };
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{}", serde_json::to_string(&info)?)?;
-    stdout.flush()?;
-    drop(stdout);
-    tracing::info!(profile = ?args.profile, "eic-sim ready at {}", info.aws_endpoint_url);
+    })?;
+    tracing::info!(profile = ?args.profile, "eic-sim ready at http://{}", sim.endpoint_dns);
 
     tokio::spawn(cancel_on_signal(signals, shutdown.clone()));
     if args.exit_on_stdin_eof {
         let shutdown = shutdown.clone();
         std::thread::spawn(move || cancel_on_stdin_eof(shutdown));
     }
+    serve_until_shutdown(listener, app, &shutdown).await?;
+    for instance in sim.instances.values() {
+        instance.sshd.lock().await.stop().await;
+    }
+    tracing::info!("eic-sim stopped");
+    drop(sshd_setup);
+    Ok(())
+}
+
+/// What every instance's sshd shares: the instances' root, the login user, and a private
+/// directory (host keys, configs, the AuthorizedKeysCommand wrapper) removed on drop.
+struct SshdSetup {
+    root: std::path::PathBuf,
+    user: sshd::LoginUser,
+    private_dir: tempfile::TempDir,
+    authorized_keys_command: std::path::PathBuf,
+}
+
+impl SshdSetup {
+    async fn prepare(root: &std::path::Path, sim_url: &str) -> anyhow::Result<SshdSetup> {
+        let root = sshd::prepare_root(root)?;
+        let user = sshd::ensure_login_user().await?;
+        // sshd's privilege separation directory (absent when sshd was never started by systemd).
+        std::fs::create_dir_all("/run/sshd").context("cannot create /run/sshd")?;
+        // Inside `root` because sshd checks the wrapper's parents like the chroot's (so not /tmp).
+        let private_dir = tempfile::Builder::new()
+            .prefix(".eic-sim-")
+            .tempdir_in(&root)
+            .context("cannot create the simulator's private directory")?;
+        std::fs::set_permissions(private_dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let authorized_keys_command =
+            sshd::write_authorized_keys_command(private_dir.path(), sim_url)?;
+        Ok(SshdSetup {
+            root,
+            user,
+            private_dir,
+            authorized_keys_command,
+        })
+    }
+
+    fn spec(&self) -> InstancesSpec<'_> {
+        InstancesSpec {
+            root: &self.root,
+            private_dir: self.private_dir.path(),
+            authorized_keys_command: &self.authorized_keys_command,
+            user: &self.user,
+        }
+    }
+}
+
+/// The one JSON line on stdout that callers wait for (`SimProcess::spawn` parses it).
+fn print_ready_line(info: &SimInfo) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::to_string(info)?)?;
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Serves the AWS APIs, the tunnel and the control API until `shutdown` is cancelled.
+async fn serve_until_shutdown(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     // The tunnel relays small SSH packets both ways: Nagle's algorithm would hold each one back
     // until the previous is acknowledged (the pool's side disables it too).
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -283,12 +355,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // Idle keep-alive clients must not hold the exit.
         () = async { shutdown.cancelled().await; tokio::time::sleep(Duration::from_secs(5)).await } => {}
     }
-
-    for instance in sim.instances.values() {
-        instance.sshd.lock().await.stop().await;
-    }
-    tracing::info!("eic-sim stopped");
-    drop(private_dir);
     Ok(())
 }
 

@@ -1,5 +1,5 @@
 //! The presigned `openTunnel` URL, exactly as `aws ec2-instance-connect open-tunnel` builds it
-//! (eic.md B.2.2): SigV4 query parameters, service `ec2-instance-connect`, 60 s expiry, only
+//! (aws-cli v2's `open-tunnel`): SigV4 query parameters, service `ec2-instance-connect`, 60 s expiry, only
 //! `host` signed, payload hash of the empty string.
 
 use std::net::IpAddr;
@@ -104,7 +104,7 @@ pub(crate) fn is_loopback_authority(authority: &str) -> bool {
 mod tests {
     use super::*;
 
-    /// The golden vector of aws-cli's `test_opentunnel.py` (eic.md B.3).
+    /// The golden vector of aws-cli's `test_opentunnel.py`.
     #[test]
     fn matches_the_aws_cli_golden_vector() {
         let credentials = Credentials::new("access_key", "secret_key", None, None, "test");

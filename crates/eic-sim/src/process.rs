@@ -72,7 +72,8 @@ impl SimProcess {
     /// Starts `eic-sim ARGS` (the binary next to the current executable's `target/<profile>/`
     /// directory, or `$EIC_SIM_BIN`) and waits for its ready line. Without `--root` in `args`, a
     /// fresh root under `target/<profile>/eic-sim-roots/` is used and removed on drop (`/tmp`
-    /// cannot hold a chroot: it is world-writable; a checkout there uses [`FALLBACK_ROOTS`]).
+    /// cannot hold a chroot: it is world-writable; a checkout there uses `FALLBACK_ROOTS`,
+    /// `/var/lib/eic-sim`).
     pub fn spawn(args: &[&str]) -> Result<SimProcess, SimProcessError> {
         let binary = sim_binary()?;
         let mut command = Command::new(&binary);

@@ -79,40 +79,13 @@ async fn accept(
     sim.verifier
         .verify_presigned(&request, "ec2-instance-connect")
         .map_err(forbidden)?;
-
-    let param = |name: &str| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
-    let missing = |name: &str| forbidden(format!("missing parameter {name}"));
-    let endpoint_id =
-        param("instanceConnectEndpointId").ok_or_else(|| missing("instanceConnectEndpointId"))?;
-    let remote_port = param("remotePort").ok_or_else(|| missing("remotePort"))?;
-    let private_ip = param("privateIpAddress").ok_or_else(|| missing("privateIpAddress"))?;
-    if endpoint_id != eic_sim::ENDPOINT_ID {
-        return Err(forbidden(format!(
-            "unknown instanceConnectEndpointId {endpoint_id}"
-        )));
-    }
-    if remote_port != "22" {
-        return Err(forbidden(format!(
-            "remotePort {remote_port} is not allowed (only 22)"
-        )));
-    }
-    let max_duration = match param("maxTunnelDuration") {
-        None => None,
-        Some(s) => Some(
-            s.parse::<u64>()
-                .ok()
-                .filter(|s| (1..=3600).contains(s))
-                .map(Duration::from_secs)
-                .ok_or_else(|| forbidden("maxTunnelDuration must be 1..=3600".into()))?,
-        ),
-    };
-    let instance = sim
-        .instance_by_ip(&private_ip)
-        .ok_or_else(|| forbidden(format!("no instance has privateIpAddress {private_ip}")))?;
+    let params = TunnelParams::parse(query).map_err(forbidden)?;
+    let instance = sim.instance_by_ip(&params.private_ip).ok_or_else(|| {
+        forbidden(format!(
+            "no instance has privateIpAddress {}",
+            params.private_ip
+        ))
+    })?;
 
     let faults = sim.faults();
     if faults.refuse_tunnels {
@@ -130,7 +103,57 @@ async fn accept(
     if faults.handshake_delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.handshake_delay_ms)).await;
     }
-    let address = ("127.0.0.1", instance.ssh_port);
+    Ok(Accepted {
+        instance_id: instance.id.clone(),
+        sshd: connect_sshd(instance.ssh_port, &params.private_ip).await?,
+        max_duration: params.max_duration,
+    })
+}
+
+/// The `openTunnel` query parameters the endpoint checks, as AWS does: its own endpoint id,
+/// port 22 only, an optional `maxTunnelDuration` of 1..=3600 s.
+struct TunnelParams {
+    private_ip: String,
+    max_duration: Option<Duration>,
+}
+
+impl TunnelParams {
+    fn parse(query: &str) -> Result<TunnelParams, String> {
+        let param = |name: &str| {
+            form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        let required = |name: &str| param(name).ok_or_else(|| format!("missing parameter {name}"));
+        let endpoint_id = required("instanceConnectEndpointId")?;
+        let remote_port = required("remotePort")?;
+        let private_ip = required("privateIpAddress")?;
+        if endpoint_id != eic_sim::ENDPOINT_ID {
+            return Err(format!("unknown instanceConnectEndpointId {endpoint_id}"));
+        }
+        if remote_port != "22" {
+            return Err(format!("remotePort {remote_port} is not allowed (only 22)"));
+        }
+        let max_duration = match param("maxTunnelDuration") {
+            None => None,
+            Some(s) => Some(
+                s.parse::<u64>()
+                    .ok()
+                    .filter(|s| (1..=3600).contains(s))
+                    .map(Duration::from_secs)
+                    .ok_or_else(|| "maxTunnelDuration must be 1..=3600".to_string())?,
+            ),
+        };
+        Ok(TunnelParams {
+            private_ip,
+            max_duration,
+        })
+    }
+}
+
+/// Connects to the instance's sshd on loopback, as the endpoint connects to port 22.
+async fn connect_sshd(port: u16, private_ip: &str) -> Result<TcpStream, (StatusCode, String)> {
+    let address = ("127.0.0.1", port);
     let sshd = match tokio::time::timeout(SSHD_CONNECT_TIMEOUT, TcpStream::connect(address)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
@@ -153,11 +176,7 @@ async fn accept(
             format!("cannot configure the connection: {e}"),
         )
     })?;
-    Ok(Accepted {
-        instance_id: instance.id.clone(),
-        sshd,
-        max_duration,
-    })
+    Ok(sshd)
 }
 
 async fn relay(sim: Arc<Sim>, accepted: Accepted, socket: WebSocket) {

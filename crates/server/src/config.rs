@@ -1,10 +1,13 @@
 //! Configuration: parsed once from flags and environment (the Go original's names where it had
 //! them), then split into the settings of each layer.
+// The doc comments below are clap's `--help` text, where `<data-dir>` is literal, not HTML.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
 
 /// workspace-server: the HTTP backend of the agent-workspace canvas.
 ///
@@ -48,7 +51,7 @@ pub struct Config {
 
     /// PostgreSQL URL. Unset: run the built-in PostgreSQL in <data-dir>/postgres.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
-    pub database_url: Option<String>,
+    pub database_url: Option<SecretString>,
 
     /// Directory for the server's own data (built-in PostgreSQL, default templates and workspaces).
     #[arg(long, env = "DATA_DIR", default_value = "./data", global = true)]
@@ -64,7 +67,7 @@ pub struct Config {
 
     /// Operators' bearer token for admin routes. Unset with MOLECULE_ENV=development: dev mode.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, global = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<SecretString>,
 
     /// Deployment environment (`development`, `production`, …).
     #[arg(long, env = "MOLECULE_ENV", default_value = "", global = true)]
@@ -82,7 +85,7 @@ pub struct Config {
         hide_env_values = true,
         global = true
     )]
-    pub secrets_encryption_key: Option<String>,
+    pub secrets_encryption_key: Option<SecretString>,
 
     /// Template folders [default: ./workspace-configs-templates if present, else <data-dir>/templates].
     #[arg(long, env = "CONFIGS_DIR", global = true)]
@@ -195,7 +198,7 @@ pub struct Config {
 
     /// Secret of the agents' audit ledger; when set, `/workspaces/{id}/audit` verifies its chain.
     #[arg(long, env = "AUDIT_LEDGER_SALT", hide_env_values = true, global = true)]
-    pub audit_ledger_salt: Option<String>,
+    pub audit_ledger_salt: Option<SecretString>,
 
     /// Langfuse base URL for `/workspaces/{id}/traces` (with both keys; else the route answers `[]`).
     #[arg(long, env = "LANGFUSE_HOST", global = true)]
@@ -208,7 +211,7 @@ pub struct Config {
         hide_env_values = true,
         global = true
     )]
-    pub langfuse_public_key: Option<String>,
+    pub langfuse_public_key: Option<SecretString>,
 
     /// Langfuse secret key (HTTP basic auth password).
     #[arg(
@@ -217,7 +220,7 @@ pub struct Config {
         hide_env_values = true,
         global = true
     )]
-    pub langfuse_secret_key: Option<String>,
+    pub langfuse_secret_key: Option<SecretString>,
 
     /// Budget of one Langfuse call; past it `/workspaces/{id}/traces` answers `[]`.
     #[arg(long, env = "LANGFUSE_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
@@ -238,7 +241,10 @@ impl Config {
     #[allow(clippy::needless_update)]
     pub fn api_config(&self) -> api::ApiConfig {
         api::ApiConfig {
-            admin_token: self.admin_token.clone().filter(|token| !token.is_empty()),
+            admin_token: self
+                .admin_token
+                .clone()
+                .filter(|token| !token.expose_secret().is_empty()),
             molecule_env: self.molecule_env.trim().to_lowercase(),
             enable_test_tokens: self.enable_test_tokens,
             configs_dir: self.configs_dir(),
@@ -253,13 +259,18 @@ impl Config {
             heartbeat_ttl: self.heartbeat_ttl,
             audit_ledger: self
                 .audit_ledger_salt
-                .as_deref()
+                .as_ref()
+                .map(ExposeSecret::expose_secret)
                 .filter(|salt| !salt.is_empty())
                 .map(api::panels::audit::LedgerKey::new),
             langfuse: api::panels::traces::LangfuseConfig::new(
                 self.langfuse_host.as_deref().unwrap_or_default(),
-                self.langfuse_public_key.as_deref().unwrap_or_default(),
-                self.langfuse_secret_key.as_deref().unwrap_or_default(),
+                self.langfuse_public_key
+                    .as_ref()
+                    .map_or("", ExposeSecret::expose_secret),
+                self.langfuse_secret_key
+                    .as_ref()
+                    .map_or("", ExposeSecret::expose_secret),
                 self.langfuse_timeout,
             ),
             git_sha: crate::GIT_SHA.to_string(),
@@ -409,6 +420,40 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_a_secret() {
+        let secrets = [
+            "admin-token-5d1f0c",
+            "encryption-key-9a7e22",
+            "db-password-41b7",
+            "audit-salt-77c1",
+            "langfuse-secret-3e9d",
+        ];
+        let cli = parse(&[
+            "--admin-token",
+            secrets[0],
+            "--secrets-encryption-key",
+            secrets[1],
+            "--database-url",
+            "postgres://app:db-password-41b7@db.internal/app",
+            "--audit-ledger-salt",
+            secrets[3],
+            "--langfuse-secret-key",
+            secrets[4],
+        ]);
+        let printed = [
+            format!("{cli:?}"),
+            format!("{:?}", cli.config.api_config()),
+            format!("{:?}", cli.config.eic_config()),
+        ];
+        for (text, secret) in printed.iter().flat_map(|t| secrets.map(|s| (t, s))) {
+            assert!(!text.contains(secret), "{secret} printed in {text}");
+        }
+        // The values themselves are there for the code that uses them.
+        let admin = cli.config.api_config().admin_token.unwrap();
+        assert_eq!(admin.expose_secret(), secrets[0]);
+    }
+
+    #[test]
     fn flags_work_before_and_after_the_subcommand() {
         let cli = parse(&["--port", "9000", "serve", "--data-dir", "/tmp/x"]);
         assert!(matches!(cli.command, Some(Command::Serve)));
@@ -463,7 +508,7 @@ mod tests {
         let api = cli.config.api_config();
         assert!(api.production());
         assert_eq!(api.cors_origins, ["http://a", "http://b"]);
-        assert_eq!(api.admin_token, None);
+        assert!(api.admin_token.is_none());
         assert!(api.enable_test_tokens);
         assert_eq!(api.max_file_bytes, 1024 * 1024);
     }

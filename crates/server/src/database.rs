@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use api::liveness::SchemaStatus;
+use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
 use store::StoreError;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::embedded_pg::EmbeddedPostgres;
@@ -32,6 +34,7 @@ impl Database {
         let (options, embedded) = match &config.database_url {
             Some(url) => {
                 let options: PgConnectOptions = url
+                    .expose_secret()
                     .parse()
                     .context("DATABASE_URL is not a PostgreSQL URL")?;
                 tracing::info!(
@@ -47,6 +50,9 @@ impl Database {
                 (embedded.database_url().parse()?, Some(embedded))
             }
         };
+        // PostgreSQL's NOTICEs (`trigger … does not exist, skipping` from idempotent migrations)
+        // would reach the log at info through sqlx: only warnings and errors are sent.
+        let options = options.options([("client_min_messages", "warning")]);
         let pool = PgPoolOptions::new()
             .max_connections(config.db_max_connections)
             .acquire_timeout(config.db_acquire_timeout)
@@ -84,6 +90,7 @@ pub async fn migrate_or_retry(
     database: &Database,
     schema: &SchemaStatus,
     shutdown: &CancellationToken,
+    tasks: &TaskTracker,
 ) -> anyhow::Result<()> {
     let attempt = match probe(&database.pool).await {
         Ok(()) => store::migrate(&database.pool).await,
@@ -100,7 +107,7 @@ pub async fn migrate_or_retry(
                 error = %error_chain(&error),
                 "database unreachable at startup: serving anyway (/ready answers 503) and retrying the migrations in the background"
             );
-            tokio::spawn(retry_migrations(
+            tasks.spawn(retry_migrations(
                 database.pool.clone(),
                 schema.clone(),
                 shutdown.clone(),

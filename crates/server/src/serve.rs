@@ -9,26 +9,33 @@ use api::liveness::{Liveness, SchemaStatus};
 use api::middleware::metrics::{DURATION_BUCKETS, HTTP_REQUEST_DURATION_SECONDS};
 use api::{AppState, Services};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::database::{self, Database};
 
 /// How often the metrics recorder drains its histogram buffers between scrapes.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the background tasks get to end after the shutdown token is cancelled (one of them
+/// may be mid-way through a database statement).
+const TASKS_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    // Cancelled on SIGTERM/Ctrl-C; every background task watches it (or a child token).
+    // Cancelled on SIGTERM/Ctrl-C; every background task watches it (or a child token) and is
+    // spawned on `tasks`, which is joined before the database pool closes.
     let shutdown = CancellationToken::new();
-    let metrics = install_metrics_recorder(&shutdown)?;
+    let tasks = TaskTracker::new();
+    let metrics = install_metrics_recorder(&shutdown, &tasks)?;
     let database = Database::open(&config).await?;
     let schema = SchemaStatus::default();
     let started = async {
-        database::migrate_or_retry(&database, &schema, &shutdown).await?;
+        database::migrate_or_retry(&database, &schema, &shutdown, &tasks).await?;
         let state = build_state(&config, database.pool.clone(), metrics, schema.clone()).await?;
-        api::background::start(&state, &shutdown);
+        api::background::start(&state, &shutdown, &tasks);
         let listener = TcpListener::bind(("0.0.0.0", config.port))
             .await
             .with_context(|| format!("cannot listen on port {}", config.port))?;
@@ -37,6 +44,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (state, listener) = match started.await {
         Ok(started) => started,
         Err(error) => {
+            shutdown.cancel();
+            stop_tasks(&tasks).await;
             database.close().await;
             return Err(error);
         }
@@ -69,6 +78,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(eic) = eic {
         eic.close().await;
     }
+    stop_tasks(&tasks).await;
     tracing::info!("HTTP server stopped; closing the database");
     database.close().await;
     tracing::info!("stopped");
@@ -88,7 +98,10 @@ pub async fn build_state(
         .context("EIC settings")?;
     // Fails fast in production without a key, as the Go original does at boot.
     let crypto = store::crypto::Crypto::from_env_value(
-        config.secrets_encryption_key.as_deref(),
+        config
+            .secrets_encryption_key
+            .as_ref()
+            .map(ExposeSecret::expose_secret),
         api_config.production(),
     )
     .context("SECRETS_ENCRYPTION_KEY")?;
@@ -104,8 +117,24 @@ pub async fn build_state(
     }))
 }
 
+/// Waits (bounded) for every background task to end; the shutdown token is cancelled already.
+async fn stop_tasks(tasks: &TaskTracker) {
+    tasks.close();
+    match tokio::time::timeout(TASKS_STOP_TIMEOUT, tasks.wait()).await {
+        Ok(()) => tracing::info!("background tasks stopped"),
+        Err(_) => tracing::warn!(
+            running = tasks.len(),
+            timeout = ?TASKS_STOP_TIMEOUT,
+            "background tasks still running at shutdown; closing the database under them"
+        ),
+    }
+}
+
 /// Installs the process-wide Prometheus recorder and keeps its histogram buffers drained.
-fn install_metrics_recorder(shutdown: &CancellationToken) -> anyhow::Result<PrometheusHandle> {
+fn install_metrics_recorder(
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> anyhow::Result<PrometheusHandle> {
     let mut builder = PrometheusBuilder::new().set_buckets_for_metric(
         Matcher::Full(HTTP_REQUEST_DURATION_SECONDS.to_string()),
         DURATION_BUCKETS,
@@ -120,7 +149,7 @@ fn install_metrics_recorder(shutdown: &CancellationToken) -> anyhow::Result<Prom
     api::workspace_cache::WorkspaceCache::describe();
     let upkeep = handle.clone();
     let shutdown = shutdown.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
         loop {
             tokio::select! {

@@ -12,6 +12,7 @@ use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, ORIGIN, REFERER};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
@@ -52,8 +53,8 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 
 /// `ADMIN_TOKEN` comparison in constant time (digests make the lengths equal too).
 pub fn is_admin_token(config: &ApiConfig, bearer: &str) -> bool {
-    config.admin_token.as_deref().is_some_and(|admin| {
-        Sha256::digest(admin.as_bytes())
+    config.admin_token.as_ref().is_some_and(|admin| {
+        Sha256::digest(admin.expose_secret().as_bytes())
             .ct_eq(&Sha256::digest(bearer.as_bytes()))
             .into()
     })

@@ -10,7 +10,6 @@ use std::time::Duration;
 use sqlx::PgPool;
 use store::StoreError;
 use store::registry::WentOffline;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::liveness::Liveness;
@@ -27,37 +26,30 @@ pub fn sweep_interval(ttl: Duration) -> Duration {
     (ttl / 3).clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
 
-/// Starts the loop; it stops when `shutdown` is cancelled.
-pub fn spawn(
-    pool: PgPool,
-    liveness: Liveness,
-    ttl: Duration,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(sweep_interval(ttl));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            match sweep(&pool, ttl).await {
-                Ok(offline) if !offline.is_empty() => {
-                    tracing::info!(
-                        count = offline.len(),
-                        "workspaces went offline: heartbeats stopped"
-                    );
-                }
-                Ok(_) => {}
-                Err(error) => {
-                    tracing::warn!(error = %error, "liveness sweep failed; retrying next tick")
-                }
-            }
-            // Ticks even after a failed sweep: the loop itself is alive; the log says why it failed.
-            liveness.tick(LIVENESS_NAME);
+/// The loop, to spawn; it ends when `shutdown` is cancelled.
+pub async fn run(pool: PgPool, liveness: Liveness, ttl: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(sweep_interval(ttl));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
         }
-    })
+        match sweep(&pool, ttl).await {
+            Ok(offline) if !offline.is_empty() => {
+                tracing::info!(
+                    count = offline.len(),
+                    "workspaces went offline: heartbeats stopped"
+                );
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, "liveness sweep failed; retrying next tick")
+            }
+        }
+        // Ticks even after a failed sweep: the loop itself is alive; the log says why it failed.
+        liveness.tick(LIVENESS_NAME);
+    }
 }
 
 /// One sweep: marks stale workspaces offline and records `WORKSPACE_OFFLINE` for each, in one

@@ -4,30 +4,34 @@
 pub mod heartbeat_monitor;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::AppState;
 
-/// Starts the agents' side background work of a serving process: the live event stream's
-/// listener and the heartbeat liveness loop. Everything stops when `shutdown` is cancelled.
-pub fn start(state: &AppState, shutdown: &CancellationToken) {
+/// Starts the agents' side background work of a serving process on `tasks`: the live event
+/// stream's listener and the heartbeat liveness loop. Everything stops when `shutdown` is
+/// cancelled; the server joins `tasks` before it closes the database pool.
+pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
     let hub = state.events.clone();
     let stop_hub = shutdown.clone();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         stop_hub.cancelled().await;
         hub.shutdown().cancel();
     });
-    state
-        .events
-        .spawn_listener(state.db.clone(), state.liveness.clone());
+    tasks.spawn(
+        state
+            .events
+            .listener(state.db.clone(), state.liveness.clone()),
+    );
     let ttl = state.config.heartbeat_ttl;
     if ttl.is_zero() {
         tracing::warn!("heartbeat TTL is zero: workspaces are never marked offline");
         return;
     }
-    heartbeat_monitor::spawn(
+    tasks.spawn(heartbeat_monitor::run(
         state.db.clone(),
         state.liveness.clone(),
         ttl,
         shutdown.clone(),
-    );
+    ));
 }

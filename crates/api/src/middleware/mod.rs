@@ -1,6 +1,7 @@
 //! The middleware chain's pieces, one module each; `routes::router` assembles them.
 
 pub mod cors;
+pub mod error_log;
 pub mod metrics;
 pub mod rate_limit;
 pub mod security_headers;

@@ -4,7 +4,9 @@ use axum::body::Body;
 use axum::extract::MatchedPath;
 use axum::http::Request;
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
-use tower_http::trace::{DefaultOnResponse, MakeSpan, TraceLayer};
+use tower_http::trace::{
+    DefaultOnBodyChunk, DefaultOnEos, DefaultOnRequest, DefaultOnResponse, MakeSpan, TraceLayer,
+};
 use tracing::{Level, Span};
 
 /// Builds the span of a request: method, route pattern (`unmatched` when no route matched) and
@@ -22,9 +24,19 @@ impl MakeSpan<Body> for RouteSpan {
     }
 }
 
-/// The tower-http trace layer with [`RouteSpan`] and one `info` event per response.
-pub fn layer() -> TraceLayer<SharedClassifier<ServerErrorsAsFailures>, RouteSpan> {
+/// The tower-http trace layer with [`RouteSpan`] and one `debug` event per response. Failures are
+/// not logged here: [`super::error_log`] logs each 5xx once, with its cause.
+pub fn layer() -> TraceLayer<
+    SharedClassifier<ServerErrorsAsFailures>,
+    RouteSpan,
+    DefaultOnRequest,
+    DefaultOnResponse,
+    DefaultOnBodyChunk,
+    DefaultOnEos,
+    (),
+> {
     TraceLayer::new_for_http()
         .make_span_with(RouteSpan)
-        .on_response(DefaultOnResponse::new().level(Level::INFO))
+        .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+        .on_failure(())
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod background_tasks;
 mod events_stream;
 mod external;
 mod files_eic;

@@ -20,7 +20,7 @@ const ADMIN: &str = "admin-secret-token";
 fn strict_config(dir: &std::path::Path, admin_token: Option<&str>) -> ApiConfig {
     let mut config = test_config(dir);
     config.molecule_env = String::new();
-    config.admin_token = admin_token.map(str::to_string);
+    config.admin_token = admin_token.map(Into::into);
     config
 }
 

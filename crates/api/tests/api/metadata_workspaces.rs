@@ -975,7 +975,7 @@ async fn test_tokens_follow_their_gate(db: PgPool) {
         let mut config = test_config(dir.path());
         config.molecule_env = "production".into();
         config.enable_test_tokens = enable;
-        config.admin_token = admin.map(str::to_string);
+        config.admin_token = admin.map(Into::into);
         app(test_state(db.clone(), config))
     };
     let reply = send(&production(false, None), "GET", &url, None).await;

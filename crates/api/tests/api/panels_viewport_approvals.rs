@@ -23,7 +23,7 @@ fn dev_app(db: &PgPool) -> Router {
 fn strict_config() -> ApiConfig {
     let mut config = test_config(&std::env::temp_dir());
     config.molecule_env = String::new();
-    config.admin_token = Some(ADMIN.to_string());
+    config.admin_token = Some(ADMIN.into());
     // The CORS layer runs first, so the canvas's default origins must be allowed there too.
     config.cors_origins = [
         "http://localhost:3000",

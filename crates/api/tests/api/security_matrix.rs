@@ -425,7 +425,7 @@ async fn build_world(db: &PgPool, workspaces_dir: &Path) -> World {
 fn strict_config(dir: &Path, org_id: Option<&str>) -> ApiConfig {
     let mut config = test_config(dir);
     config.molecule_env = String::new();
-    config.admin_token = Some(ADMIN.to_string());
+    config.admin_token = Some(ADMIN.into());
     config.org_id = org_id.map(str::to_string);
     config
 }

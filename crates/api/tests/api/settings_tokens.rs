@@ -18,7 +18,7 @@ const ADMIN: &str = "tokens-admin-token";
 fn strict(dir: &std::path::Path) -> ApiConfig {
     let mut config = test_config(dir);
     config.molecule_env = String::new();
-    config.admin_token = Some(ADMIN.to_string());
+    config.admin_token = Some(ADMIN.into());
     config
 }
 

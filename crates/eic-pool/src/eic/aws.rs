@@ -9,6 +9,7 @@ use aws_credential_types::provider::ProvideCredentials;
 use aws_sdk_ec2instanceconnect::operation::send_ssh_public_key::SendSSHPublicKeyError;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
+use secrecy::ExposeSecret;
 
 use super::xml;
 use crate::error::{cause, cause_msg};
@@ -120,6 +121,7 @@ impl Aws {
 
     /// Finds the instance's private address and the EIC Endpoint of its VPC (same subnet
     /// preferred), like `aws ec2-instance-connect open-tunnel` does.
+    // Over 60 lines: the two lookups and their cache read as one sequence, as aws-cli does them.
     pub async fn discover(
         &self,
         instance_id: &str,
@@ -325,7 +327,7 @@ impl Aws {
 async fn explicit_sdk_config(settings: &AwsSettings) -> (aws_config::SdkConfig, String, String) {
     let credentials = Credentials::new(
         &settings.access_key_id,
-        &settings.secret_access_key,
+        settings.secret_access_key.expose_secret(),
         None,
         None,
         "eic-pool settings",
@@ -428,7 +430,7 @@ pub(crate) fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Presigns the `openTunnel` WebSocket URL exactly like aws-cli v2 (eic.md B.2.2): SigV4 query
+/// Presigns the `openTunnel` WebSocket URL exactly like aws-cli v2's `open-tunnel`: SigV4 query
 /// parameters, service `ec2-instance-connect`, 60 s expiry, only `host` signed, payload hash of
 /// the empty string. Plain `ws://` only for a loopback endpoint (the simulator).
 pub(crate) fn presign_tunnel_url(

@@ -419,6 +419,7 @@ async fn close_refuses_new_leases_and_disconnects_idle_connections() {
     drop(pool.acquire(&id("i-a")).await.unwrap());
     let busy = pool.acquire(&id("i-b")).await.unwrap();
     pool.close().await;
+    assert!(pool.tasks_ended(), "the reaper outlived close");
     assert_eq!(fake.disconnects(), 1);
     assert!(matches!(
         pool.acquire(&id("i-a")).await,
@@ -438,6 +439,7 @@ async fn close_during_a_setup_fails_its_waiters() {
     };
     settle().await;
     pool.close().await;
+    assert!(pool.tasks_ended(), "the setup in flight outlived close");
     assert!(matches!(waiting.await.unwrap(), Err(AcquireError::Closed)));
     assert_eq!(pool.status().tunnels, 0);
 }

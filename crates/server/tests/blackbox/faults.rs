@@ -235,6 +235,24 @@ fn assert_step_failed(answer: &(StatusCode, Value), step: &str) {
     );
 }
 
+/// The server logged the remote fault once at `warn`, with the route pattern, a request id and
+/// the answer's message followed by its cause (the source chain, which the client never sees).
+fn assert_logged_remote_fault(server: &TestServer, status: StatusCode, message: &str) {
+    let lines = server.log_lines("WARN", status.as_u16());
+    let line = lines
+        .first()
+        .unwrap_or_else(|| panic!("no WARN line for {status}:\n{}", server.logs()));
+    for expected in [
+        "method=GET",
+        r#"route="/workspaces/{id}/files/{*path}""#,
+        "request_id=",
+        &format!("cause=\"{message}: "),
+    ] {
+        assert!(line.contains(expected), "{expected:?} missing from {line}");
+    }
+    eprintln!("logged: {line}");
+}
+
 /// A transport fault in the middle of an operation: a 502 naming the broken layer (the SSH
 /// transport or its SFTP channel), or the contract's 504 when the break surfaced as silence.
 fn assert_transport_fault(answer: &(StatusCode, Value)) {
@@ -396,6 +414,11 @@ async fn endpoint_refusing_tunnels_gives_502_tunnel_and_recovers_when_it_accepts
     rig.control.refuse_tunnels(true).await.unwrap();
     let answer = rig.read_config().await;
     assert_step_failed(&answer, "tunnel");
+    assert_logged_remote_fault(
+        &rig.server,
+        StatusCode::BAD_GATEWAY,
+        "workspace host unreachable: tunnel failed",
+    );
     // A second call tries again (no cached failure) and fails the same way.
     assert_step_failed(&rig.read_config().await, "tunnel");
     assert_eq!(rig.control.status().await.unwrap().tunnels_rejected, 2);
@@ -464,6 +487,11 @@ async fn slow_handshake_beyond_the_budget_answers_504_in_time_and_later_calls_re
     eprintln!(
         "504 after {:?} (budget {OPERATION_TIMEOUT:?})",
         started.elapsed()
+    );
+    assert_logged_remote_fault(
+        &rig.server,
+        StatusCode::GATEWAY_TIMEOUT,
+        "workspace host did not answer in time",
     );
 
     // Once the handshake is fast again, calls recover (the first may still join the slow setup

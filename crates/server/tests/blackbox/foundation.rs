@@ -52,6 +52,36 @@ async fn assert_ready(server: &TestServer) {
     );
 }
 
+/// What a healthy first start logs at the default level, in order: the data dir being
+/// initialised, the database, the schema, the address. Nothing else (no PostgreSQL notices).
+const FIRST_START_LINES: &[&str] = &[
+    "initialising the built-in PostgreSQL (first start)",
+    "database: built-in PostgreSQL",
+    "database schema is up to date",
+    "workspace-server listening",
+];
+
+/// The log lines of a start up to `workspace-server listening`, each checked against
+/// [`FIRST_START_LINES`] in order.
+fn assert_clean_first_start(logs: &str) {
+    let start: Vec<&str> = logs
+        .lines()
+        .take_while(|line| !line.contains("shutting down"))
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    assert_eq!(start.len(), FIRST_START_LINES.len(), "{logs}");
+    for (line, expected) in start.iter().zip(FIRST_START_LINES) {
+        assert!(
+            line.contains(" INFO ") && line.contains(expected),
+            "expected an INFO line {expected:?}, got {line}\n{logs}"
+        );
+    }
+    assert!(
+        !logs.contains("NOTICE") && !logs.contains("skipping"),
+        "{logs}"
+    );
+}
+
 #[tokio::test]
 async fn built_in_postgres_initialises_once_is_reused_and_stops_with_the_server() {
     let dir = data_dir();
@@ -59,11 +89,14 @@ async fn built_in_postgres_initialises_once_is_reused_and_stops_with_the_server(
         TestServer::builder()
             .built_in_postgres()
             .data_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .env("LOG_FORMAT", "text")
             .start()
     };
 
-    // First start: initdb into <data-dir>/postgres.
+    // First start: initdb into <data-dir>/postgres; its log reads clean.
     let mut first = start().await;
+    assert_clean_first_start(&first.logs());
     assert!(
         dir.path().join("postgres/PG_VERSION").is_file(),
         "{}",
@@ -93,6 +126,14 @@ async fn built_in_postgres_initialises_once_is_reused_and_stops_with_the_server(
     // SIGTERM: the server exits cleanly and takes its PostgreSQL with it.
     let status = first.terminate().expect("running");
     assert!(status.success(), "exit {status}: {}", first.logs());
+    // Every background task ended before the database closed under it.
+    let logs = first.logs();
+    let tasks_stopped = logs.find("background tasks stopped");
+    let database_closing = logs.find("closing the database");
+    assert!(
+        tasks_stopped.is_some() && tasks_stopped < database_closing,
+        "{logs}"
+    );
     assert!(
         !is_alive(postmaster),
         "postgres {postmaster} still running after SIGTERM"

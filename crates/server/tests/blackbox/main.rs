@@ -8,8 +8,10 @@ mod harness;
 
 mod adopt_go_db;
 mod agents_e2e;
+mod dependencies;
 mod dockerfiles;
 mod entrypoint;
+mod error_logs;
 mod events_two_replicas;
 mod faults;
 mod foundation;

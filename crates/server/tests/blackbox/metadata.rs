@@ -1,5 +1,6 @@
 //! Black-box: the real `workspace-server` binary driven over HTTP with the calls the Go original's
-//! end-to-end suite makes (api-contract §8.2, the ★ steps, checked the way it greps) and the
+//! end-to-end suite makes (`tests/e2e/test_api.sh` at 624ef4d0, its workspace and token steps,
+//! checked the way it greps: substrings of compact JSON) and the
 //! canvas ConfigTab's load-and-save sequence.
 
 use crate::harness::TestServer;
@@ -287,7 +288,7 @@ async fn the_canvas_config_tab_loads_and_saves() {
     .unwrap();
     assert_eq!(restarts, 2);
 
-    // The auth matrix of §8.2 over the wire.
+    // The auth matrix of the original's end-to-end suite over the wire.
     let (status, body) = server.get(&format!("/workspaces/{id}/model")).await;
     assert_eq!(
         (status, body),

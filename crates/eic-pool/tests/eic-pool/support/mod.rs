@@ -23,7 +23,7 @@ pub fn config(info: &SimInfo) -> EicConfig {
             endpoint_url: Some(info.aws_endpoint_url.clone()),
             region: info.region.clone(),
             access_key_id: info.access_key_id.clone(),
-            secret_access_key: info.secret_access_key.clone(),
+            secret_access_key: info.secret_access_key.clone().into(),
         }),
         ..EicConfig::default()
     }

@@ -341,6 +341,18 @@ impl TestServer {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The lines of the log at `level` (`ERROR`, `WARN`, …, as the text format prints it) that
+    /// carry `status=<status>`: the error log's lines for that status.
+    pub fn log_lines(&self, level: &str, status: u16) -> Vec<String> {
+        let level = format!(" {level} ");
+        let status = format!("status={status}");
+        self.logs()
+            .lines()
+            .filter(|line| line.contains(&level) && line.contains(&status))
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// A pool on the server's fresh database (`None` for other database choices).
     pub async fn pool(&self) -> Option<sqlx::PgPool> {
         match &self.database {

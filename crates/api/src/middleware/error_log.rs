@@ -1,0 +1,92 @@
+//! One log line per server-side failure, with its cause. [`crate::ApiError`] keeps the cause out
+//! of the response body and puts its source chain into the response extensions
+//! ([`LoggedError`]); this middleware, the outermost, writes it to the log once: `error` for a
+//! fault of ours or of the database (500, 503), `warn` for a remote host's (502, 504). Client
+//! errors (4xx) are the client's business and stay at `debug`.
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::error::LoggedError;
+
+/// The header a proxy in front may set to correlate its log with ours.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// A request id longer than this from the client is replaced (it only labels log lines).
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The id of one request in the log: the proxy's `X-Request-Id` when it sent a printable one,
+/// else a fresh UUID. Put into the request extensions for inner layers.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    fn from_header(value: Option<&HeaderValue>) -> RequestId {
+        let given = value
+            .and_then(|value| value.to_str().ok())
+            .filter(|id| !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN)
+            .filter(|id| id.chars().all(|c| c.is_ascii_graphic()));
+        match given {
+            Some(id) => RequestId(id.to_string()),
+            None => RequestId(uuid::Uuid::new_v4().to_string()),
+        }
+    }
+}
+
+/// Logs each 5xx once, with method, route pattern, status, request id and the cause's full
+/// source chain (`-` when the response carries none, e.g. a panic turned into a 500).
+pub async fn log_errors(mut request: Request, next: Next) -> Response {
+    let request_id = RequestId::from_header(request.headers().get(REQUEST_ID_HEADER));
+    request.extensions_mut().insert(request_id.clone());
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    let cause = response
+        .extensions()
+        .get::<LoggedError>()
+        .map_or("-", |logged| logged.0.as_str());
+    let request_id = request_id.0.as_str();
+    match status {
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => tracing::warn!(
+            %method, route, status = status.as_u16(), request_id, cause, "remote host failed the request"
+        ),
+        status if status.is_server_error() => tracing::error!(
+            %method, route, status = status.as_u16(), request_id, cause, "request failed"
+        ),
+        status if status.is_client_error() => tracing::debug!(
+            %method, route, status = status.as_u16(), request_id, cause, "request refused"
+        ),
+        _ => {}
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_printable_request_id_from_the_proxy_is_kept() {
+        let header = HeaderValue::from_static("edge-42");
+        assert_eq!(RequestId::from_header(Some(&header)).0, "edge-42");
+    }
+
+    #[test]
+    fn a_missing_or_unprintable_request_id_is_replaced_by_a_uuid() {
+        for header in [None, Some(HeaderValue::from_static("has space"))] {
+            let id = RequestId::from_header(header.as_ref()).0;
+            assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+        }
+        let long = HeaderValue::from_str(&"x".repeat(MAX_REQUEST_ID_LEN + 1)).unwrap();
+        assert_ne!(
+            RequestId::from_header(Some(&long)).0.len(),
+            MAX_REQUEST_ID_LEN + 1
+        );
+    }
+}
