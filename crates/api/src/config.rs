@@ -29,6 +29,12 @@ pub struct ApiConfig {
     pub max_file_bytes: usize,
     /// `REMOTE_LIVENESS_STALE_AFTER`: a remote agent without a heartbeat for this long is offline.
     pub heartbeat_ttl: std::time::Duration,
+    /// `MEMORY_PLUGIN_URL`: when set, the Memory tab's memories come from that plugin.
+    pub memory_plugin_url: Option<String>,
+    /// `MEMORY_PLUGIN_TIMEOUT`: the bound of each plugin request (2 s when zero).
+    pub memory_plugin_timeout: std::time::Duration,
+    /// `SCHEDULER_POLL_INTERVAL`: how often due schedules are looked for; zero turns firing off.
+    pub scheduler_poll: std::time::Duration,
     /// The git sha baked in at build time (`dev` when unknown).
     pub git_sha: String,
     /// The crate version.

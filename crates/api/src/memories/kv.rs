@@ -71,7 +71,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     WorkspaceId(workspace_id): WorkspaceId,
-    Path((_, key)): Path<(String, String)>,
+    Path((_workspace, key)): Path<(String, String)>,
 ) -> ApiResult<Json<Entry>> {
     let row = store::memories::kv_get(&state.db, workspace_id, &key)
         .await
@@ -88,7 +88,7 @@ pub async fn get(
 pub async fn delete(
     State(state): State<AppState>,
     WorkspaceId(workspace_id): WorkspaceId,
-    Path((_, key)): Path<(String, String)>,
+    Path((_workspace, key)): Path<(String, String)>,
 ) -> ApiResult<Json<StatusBody>> {
     store::memories::kv_delete(&state.db, workspace_id, &key)
         .await

@@ -269,7 +269,7 @@ pub struct Updated {
 pub async fn update(
     State(state): State<AppState>,
     WorkspaceId(workspace_id): WorkspaceId,
-    Path((_, memory_id)): Path<(String, String)>,
+    Path((_workspace, memory_id)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Json<Updated>> {
     let body: UpdateBody = parse_body(&body, "invalid request body")?;
@@ -335,7 +335,7 @@ fn validate_update(body: &UpdateBody) -> ApiResult<()> {
 pub async fn delete(
     State(state): State<AppState>,
     WorkspaceId(workspace_id): WorkspaceId,
-    Path((_, memory_id)): Path<(String, String)>,
+    Path((_workspace, memory_id)): Path<(String, String)>,
 ) -> ApiResult<Json<StatusBody>> {
     let not_owned = || ApiError::NotFound(NOT_OWNED.to_string());
     // A malformed id is simply not one of this workspace's memories (the original answered 500).

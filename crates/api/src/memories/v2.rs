@@ -22,6 +22,7 @@ use crate::{ApiError, AppState};
 
 const DEFAULT_LIMIT: i64 = 50;
 const MAX_LIMIT: i64 = 100;
+const DEFAULT_PLUGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 const KINDS: [&str; 3] = ["fact", "summary", "checkpoint"];
 /// The canvas shows its "plugin not configured" banner when an error names `MEMORY_PLUGIN_URL`.
 const PLUGIN_UNREACHABLE: &str = "memory plugin is unreachable (check MEMORY_PLUGIN_URL)";
@@ -172,7 +173,7 @@ fn parse_limit(text: &str) -> i64 {
 pub async fn delete(
     State(state): State<AppState>,
     WorkspaceId(workspace_id): WorkspaceId,
-    Path((_, memory_id)): Path<(String, String)>,
+    Path((_workspace, memory_id)): Path<(String, String)>,
 ) -> ApiResult<Json<StatusBody>> {
     let not_found = || ApiError::NotFound("memory not found".to_string());
     let memory_id = Uuid::parse_str(&memory_id).map_err(|_| not_found())?;
@@ -198,7 +199,10 @@ pub async fn delete(
 fn plugin(state: &AppState) -> Option<Plugin<'_>> {
     state.config.memory_plugin_url.as_deref().map(|base_url| Plugin {
         base_url,
-        timeout: state.config.memory_plugin_timeout,
+        timeout: match state.config.memory_plugin_timeout {
+            zero if zero.is_zero() => DEFAULT_PLUGIN_TIMEOUT,
+            timeout => timeout,
+        },
     })
 }
 
