@@ -8,23 +8,17 @@ use regex::Regex;
 /// The patterns, applied in order, each over the previous one's output, and their labels.
 static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     [
-        (r"(?i)\b[A-Z][A-Z0-9_]*_API_KEY\s*=\s*\S+", "API_KEY"),
-        (r"(?i)\b[A-Z][A-Z0-9_]*_TOKEN\s*=\s*\S+", "TOKEN"),
-        (r"(?i)\b[A-Z][A-Z0-9_]*_SECRET\s*=\s*\S+", "SECRET"),
-        (r"Bearer\s+\S+", "BEARER_TOKEN"),
+        // Go's `\b`, `\s` and `\S` are ASCII: spelled out so Unicode spaces count as text.
+        (r"(?i)(?-u:\b)[A-Z][A-Z0-9_]*_API_KEY[\t\n\f\r ]*=[\t\n\f\r ]*[^\t\n\f\r ]+", "API_KEY"),
+        (r"(?i)(?-u:\b)[A-Z][A-Z0-9_]*_TOKEN[\t\n\f\r ]*=[\t\n\f\r ]*[^\t\n\f\r ]+", "TOKEN"),
+        (r"(?i)(?-u:\b)[A-Z][A-Z0-9_]*_SECRET[\t\n\f\r ]*=[\t\n\f\r ]*[^\t\n\f\r ]+", "SECRET"),
+        (r"Bearer[\t\n\f\r ]+[^\t\n\f\r ]+", "BEARER_TOKEN"),
         (r"sk-[A-Za-z0-9\-_]{16,}", "SK_TOKEN"),
         (r"ctx7_[A-Za-z0-9]+", "CTX7_TOKEN"),
         (r"[A-Za-z0-9+/]{33,}={0,2}", "BASE64_BLOB"),
     ]
     .into_iter()
-    .map(|(pattern, label)| {
-        // ASCII word boundaries and classes, as Go's RE2.
-        let regex = regex::RegexBuilder::new(pattern)
-            .unicode(false)
-            .build()
-            .expect("the redaction patterns are valid");
-        (regex, label)
-    })
+    .map(|(pattern, label)| (Regex::new(pattern).expect("a valid pattern"), label))
     .collect()
 });
 
