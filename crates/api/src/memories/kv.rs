@@ -50,6 +50,7 @@ impl From<KvEntry> for Entry {
 /// `GET /workspaces/{id}/memory`: the live entries, by key.
 #[utoipa::path(get, path = "/workspaces/{id}/memory", tag = "memories",
     params(("id" = Uuid, Path)), responses(
+    (status = 400, description = "Invalid workspace ID", body = ErrorBody),
     (status = 200, description = "Live entries", body = Vec<Entry>),
     (status = 401, description = "Not this workspace", body = ErrorBody)))]
 pub async fn list(
@@ -65,6 +66,7 @@ pub async fn list(
 /// `GET /workspaces/{id}/memory/{key}`.
 #[utoipa::path(get, path = "/workspaces/{id}/memory/{key}", tag = "memories",
     params(("id" = Uuid, Path), ("key" = String, Path)), responses(
+    (status = 400, description = "Invalid workspace ID", body = ErrorBody),
     (status = 200, description = "The entry", body = Entry),
     (status = 401, description = "Not this workspace", body = ErrorBody),
     (status = 404, description = "No live entry of this key", body = ErrorBody)))]
@@ -83,6 +85,7 @@ pub async fn get(
 /// `DELETE /workspaces/{id}/memory/{key}`: 200 whether or not the key existed.
 #[utoipa::path(delete, path = "/workspaces/{id}/memory/{key}", tag = "memories",
     params(("id" = Uuid, Path), ("key" = String, Path)), responses(
+    (status = 400, description = "Invalid workspace ID", body = ErrorBody),
     (status = 200, description = "Gone", body = StatusBody),
     (status = 401, description = "Not this workspace", body = ErrorBody)))]
 pub async fn delete(

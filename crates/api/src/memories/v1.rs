@@ -329,6 +329,7 @@ fn validate_update(body: &UpdateBody) -> ApiResult<()> {
 /// `DELETE /workspaces/{id}/memories/{memoryId}`.
 #[utoipa::path(delete, path = "/workspaces/{id}/memories/{memoryId}", tag = "memories",
     params(("id" = Uuid, Path), ("memoryId" = Uuid, Path)), responses(
+    (status = 400, description = "Invalid workspace ID", body = ErrorBody),
     (status = 200, description = "Deleted", body = StatusBody),
     (status = 401, description = "Not this workspace", body = ErrorBody),
     (status = 404, description = "Not this workspace's memory", body = ErrorBody)))]

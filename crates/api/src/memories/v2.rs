@@ -44,6 +44,7 @@ async fn resolve(state: &AppState, workspace_id: Uuid) -> ApiResult<Namespaces> 
 /// `GET /workspaces/{id}/v2/namespaces`: what the workspace may read and write.
 #[utoipa::path(get, path = "/workspaces/{id}/v2/namespaces", tag = "memories",
     params(("id" = Uuid, Path)), responses(
+    (status = 400, description = "Invalid workspace ID", body = ErrorBody),
     (status = 200, description = "Readable and writable namespaces", body = NamespaceList),
     (status = 401, description = "Not this workspace", body = ErrorBody),
     (status = 404, description = "Unknown workspace", body = ErrorBody)))]
@@ -165,6 +166,7 @@ fn parse_limit(text: &str) -> i64 {
 /// write (its own, its team's, and its org's when it is the root).
 #[utoipa::path(delete, path = "/workspaces/{id}/v2/memories/{memoryId}", tag = "memories",
     params(("id" = Uuid, Path), ("memoryId" = Uuid, Path)), responses(
+    (status = 400, description = "Invalid workspace ID", body = ErrorBody),
     (status = 200, description = "Deleted", body = StatusBody),
     (status = 401, description = "Not this workspace", body = ErrorBody),
     (status = 404, description = "No such memory in a writable namespace", body = ErrorBody),

@@ -73,6 +73,7 @@ impl From<ScheduleRow> for Schedule {
 /// `GET /workspaces/{id}/schedules`: oldest first.
 #[utoipa::path(get, path = "/workspaces/{id}/schedules", tag = "schedules",
     params(("id" = Uuid, Path)), responses(
+    (status = 400, description = "Invalid workspace ID", body = ErrorBody),
     (status = 200, description = "The workspace's schedules", body = Vec<Schedule>),
     (status = 401, description = "Not this workspace", body = ErrorBody)))]
 pub async fn list(
@@ -240,6 +241,7 @@ fn parse_schedule_id(text: &str) -> ApiResult<Uuid> {
 /// `DELETE /workspaces/{id}/schedules/{scheduleId}`: its history stays.
 #[utoipa::path(delete, path = "/workspaces/{id}/schedules/{scheduleId}", tag = "schedules",
     params(("id" = Uuid, Path), ("scheduleId" = Uuid, Path)), responses(
+    (status = 400, description = "Invalid workspace ID", body = ErrorBody),
     (status = 200, description = "Deleted", body = StatusBody),
     (status = 401, description = "Not this workspace", body = ErrorBody),
     (status = 404, description = "No such schedule", body = ErrorBody)))]
@@ -269,6 +271,7 @@ pub struct RunNow {
 /// to the agent itself (the canvas posts it to `/a2a`), as the original did.
 #[utoipa::path(post, path = "/workspaces/{id}/schedules/{scheduleId}/run", tag = "schedules",
     params(("id" = Uuid, Path), ("scheduleId" = Uuid, Path)), responses(
+    (status = 400, description = "Invalid workspace ID", body = ErrorBody),
     (status = 200, description = "The prompt to send", body = RunNow),
     (status = 401, description = "Not this workspace", body = ErrorBody),
     (status = 404, description = "No such schedule", body = ErrorBody)))]
@@ -305,6 +308,7 @@ pub struct HistoryEntry {
 /// `GET /workspaces/{id}/schedules/{scheduleId}/history`: the last 20 runs, newest first.
 #[utoipa::path(get, path = "/workspaces/{id}/schedules/{scheduleId}/history", tag = "schedules",
     params(("id" = Uuid, Path), ("scheduleId" = String, Path)), responses(
+    (status = 400, description = "Invalid workspace ID", body = ErrorBody),
     (status = 200, description = "Runs, newest first", body = Vec<HistoryEntry>),
     (status = 401, description = "Not this workspace", body = ErrorBody)))]
 pub async fn history(

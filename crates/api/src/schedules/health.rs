@@ -35,6 +35,7 @@ pub struct ScheduleHealth {
 /// original trusted a forged `X-Workspace-ID`).
 #[utoipa::path(get, path = "/workspaces/{id}/schedules/health", tag = "schedules",
     params(("id" = Uuid, Path)), responses(
+    (status = 400, description = "Invalid workspace ID", body = ErrorBody),
     (status = 200, description = "Run state of each schedule", body = Vec<ScheduleHealth>),
     (status = 401, description = "Not this workspace", body = ErrorBody)))]
 pub async fn workspace(
