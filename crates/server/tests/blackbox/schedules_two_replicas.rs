@@ -14,12 +14,14 @@ const WAIT: Duration = Duration::from_secs(30);
 async fn replicas() -> (TestServer, TestServer) {
     let first = TestServer::builder()
         .env("SCHEDULER_POLL_INTERVAL", "20ms")
+        .env("MOLECULE_ENV", "development")
         .start()
         .await;
     let url = first.database_url.clone().expect("a fresh database");
     let second = TestServer::builder()
         .database_url(&url)
         .env("SCHEDULER_POLL_INTERVAL", "20ms")
+        .env("MOLECULE_ENV", "development")
         .start()
         .await;
     (first, second)
