@@ -92,6 +92,9 @@ async fn counted_tables(pool: &PgPool) -> Vec<(String, i64)> {
         "org_api_tokens",
         "structure_events",
         "activity_logs",
+        "agent_memories",
+        "workspace_memory",
+        "workspace_schedules",
     ] {
         counts.push((table.to_string(), count(pool, table).await));
     }
