@@ -22,9 +22,9 @@ use axum::routing::{MethodFilter, MethodRouter};
 use crate::AppState;
 use crate::agents::{activity, discovery, registry};
 use crate::files::handlers as files;
-use crate::workspaces::model;
 use crate::memories::{kv, v1 as memories_v1, v2 as memories_v2};
 use crate::schedules::{handlers as schedules, health as schedule_health};
+use crate::workspaces::model;
 use crate::{admin, events, openapi, ops, templates, workspaces};
 
 /// Who may call a route.

@@ -58,7 +58,10 @@ impl Scheduler {
                 self.liveness.tick(LIVENESS_NAME);
             }
             fires.close();
-            if tokio::time::timeout(DRAIN_TIMEOUT, fires.wait()).await.is_err() {
+            if tokio::time::timeout(DRAIN_TIMEOUT, fires.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!("schedule fires still running at shutdown");
             }
         })
@@ -84,7 +87,10 @@ impl Scheduler {
             for schedule in claimed {
                 let permit = match permit.take() {
                     Some(permit) => permit,
-                    None => Arc::clone(slots).acquire_owned().await.expect("never closed"),
+                    None => Arc::clone(slots)
+                        .acquire_owned()
+                        .await
+                        .expect("never closed"),
                 };
                 let (pool, dispatch, stop) =
                     (self.pool.clone(), self.dispatch.clone(), shutdown.clone());

@@ -117,7 +117,8 @@ async fn import_entry(state: &AppState, entry: &ImportEntry) -> Result<bool, Imp
                 .with_timezone(&Utc),
         ),
     };
-    let Some(workspace_id) = store::memories::workspace_by_name(&state.db, &entry.workspace_name).await?
+    let Some(workspace_id) =
+        store::memories::workspace_by_name(&state.db, &entry.workspace_name).await?
     else {
         return Ok(false);
     };

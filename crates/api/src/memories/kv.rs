@@ -162,7 +162,15 @@ pub async fn set(
             .await
             .context("failed to set memory")?,
         Some(expected) => {
-            set_if_version(&state, workspace_id, &body.key, &value, expires_at, expected).await?
+            set_if_version(
+                &state,
+                workspace_id,
+                &body.key,
+                &value,
+                expires_at,
+                expected,
+            )
+            .await?
         }
     };
     Ok(Json(SetAnswer {

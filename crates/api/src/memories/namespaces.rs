@@ -63,7 +63,9 @@ impl Namespaces {
     pub fn readable_set(&self, requested: Option<&str>) -> NamespaceSet {
         let keep = |kind: &str, link: &ChainLink| {
             let name = format!("{kind}:{}", link.id);
-            requested.is_none_or(|wanted| wanted == name).then_some(link.id)
+            requested
+                .is_none_or(|wanted| wanted == name)
+                .then_some(link.id)
         };
         NamespaceSet {
             workspace: keep("workspace", &self.workspace),

@@ -9,9 +9,18 @@ use regex::Regex;
 static PATTERNS: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
     [
         // Go's `\b`, `\s` and `\S` are ASCII: spelled out so Unicode spaces count as text.
-        (r"(?i)(?-u:\b)[A-Z][A-Z0-9_]*_API_KEY[\t\n\f\r ]*=[\t\n\f\r ]*[^\t\n\f\r ]+", "API_KEY"),
-        (r"(?i)(?-u:\b)[A-Z][A-Z0-9_]*_TOKEN[\t\n\f\r ]*=[\t\n\f\r ]*[^\t\n\f\r ]+", "TOKEN"),
-        (r"(?i)(?-u:\b)[A-Z][A-Z0-9_]*_SECRET[\t\n\f\r ]*=[\t\n\f\r ]*[^\t\n\f\r ]+", "SECRET"),
+        (
+            r"(?i)(?-u:\b)[A-Z][A-Z0-9_]*_API_KEY[\t\n\f\r ]*=[\t\n\f\r ]*[^\t\n\f\r ]+",
+            "API_KEY",
+        ),
+        (
+            r"(?i)(?-u:\b)[A-Z][A-Z0-9_]*_TOKEN[\t\n\f\r ]*=[\t\n\f\r ]*[^\t\n\f\r ]+",
+            "TOKEN",
+        ),
+        (
+            r"(?i)(?-u:\b)[A-Z][A-Z0-9_]*_SECRET[\t\n\f\r ]*=[\t\n\f\r ]*[^\t\n\f\r ]+",
+            "SECRET",
+        ),
         (r"Bearer[\t\n\f\r ]+[^\t\n\f\r ]+", "BEARER_TOKEN"),
         (r"sk-[A-Za-z0-9\-_]{16,}", "SK_TOKEN"),
         (r"ctx7_[A-Za-z0-9]+", "CTX7_TOKEN"),
@@ -52,10 +61,7 @@ mod tests {
             redact_secrets("use OPENAI_API_KEY=sk-abc now"),
             "use [REDACTED:API_KEY] now"
         );
-        assert_eq!(
-            redact_secrets("GITHUB_TOKEN = ghp_1"),
-            "[REDACTED:TOKEN]"
-        );
+        assert_eq!(redact_secrets("GITHUB_TOKEN = ghp_1"), "[REDACTED:TOKEN]");
         assert_eq!(
             redact_secrets("Authorization: Bearer abc.def"),
             "Authorization: [REDACTED:BEARER_TOKEN]"
@@ -65,10 +71,7 @@ mod tests {
             "key [REDACTED:SK_TOKEN] end"
         );
         assert_eq!(redact_secrets("ctx7_abc123"), "[REDACTED:CTX7_TOKEN]");
-        assert_eq!(
-            redact_secrets(&"a".repeat(40)),
-            "[REDACTED:BASE64_BLOB]"
-        );
+        assert_eq!(redact_secrets(&"a".repeat(40)), "[REDACTED:BASE64_BLOB]");
         assert_eq!(redact_secrets("nothing here"), "nothing here");
     }
 

@@ -79,8 +79,17 @@ pub async fn commit(
         .context("failed to store memory")?;
     if global {
         let summary = format!("GLOBAL memory written: id={id} namespace={namespace}");
-        audit_global(&mut tx, workspace_id, "memory_write_global", &summary, id, namespace, &content, None)
-            .await?;
+        audit_global(
+            &mut tx,
+            workspace_id,
+            "memory_write_global",
+            &summary,
+            id,
+            namespace,
+            &content,
+            None,
+        )
+        .await?;
     }
     tx.commit().await.context("failed to store memory")?;
     let committed = Committed {
@@ -192,8 +201,14 @@ impl From<MemoryRow> for Memory {
         // GLOBAL memories come from another workspace: labelled so the reader cannot take them
         // for its own instructions (`memories.go:459-461`).
         let content = if row.scope == "GLOBAL" {
-            let writer = row.workspace_id.map(|id| id.to_string()).unwrap_or_default();
-            format!("[MEMORY id={} scope=GLOBAL from={writer}]: {}", row.id, row.content)
+            let writer = row
+                .workspace_id
+                .map(|id| id.to_string())
+                .unwrap_or_default();
+            format!(
+                "[MEMORY id={} scope=GLOBAL from={writer}]: {}",
+                row.id, row.content
+            )
         } else {
             row.content
         };
@@ -282,7 +297,11 @@ pub async fn update(
     let global = row.scope == "GLOBAL";
     let content = body.content.as_deref().map(|content| {
         let redacted = redact_secrets(content);
-        if global { escape_memory_delimiter(&redacted) } else { redacted }
+        if global {
+            escape_memory_delimiter(&redacted)
+        } else {
+            redacted
+        }
     });
     let content_changed = content.as_ref().is_some_and(|new| *new != row.content);
     let namespace = body.namespace.unwrap_or_else(|| row.namespace.clone());
@@ -295,8 +314,17 @@ pub async fn update(
             .context("failed to update memory")?;
         if global && content_changed {
             let summary = format!("GLOBAL memory edited: id={memory_id} namespace={namespace}");
-            audit_global(&mut tx, workspace_id, "memory_edit_global", &summary, memory_id, &namespace, &content, Some("edited"))
-                .await?;
+            audit_global(
+                &mut tx,
+                workspace_id,
+                "memory_edit_global",
+                &summary,
+                memory_id,
+                &namespace,
+                &content,
+                Some("edited"),
+            )
+            .await?;
         }
         tx.commit().await.context("failed to update memory")?;
     }

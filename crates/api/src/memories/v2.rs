@@ -132,7 +132,8 @@ pub async fn list(
                 Vec::new()
             } else {
                 let found = plugin.search(&names, &query.q, kind, limit).await;
-                found.map_err(plugin_error("memory plugin search failed"))?
+                found
+                    .map_err(plugin_error("memory plugin search failed"))?
                     .into_iter()
                     .map(MemoryView::from)
                     .collect()
@@ -186,11 +187,9 @@ pub async fn delete(
             Err(PluginError::NotFound) => false,
             Err(error) => return Err(plugin_error("memory plugin delete failed")(error)),
         },
-        None => {
-            store::memories::delete_namespaced(&state.db, memory_id, namespaces.writable_set())
-                .await
-                .context("failed to delete memory")?
-        }
+        None => store::memories::delete_namespaced(&state.db, memory_id, namespaces.writable_set())
+            .await
+            .context("failed to delete memory")?,
     };
     if !deleted {
         return Err(not_found());
@@ -199,13 +198,17 @@ pub async fn delete(
 }
 
 fn plugin(state: &AppState) -> Option<Plugin<'_>> {
-    state.config.memory_plugin_url.as_deref().map(|base_url| Plugin {
-        base_url,
-        timeout: match state.config.memory_plugin_timeout {
-            zero if zero.is_zero() => DEFAULT_PLUGIN_TIMEOUT,
-            timeout => timeout,
-        },
-    })
+    state
+        .config
+        .memory_plugin_url
+        .as_deref()
+        .map(|base_url| Plugin {
+            base_url,
+            timeout: match state.config.memory_plugin_timeout {
+                zero if zero.is_zero() => DEFAULT_PLUGIN_TIMEOUT,
+                timeout => timeout,
+            },
+        })
 }
 
 /// 503 naming `MEMORY_PLUGIN_URL` when the plugin does not answer; 502 `message` otherwise.

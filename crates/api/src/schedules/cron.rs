@@ -103,8 +103,14 @@ mod tests {
     #[test]
     fn next_run_is_strictly_after_and_in_the_zone() {
         let after = at("2026-05-06T10:00:00Z");
-        assert_eq!(next_run("0 9 * * *", "UTC", after), Ok(at("2026-05-07T09:00:00Z")));
-        assert_eq!(next_run("0 10 * * *", "", after), Ok(at("2026-05-07T10:00:00Z")));
+        assert_eq!(
+            next_run("0 9 * * *", "UTC", after),
+            Ok(at("2026-05-07T09:00:00Z"))
+        );
+        assert_eq!(
+            next_run("0 10 * * *", "", after),
+            Ok(at("2026-05-07T10:00:00Z"))
+        );
         // 09:00 in New York (EDT, UTC-4) is 13:00 UTC.
         assert_eq!(
             next_run("0 9 * * *", "America/New_York", after),
@@ -114,8 +120,14 @@ mod tests {
             next_run("CRON_TZ=Asia/Tokyo 0 9 * * *", "UTC", after),
             Ok(at("2026-05-07T00:00:00Z"))
         );
-        assert_eq!(next_run("*/15 * * * *", "UTC", after), Ok(at("2026-05-06T10:15:00Z")));
-        assert_eq!(next_run("0 9 * * MON", "UTC", after), Ok(at("2026-05-11T09:00:00Z")));
+        assert_eq!(
+            next_run("*/15 * * * *", "UTC", after),
+            Ok(at("2026-05-06T10:15:00Z"))
+        );
+        assert_eq!(
+            next_run("0 9 * * MON", "UTC", after),
+            Ok(at("2026-05-11T09:00:00Z"))
+        );
     }
 
     #[test]
@@ -125,8 +137,20 @@ mod tests {
             next_run("0 9 * * *", "Mars/Olympus", after),
             Err(CronError::Timezone("Mars/Olympus".to_string()))
         );
-        for bad in ["", "not a cron", "0 0 9 * * *", "@daily", "61 * * * *", "0 0 L * *", "CRON_TZ=UTC"] {
-            assert_eq!(next_run(bad, "UTC", after), Err(CronError::Expression), "{bad}");
+        for bad in [
+            "",
+            "not a cron",
+            "0 0 9 * * *",
+            "@daily",
+            "61 * * * *",
+            "0 0 L * *",
+            "CRON_TZ=UTC",
+        ] {
+            assert_eq!(
+                next_run(bad, "UTC", after),
+                Err(CronError::Expression),
+                "{bad}"
+            );
         }
         assert_eq!(next_run("0 0 30 2 *", "UTC", after), Err(CronError::Never));
     }

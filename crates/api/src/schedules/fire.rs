@@ -25,8 +25,14 @@ const HISTORY_PROMPT_BYTES: usize = 200;
 /// How a run ended, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
-    Ran { status: &'static str, error: String },
-    Skipped { reason: String, active_tasks: Option<i32> },
+    Ran {
+        status: &'static str,
+        error: String,
+    },
+    Skipped {
+        reason: String,
+        active_tasks: Option<i32>,
+    },
 }
 
 /// Fires one schedule the caller has claimed (its next slot is already set).
@@ -116,7 +122,10 @@ async fn record(
             "CRON_EXECUTED",
             json!({"schedule_id": schedule.id, "schedule_name": schedule.name, "status": status}),
         ),
-        Outcome::Skipped { reason, active_tasks } => (
+        Outcome::Skipped {
+            reason,
+            active_tasks,
+        } => (
             "skipped",
             reason.as_str(),
             format!("Cron skipped: {}", schedule.name),

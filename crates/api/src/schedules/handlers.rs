@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use store::schedules::{NewSchedule, ScheduleRow, SchedulePatch};
+use store::schedules::{NewSchedule, SchedulePatch, ScheduleRow};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -147,7 +147,11 @@ pub async fn create(
         return Err(ApiError::BadRequest(required.to_string()));
     }
     let prompt = body.prompt.replace('\r', "");
-    let timezone = if body.timezone.is_empty() { "UTC" } else { &body.timezone };
+    let timezone = if body.timezone.is_empty() {
+        "UTC"
+    } else {
+        &body.timezone
+    };
     let next_run_at = checked_next_run(&body.cron_expr, timezone)?;
     let schedule = NewSchedule {
         workspace_id,

@@ -240,9 +240,12 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
         | ("DELETE", "/workspaces/{id}/memories/{memoryId}" | "/workspaces/{id}/memory/{key}")
         | ("DELETE", "/workspaces/{id}/v2/memories/{memoryId}") => ("", None, false, false),
         ("POST", "/admin/memories/import") => ("", with(json!([])), false, false),
-        ("POST", "/workspaces/{id}/memory") => {
-            ("", with(json!({"key": format!("k{n}"), "value": n})), false, false)
-        }
+        ("POST", "/workspaces/{id}/memory") => (
+            "",
+            with(json!({"key": format!("k{n}"), "value": n})),
+            false,
+            false,
+        ),
         ("GET", "/workspaces/{id}/schedules" | "/workspaces/{id}/schedules/health")
         | ("GET", "/workspaces/{id}/schedules/{scheduleId}/history" | "/admin/schedules/health")
         | ("DELETE", "/workspaces/{id}/schedules/{scheduleId}")

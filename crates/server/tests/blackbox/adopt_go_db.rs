@@ -231,7 +231,10 @@ async fn the_go_memories_and_schedules_read_back() {
                 "created_at": "2026-04-10T09:00:00Z"}])
     );
     // Beta's TEAM memory shows in its root's Memory tab under the team namespace.
-    let tab = get(format!("/workspaces/{ALPHA}/v2/memories?namespace=team:{ALPHA}")).await;
+    let tab = get(format!(
+        "/workspaces/{ALPHA}/v2/memories?namespace=team:{ALPHA}"
+    ))
+    .await;
     assert_eq!(tab["memories"][0]["content"], "beta found the flaky test");
 
     let kv = get(format!("/workspaces/{ALPHA}/memory/plan")).await;

@@ -78,7 +78,9 @@ async fn a_schedule_due_fifty_times_fires_fifty_times_across_two_replicas() {
     assert_eq!(count(&pool, SKIPPED).await, 50);
 
     let (status, history) = first
-        .get(&format!("/workspaces/{workspace}/schedules/{schedule}/history"))
+        .get(&format!(
+            "/workspaces/{workspace}/schedules/{schedule}/history"
+        ))
         .await;
     assert_eq!(status, 200);
     assert_eq!(history.as_array().unwrap().len(), 20, "the last 20 runs");
