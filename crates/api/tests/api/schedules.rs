@@ -11,19 +11,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::common::{app, send, test_config, test_state};
-
-async fn workspace(db: &PgPool) -> Uuid {
-    sqlx::query_scalar("INSERT INTO workspaces (name) VALUES ('cron') RETURNING id")
-        .fetch_one(db)
-        .await
-        .unwrap()
-}
-
-fn router(db: &PgPool) -> Router {
-    let dir = tempfile::tempdir().unwrap();
-    app(test_state(db.clone(), test_config(dir.path())))
-}
+use crate::common::{dev_app as router, insert_child_workspace, send};
 
 async fn create(app: &Router, id: Uuid, body: Value) -> Value {
     let reply = send(
@@ -40,7 +28,7 @@ async fn create(app: &Router, id: Uuid, body: Value) -> Value {
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn bad_schedules_get_the_original_messages(db: PgPool) {
     let app = router(&db);
-    let id = workspace(&db).await;
+    let id = insert_child_workspace(&db, "cron", None).await;
     let uri = format!("/workspaces/{id}/schedules");
     let cases = [
         (
@@ -86,44 +74,60 @@ async fn bad_schedules_get_the_original_messages(db: PgPool) {
     assert_eq!(twin.status, StatusCode::CONFLICT);
 }
 
-#[sqlx::test(migrator = "store::MIGRATOR")]
-async fn a_schedule_is_created_listed_edited_and_deleted(db: PgPool) {
-    let app = router(&db);
-    let id = workspace(&db).await;
-    let created = create(&app, id, json!({"name": "daily", "cron_expr": "0 9 * * *", "timezone": "Europe/Paris", "prompt": "report\r\n"})).await;
+async fn get(app: &Router, uri: String) -> Value {
+    send(app, "GET", &uri, None).await.json
+}
+
+/// A workspace with one schedule, `daily` at 09:00 in Paris; returns both ids.
+async fn daily(db: &PgPool, app: &Router) -> (Uuid, String) {
+    let id = insert_child_workspace(db, "cron", None).await;
+    let body = json!({"name": "daily", "cron_expr": "0 9 * * *", "timezone": "Europe/Paris",
+                      "prompt": "report\r\n"});
+    let created = create(app, id, body).await;
     assert_eq!(created["status"], "created");
     let next: chrono::DateTime<chrono::Utc> =
         created["next_run_at"].as_str().unwrap().parse().unwrap();
+    let hour = chrono::Timelike::hour(&next);
     assert!(
-        matches!(chrono::Timelike::hour(&next), 7 | 8),
-        "09:00 Paris is 07:00 or 08:00 UTC"
+        matches!(hour, 7 | 8),
+        "09:00 in Paris is 07:00 or 08:00 UTC, not {hour}"
     );
-    let schedule_id = created["id"].as_str().unwrap();
+    (id, created["id"].as_str().unwrap().to_string())
+}
 
-    let listed = send(&app, "GET", &format!("/workspaces/{id}/schedules"), None).await;
-    let row = &listed.json[0];
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_schedule_is_created_and_listed(db: PgPool) {
+    let app = router(&db);
+    let (id, schedule) = daily(&db, &app).await;
+    let listed = get(&app, format!("/workspaces/{id}/schedules")).await;
+    let row = &listed[0];
+    assert_eq!(row["id"], schedule);
+    assert_eq!(row["prompt"], "report\n", "carriage returns are stripped");
+    assert_eq!(row["last_run_at"], Value::Null);
     assert_eq!(
-        (
-            row["prompt"].clone(),
-            row["last_run_at"].clone(),
-            row["last_status"].clone()
-        ),
-        (json!("report\n"), Value::Null, json!(""))
+        (row["last_status"].clone(), row["source"].clone()),
+        (json!(""), json!("runtime"))
     );
-    assert_eq!(row["source"], "runtime");
 
-    let uri = format!("/workspaces/{id}/schedules/{schedule_id}");
-    let edited = send(
-        &app,
-        "PATCH",
-        &uri,
-        Some(&json!({"cron_expr": "30 6 * * *", "timezone": "UTC"})),
-    )
-    .await;
+    let health = get(&app, format!("/workspaces/{id}/schedules/health")).await;
+    assert_eq!(health[0]["name"], "daily");
+    assert!(health[0].get("prompt").is_none());
+    let platform = get(&app, "/admin/schedules/health".to_string()).await;
+    assert_eq!(platform[0]["status"], "never_run");
+    assert_eq!(platform[0]["stale_threshold_seconds"], 172800);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_schedule_is_edited_run_and_deleted(db: PgPool) {
+    let app = router(&db);
+    let (id, schedule) = daily(&db, &app).await;
+    let uri = format!("/workspaces/{id}/schedules/{schedule}");
+    let retimed = json!({"cron_expr": "30 6 * * *", "timezone": "UTC"});
+    let edited = send(&app, "PATCH", &uri, Some(&retimed)).await;
     assert_eq!(edited.json, json!({"status": "updated"}));
-    let listed = send(&app, "GET", &format!("/workspaces/{id}/schedules"), None).await;
+    let listed = get(&app, format!("/workspaces/{id}/schedules")).await;
     assert!(
-        listed.json[0]["next_run_at"]
+        listed[0]["next_run_at"]
             .as_str()
             .unwrap()
             .ends_with("T06:30:00Z")
@@ -136,33 +140,13 @@ async fn a_schedule_is_created_listed_edited_and_deleted(db: PgPool) {
     )
     .await;
     assert_eq!(bad.json, json!({"error": "invalid timezone: Nowhere/Land"}));
-    let unknown = send(
-        &app,
-        "PATCH",
-        &format!("/workspaces/{id}/schedules/{}", Uuid::new_v4()),
-        Some(&json!({"name": "x"})),
-    )
-    .await;
-    assert_eq!(unknown.json, json!({"error": "schedule not found"}));
+    let unknown = format!("/workspaces/{id}/schedules/{}", Uuid::new_v4());
+    let missing = send(&app, "PATCH", &unknown, Some(&json!({"name": "x"}))).await;
+    assert_eq!(missing.json, json!({"error": "schedule not found"}));
 
     let run = send(&app, "POST", &format!("{uri}/run"), Some(&json!({}))).await;
-    assert_eq!(
-        run.json,
-        json!({"status": "fired", "workspace_id": id, "prompt": "report\n"})
-    );
-    let health = send(
-        &app,
-        "GET",
-        &format!("/workspaces/{id}/schedules/health"),
-        None,
-    )
-    .await;
-    assert_eq!(health.json[0]["name"], "daily");
-    assert!(health.json[0].get("prompt").is_none());
-    let platform = send(&app, "GET", "/admin/schedules/health", None).await;
-    assert_eq!(platform.json[0]["status"], "never_run");
-    assert_eq!(platform.json[0]["stale_threshold_seconds"], 172800);
-
+    let fired = json!({"status": "fired", "workspace_id": id, "prompt": "report\n"});
+    assert_eq!(run.json, fired);
     assert_eq!(
         send(&app, "DELETE", &uri, None).await.json,
         json!({"status": "deleted"})
@@ -174,16 +158,12 @@ async fn a_schedule_is_created_listed_edited_and_deleted(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
-async fn concurrent_claims_take_each_due_slot_once_and_a_skip_is_recorded(db: PgPool) {
+async fn concurrent_claims_take_each_due_slot_once(db: PgPool) {
     let app = router(&db);
-    let id = workspace(&db).await;
+    let id = insert_child_workspace(&db, "cron", None).await;
     for n in 0..30 {
-        create(
-            &app,
-            id,
-            json!({"name": format!("s{n}"), "cron_expr": "0 9 * * *", "prompt": "p"}),
-        )
-        .await;
+        let body = json!({"name": format!("s{n}"), "cron_expr": "0 9 * * *", "prompt": "p"});
+        create(&app, id, body).await;
     }
     sqlx::query("UPDATE workspace_schedules SET next_run_at = now() - interval '1 minute'")
         .execute(&db)
@@ -193,30 +173,44 @@ async fn concurrent_claims_take_each_due_slot_once_and_a_skip_is_recorded(db: Pg
         let db = db.clone();
         tokio::spawn(async move { claim(&db, 50).await.unwrap() })
     });
-    let mut claimed = Vec::new();
+    let mut ids = Vec::new();
     for claimer in claimers {
-        claimed.extend(claimer.await.unwrap());
+        ids.extend(claimer.await.unwrap().into_iter().map(|s| s.id));
     }
-    let mut ids: Vec<_> = claimed.iter().map(|s| s.id).collect();
+    let claimed = ids.len();
     ids.sort();
     ids.dedup();
-    assert_eq!((claimed.len(), ids.len()), (30, 30));
+    assert_eq!((claimed, ids.len()), (30, 30));
     assert!(
         claim(&db, 50).await.unwrap().is_empty(),
         "nothing is due after the claim"
     );
+}
 
-    let dispatch: Arc<dyn ScheduleDispatch> = Arc::new(ProxyUnavailable);
-    let stop = tokio_util::sync::CancellationToken::new();
-    api::schedules::fire::fire(&db, &dispatch, &claimed[0], &stop)
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_run_without_a_proxy_is_recorded_as_skipped(db: PgPool) {
+    let app = router(&db);
+    let (id, schedule) = daily(&db, &app).await;
+    sqlx::query("UPDATE workspace_schedules SET next_run_at = now()")
+        .execute(&db)
         .await
         .unwrap();
-    let uri = format!("/workspaces/{id}/schedules/{}/history", claimed[0].id);
-    let history = send(&app, "GET", &uri, None).await;
-    assert_eq!(history.json[0]["status"], "skipped");
-    assert_eq!(history.json[0]["error_detail"], "a2a proxy unavailable");
-    assert_eq!(history.json[0]["duration_ms"], Value::Null);
-    assert_eq!(history.json[0]["request"]["skipped"], true);
+    let due = claim(&db, 50).await.unwrap();
+    let dispatch: Arc<dyn ScheduleDispatch> = Arc::new(ProxyUnavailable);
+    let stop = tokio_util::sync::CancellationToken::new();
+    api::schedules::fire::fire(&db, &dispatch, &due[0], &stop)
+        .await
+        .unwrap();
+
+    let history = get(
+        &app,
+        format!("/workspaces/{id}/schedules/{schedule}/history"),
+    )
+    .await;
+    assert_eq!(history[0]["status"], "skipped");
+    assert_eq!(history[0]["error_detail"], "a2a proxy unavailable");
+    assert_eq!(history[0]["duration_ms"], Value::Null);
+    assert_eq!(history[0]["request"]["skipped"], true);
     let event: Value = sqlx::query_scalar(
         "SELECT payload FROM structure_events WHERE event_type = 'CRON_SKIPPED'",
     )
@@ -224,17 +218,12 @@ async fn concurrent_claims_take_each_due_slot_once_and_a_skip_is_recorded(db: Pg
     .await
     .unwrap();
     assert_eq!(event["reason"], "a2a proxy unavailable");
-    let listed = send(&app, "GET", &format!("/workspaces/{id}/schedules"), None).await;
-    let fired = listed
-        .json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == json!(claimed[0].id))
-        .unwrap()
-        .clone();
+    let listed = get(&app, format!("/workspaces/{id}/schedules")).await;
     assert_eq!(
-        (fired["run_count"].clone(), fired["last_status"].clone()),
+        (
+            listed[0]["run_count"].clone(),
+            listed[0]["last_status"].clone()
+        ),
         (json!(1), json!("skipped"))
     );
 }
