@@ -16,6 +16,7 @@ use serde_json::json;
 
 const SCHEDULES: i64 = 1_000;
 const POLL: &str = "100ms";
+const HISTORY: &str = "SELECT count(*) FROM activity_logs WHERE activity_type = 'cron_run'";
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -52,24 +53,10 @@ async fn run() {
     .execute(&pool)
     .await
     .expect("seeded");
-    let history = "SELECT count(*) FROM activity_logs WHERE activity_type = 'cron_run'";
-    loop {
-        let fired: i64 = sqlx::query_scalar(history)
-            .fetch_one(&pool)
-            .await
-            .expect("a count");
-        if fired >= SCHEDULES {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "only {fired} fired in 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until_fired(&pool, started).await;
     let elapsed = started.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let fired: i64 = sqlx::query_scalar(history)
+    let fired: i64 = sqlx::query_scalar(HISTORY)
         .fetch_one(&pool)
         .await
         .expect("a count");
@@ -87,4 +74,22 @@ async fn run() {
         (SCHEDULES, SCHEDULES),
         "a schedule fired twice"
     );
+}
+
+/// Returns once every schedule has a history row.
+async fn wait_until_fired(pool: &sqlx::PgPool, started: Instant) {
+    loop {
+        let fired: i64 = sqlx::query_scalar(HISTORY)
+            .fetch_one(pool)
+            .await
+            .expect("a count");
+        if fired >= SCHEDULES {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {fired} fired in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
