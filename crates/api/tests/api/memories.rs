@@ -435,3 +435,18 @@ async fn the_key_value_store_hides_expired_entries_and_deletes_idempotently(db: 
         assert_eq!(deleted.json, json!({"status": "deleted"}));
     }
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn purging_a_workspace_deletes_its_memories(db: PgPool) {
+    let app = router(&db);
+    let id = workspace(&db, "doomed", None).await;
+    note(&app, id, "LOCAL", "soon gone").await;
+    let uri = format!("/workspaces/{id}?confirm=true&purge=true");
+    let purged = send(&app, "DELETE", &uri, None).await;
+    assert_eq!(purged.status, StatusCode::OK, "{}", purged.text);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM agent_memories")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}

@@ -227,3 +227,22 @@ async fn a_run_without_a_proxy_is_recorded_as_skipped(db: PgPool) {
         (json!(1), json!("skipped"))
     );
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn removing_a_workspace_turns_its_schedules_off(db: PgPool) {
+    let app = router(&db);
+    let (id, _) = daily(&db, &app).await;
+    let removed = send(
+        &app,
+        "DELETE",
+        &format!("/workspaces/{id}?confirm=true"),
+        None,
+    )
+    .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.text);
+    let enabled: bool = sqlx::query_scalar("SELECT enabled FROM workspace_schedules")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(!enabled);
+}
