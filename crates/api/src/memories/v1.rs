@@ -78,18 +78,8 @@ pub async fn commit(
         .await
         .context("failed to store memory")?;
     if global {
-        let summary = format!("GLOBAL memory written: id={id} namespace={namespace}");
-        audit_global(
-            &mut tx,
-            workspace_id,
-            "memory_write_global",
-            &summary,
-            id,
-            namespace,
-            &content,
-            None,
-        )
-        .await?;
+        let memory = (id, namespace, content.as_str());
+        audit_global(&mut tx, GlobalChange::Written, workspace_id, memory).await?;
     }
     tx.commit().await.context("failed to store memory")?;
     let committed = Committed {
@@ -129,18 +119,26 @@ async fn require_root(state: &AppState, workspace_id: Uuid) -> ApiResult<()> {
     }
 }
 
-/// The audit row of a GLOBAL write or edit: what was written, by its hash.
-#[allow(clippy::too_many_arguments)]
+/// What happened to a GLOBAL memory, for its audit row.
+#[derive(Debug, Clone, Copy)]
+enum GlobalChange {
+    Written,
+    Edited,
+}
+
+/// The audit row of a GLOBAL write or edit: what was written, by its hash
+/// (`memories.go:205-221, 605-620`). `memory` is its id, namespace and stored content.
 async fn audit_global(
     tx: &mut sqlx::PgConnection,
+    change: GlobalChange,
     workspace_id: Uuid,
-    activity_type: &str,
-    summary: &str,
-    memory_id: Uuid,
-    namespace: &str,
-    content: &str,
-    reason: Option<&str>,
+    (memory_id, namespace, content): (Uuid, &str, &str),
 ) -> ApiResult<()> {
+    let (activity_type, verb, reason) = match change {
+        GlobalChange::Written => ("memory_write_global", "written", None),
+        GlobalChange::Edited => ("memory_edit_global", "edited", Some("edited")),
+    };
+    let summary = format!("GLOBAL memory {verb}: id={memory_id} namespace={namespace}");
     let mut request = serde_json::json!({
         "memory_id": memory_id,
         "namespace": namespace,
@@ -155,7 +153,7 @@ async fn audit_global(
         source_id: Some(workspace_id),
         target_id: None,
         method: None,
-        summary: Some(summary),
+        summary: Some(&summary),
         request_body: Some(&request),
         response_body: None,
         duration_ms: None,
@@ -313,18 +311,8 @@ pub async fn update(
             .await
             .context("failed to update memory")?;
         if global && content_changed {
-            let summary = format!("GLOBAL memory edited: id={memory_id} namespace={namespace}");
-            audit_global(
-                &mut tx,
-                workspace_id,
-                "memory_edit_global",
-                &summary,
-                memory_id,
-                &namespace,
-                &content,
-                Some("edited"),
-            )
-            .await?;
+            let memory = (memory_id, namespace.as_str(), content.as_str());
+            audit_global(&mut tx, GlobalChange::Edited, workspace_id, memory).await?;
         }
         tx.commit().await.context("failed to update memory")?;
     }
