@@ -60,18 +60,32 @@ async fn run() {
         .expect("analyzed");
     println!("seeded {MEMORIES} memories in {}", ms(started.elapsed()));
 
-    // The statement of `store::memories::search` for a full-text query without a scope.
+    // The statement of `store::memories::search` for a full-text query without a scope
+    // (`search_full_text`), with the values the route binds.
     let plan: Vec<String> = sqlx::query_scalar(
         "EXPLAIN ANALYZE
          SELECT m.id, m.workspace_id, m.content, m.scope, m.namespace, m.created_at
-         FROM agent_memories m LEFT JOIN workspaces w ON w.id = m.workspace_id
-         WHERE m.workspace_id = $1::uuid
-           AND m.content_tsv @@ plainto_tsquery('english', 'w42')
-         ORDER BY ts_rank(m.content_tsv, plainto_tsquery('english', 'w42')) DESC,
+         FROM agent_memories m
+         LEFT JOIN workspaces w ON w.id = m.workspace_id
+         WHERE m.content_tsv @@ plainto_tsquery('english', $5)
+           AND CASE $2::text
+                 WHEN 'LOCAL' THEN m.workspace_id = $1 AND m.scope = 'LOCAL'
+                 WHEN 'TEAM' THEN m.scope = 'TEAM' AND w.status <> 'removed'
+                                  AND (w.parent_id = $3 OR w.id = $3)
+                 WHEN 'GLOBAL' THEN m.scope = 'GLOBAL'
+                 ELSE m.workspace_id = $1
+               END
+           AND ($4::text IS NULL OR m.namespace = $4)
+         ORDER BY ts_rank(m.content_tsv, plainto_tsquery('english', $5)) DESC,
                   m.created_at DESC
-         LIMIT 50",
+         LIMIT $6",
     )
-    .bind(&id)
+    .bind(uuid::Uuid::parse_str(&id).expect("a uuid"))
+    .bind("")
+    .bind(uuid::Uuid::parse_str(&id).expect("a uuid"))
+    .bind(None::<String>)
+    .bind("w42")
+    .bind(50_i64)
     .fetch_all(&pool)
     .await
     .expect("a plan");

@@ -57,7 +57,8 @@ impl<'a> TextQuery<'a> {
         }
     }
 
-    fn full_text(self) -> Option<&'a str> {
+    /// The text of a full-text query.
+    pub fn full_text(self) -> Option<&'a str> {
         match self {
             TextQuery::FullText(text) => Some(text),
             _ => None,
@@ -107,11 +108,16 @@ pub async fn insert(
     Ok(id)
 }
 
-/// A v1 search: full-text matches ranked first, then newest first.
+/// A v1 search: full-text matches ranked first, then newest first. A full-text query has a
+/// statement of its own so that its match is always a condition the GIN index serves, whatever
+/// plan PostgreSQL caches for the prepared statement.
 pub async fn search(
     executor: impl PgExecutor<'_>,
     search: &MemorySearch<'_>,
 ) -> Result<Vec<MemoryRow>, StoreError> {
+    if let TextQuery::FullText(text) = search.text {
+        return search_full_text(executor, search, text).await;
+    }
     let rows = sqlx::query_as!(
         MemoryRow,
         r#"SELECT m.id, m.workspace_id, m.content, m.scope, m.namespace, m.created_at
@@ -125,18 +131,48 @@ pub async fn search(
                    ELSE m.workspace_id = $1
                  END
              AND ($4::text IS NULL OR m.namespace = $4)
-             AND ($5::text IS NULL OR m.content_tsv @@ plainto_tsquery('english', $5))
-             AND ($6::text IS NULL OR m.content ILIKE '%' || $6 || '%')
-           ORDER BY CASE WHEN $5::text IS NULL THEN 0
-                         ELSE ts_rank(m.content_tsv, plainto_tsquery('english', $5)) END DESC,
-                    m.created_at DESC
-           LIMIT $7"#,
+             AND ($5::text IS NULL OR m.content ILIKE '%' || $5 || '%')
+           ORDER BY m.created_at DESC
+           LIMIT $6"#,
         search.workspace_id,
         search.scope,
         search.team_id,
         search.namespace,
-        search.text.full_text(),
         search.text.substring(),
+        search.limit
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(rows)
+}
+
+async fn search_full_text(
+    executor: impl PgExecutor<'_>,
+    search: &MemorySearch<'_>,
+    text: &str,
+) -> Result<Vec<MemoryRow>, StoreError> {
+    let rows = sqlx::query_as!(
+        MemoryRow,
+        r#"SELECT m.id, m.workspace_id, m.content, m.scope, m.namespace, m.created_at
+           FROM agent_memories m
+           LEFT JOIN workspaces w ON w.id = m.workspace_id
+           WHERE m.content_tsv @@ plainto_tsquery('english', $5)
+             AND CASE $2::text
+                   WHEN 'LOCAL' THEN m.workspace_id = $1 AND m.scope = 'LOCAL'
+                   WHEN 'TEAM' THEN m.scope = 'TEAM' AND w.status <> 'removed'
+                                    AND (w.parent_id = $3 OR w.id = $3)
+                   WHEN 'GLOBAL' THEN m.scope = 'GLOBAL'
+                   ELSE m.workspace_id = $1
+                 END
+             AND ($4::text IS NULL OR m.namespace = $4)
+           ORDER BY ts_rank(m.content_tsv, plainto_tsquery('english', $5)) DESC,
+                    m.created_at DESC
+           LIMIT $6"#,
+        search.workspace_id,
+        search.scope,
+        search.team_id,
+        search.namespace,
+        text,
         search.limit
     )
     .fetch_all(executor)
