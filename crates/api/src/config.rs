@@ -35,6 +35,12 @@ pub struct ApiConfig {
     pub audit_ledger: Option<crate::panels::audit::LedgerKey>,
     /// `LANGFUSE_HOST` and its keys: where `GET /workspaces/{id}/traces` reads; `None`: `[]`.
     pub langfuse: Option<crate::panels::traces::LangfuseConfig>,
+    /// `MEMORY_PLUGIN_URL`: when set, the Memory tab's memories come from that plugin.
+    pub memory_plugin_url: Option<String>,
+    /// `MEMORY_PLUGIN_TIMEOUT`: the bound of each plugin request (2 s when zero).
+    pub memory_plugin_timeout: std::time::Duration,
+    /// `SCHEDULER_POLL_INTERVAL`: how often due schedules are looked for; zero turns firing off.
+    pub scheduler_poll: std::time::Duration,
     /// The git sha baked in at build time (`dev` when unknown).
     pub git_sha: String,
     /// The crate version.

@@ -23,7 +23,9 @@ use crate::AppState;
 use crate::agents::{activity, discovery, registry};
 use crate::external::handlers as external;
 use crate::files::handlers as files;
+use crate::memories::{kv, v1 as memories_v1, v2 as memories_v2};
 use crate::panels::{approvals, audit, budget, traces, viewport};
+use crate::schedules::{handlers as schedules, health as schedule_health};
 use crate::settings::{config, org_tokens, secrets, tokens, transcript};
 use crate::workspaces::model;
 use crate::{admin, events, openapi, ops, templates, workspaces};
@@ -184,6 +186,28 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(GET "/workspaces/{id}/metrics", Workspace, budget::metrics),
         route!(GET "/workspaces/{id}/audit", Workspace, audit::list),
         route!(GET "/workspaces/{id}/traces", Workspace, traces::list),
+        route!(POST "/workspaces/{id}/memories", Workspace, memories_v1::commit),
+        route!(GET "/workspaces/{id}/memories", Workspace, memories_v1::search),
+        route!(PATCH "/workspaces/{id}/memories/{memoryId}", Workspace, memories_v1::update),
+        route!(DELETE "/workspaces/{id}/memories/{memoryId}", Workspace, memories_v1::delete),
+        route!(GET "/workspaces/{id}/v2/namespaces", Workspace, memories_v2::namespaces),
+        route!(GET "/workspaces/{id}/v2/memories", Workspace, memories_v2::list),
+        route!(DELETE "/workspaces/{id}/v2/memories/{memoryId}", Workspace, memories_v2::delete),
+        route!(GET "/admin/memories/export", Admin, crate::memories::admin::export),
+        route!(POST "/admin/memories/import", Admin, crate::memories::admin::import),
+        route!(GET "/workspaces/{id}/memory", Workspace, kv::list),
+        route!(POST "/workspaces/{id}/memory", Workspace, kv::set),
+        route!(GET "/workspaces/{id}/memory/{key}", Workspace, kv::get),
+        route!(DELETE "/workspaces/{id}/memory/{key}", Workspace, kv::delete),
+        route!(GET "/workspaces/{id}/schedules", Workspace, schedules::list),
+        route!(POST "/workspaces/{id}/schedules", Workspace, schedules::create),
+        // Registered before `{scheduleId}` routes for readers; axum prefers the literal segment.
+        route!(GET "/workspaces/{id}/schedules/health", Workspace, schedule_health::workspace),
+        route!(PATCH "/workspaces/{id}/schedules/{scheduleId}", Workspace, schedules::update),
+        route!(DELETE "/workspaces/{id}/schedules/{scheduleId}", Workspace, schedules::delete),
+        route!(POST "/workspaces/{id}/schedules/{scheduleId}/run", Workspace, schedules::run),
+        route!(GET "/workspaces/{id}/schedules/{scheduleId}/history", Workspace, schedules::history),
+        route!(GET "/admin/schedules/health", Admin, schedule_health::platform),
     ]
 }
 

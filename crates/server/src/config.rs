@@ -136,6 +136,18 @@ pub struct Config {
     #[arg(long, env = "REMOTE_LIVENESS_STALE_AFTER", default_value = "90s", value_parser = parse_duration, global = true)]
     pub heartbeat_ttl: Duration,
 
+    /// The external memory plugin serving the Memory tab (unset: memories are served in-process).
+    #[arg(long, env = "MEMORY_PLUGIN_URL", global = true)]
+    pub memory_plugin_url: Option<String>,
+
+    /// The bound of each memory plugin request.
+    #[arg(long, env = "MEMORY_PLUGIN_TIMEOUT", default_value = "2s", value_parser = parse_duration, global = true)]
+    pub memory_plugin_timeout: Duration,
+
+    /// How often the schedules' firing loop looks for due schedules (0 turns firing off).
+    #[arg(long, env = "SCHEDULER_POLL_INTERVAL", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub scheduler_poll: Duration,
+
     /// AWS region of the workspaces' EC2 instances.
     #[arg(long, env = "AWS_REGION", default_value = "us-east-2", global = true)]
     pub aws_region: String,
@@ -273,6 +285,9 @@ impl Config {
                     .map_or("", ExposeSecret::expose_secret),
                 self.langfuse_timeout,
             ),
+            memory_plugin_url: non_empty(&self.memory_plugin_url),
+            memory_plugin_timeout: self.memory_plugin_timeout,
+            scheduler_poll: self.scheduler_poll,
             git_sha: crate::GIT_SHA.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             external_platform_url: non_empty(&self.external_platform_url),

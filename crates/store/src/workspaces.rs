@@ -302,10 +302,15 @@ pub async fn live_descendants(
     Ok(ids)
 }
 
-/// Marks workspaces removed (soft delete).
+/// Marks workspaces removed (soft delete) and turns their schedules off, so nothing fires at a
+/// removed workspace (the original's `handlers/workspace_crud.go:386-392`).
 pub async fn mark_removed(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result<(), StoreError> {
     sqlx::query!(
-        "UPDATE workspaces SET status = 'removed', updated_at = now() WHERE id = ANY($1)",
+        "WITH removed AS (
+             UPDATE workspaces SET status = 'removed', updated_at = now() WHERE id = ANY($1)
+             RETURNING id)
+         UPDATE workspace_schedules SET enabled = false, updated_at = now()
+         WHERE workspace_id IN (SELECT id FROM removed)",
         ids
     )
     .execute(executor)
@@ -313,14 +318,21 @@ pub async fn mark_removed(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result
     Ok(())
 }
 
-/// Hard-deletes workspaces and the rows that depend on them. Layouts and tokens go by cascade,
-/// org tokens are detached by their `ON DELETE SET NULL`; secrets have no cascade and references
-/// from other workspaces (`parent_id`, `forwarded_to`) are cleared first. Run it in a transaction.
+/// Hard-deletes workspaces and the rows that depend on them. Layouts, tokens, schedules and
+/// key-value memory go by cascade, org tokens are detached by their `ON DELETE SET NULL`; secrets
+/// and agents' memories have no cascade and references from other workspaces (`parent_id`,
+/// `forwarded_to`) are cleared first. Run it in a transaction.
 pub async fn purge(connection: &mut sqlx::PgConnection, ids: &[Uuid]) -> Result<(), StoreError> {
     // Approval requests reference their workspace without ON DELETE CASCADE.
     crate::approvals::delete_for(&mut *connection, ids).await?;
     sqlx::query!(
         "DELETE FROM workspace_secrets WHERE workspace_id = ANY($1)",
+        ids
+    )
+    .execute(&mut *connection)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM agent_memories WHERE workspace_id = ANY($1)",
         ids
     )
     .execute(&mut *connection)

@@ -232,6 +232,42 @@ async function approvals() {
   results.settings.approvalId = mine.id;
 }
 
+/** The agent's commit, then MemoryInspectorPanel: namespaces, "All", one namespace, a search, a delete. */
+async function memoryTab() {
+  const note = "the browser remembers the deploy checklist";
+  const committed = await call("memory", "POST", `${wsPath}/memories`, { content: note, scope: "LOCAL" });
+  const namespaces = await call("memory", "GET", `${wsPath}/v2/namespaces`);
+  const own = namespaces.json?.readable?.[0]?.name ?? "";
+  check("memory: the tab lists three readable namespaces", namespaces.json?.readable?.length === 3, own);
+  const all = await call("memory", "GET", `${wsPath}/v2/memories?`);
+  const listed = (all.json?.memories ?? []).find((m) => m.id === committed.json?.id);
+  check("memory: the agent's commit shows in the tab", listed?.namespace === own, listed?.namespace ?? "absent");
+  await call("memory", "GET", `${wsPath}/v2/memories?namespace=${encodeURIComponent(own)}`);
+  const search = await call("memory", "GET", `${wsPath}/v2/memories?q=checklist`);
+  check("memory: a search finds it with a score", search.json?.memories?.[0]?.score > 0);
+  await call("memory", "DELETE", `${wsPath}/v2/memories/${encodeURIComponent(committed.json?.id ?? "none")}`);
+  const after = await call("memory", "GET", `${wsPath}/v2/memories?`);
+  check("memory: the deleted memory is gone", !(after.json?.memories ?? []).some((m) => m.id === committed.json?.id));
+}
+
+/** ScheduleTab: list, create, edit (all five fields), toggle, run now, delete. */
+async function scheduleTab() {
+  const path = `${wsPath}/schedules`;
+  await call("schedule", "GET", path);
+  const form = { name: "browser daily", cron_expr: "0 9 * * *", timezone: "Europe/Paris", prompt: "report", enabled: true };
+  const created = await call("schedule", "POST", path, form);
+  check("schedule: created with a next run", typeof created.json?.next_run_at === "string", created.json?.next_run_at);
+  const id = encodeURIComponent(created.json?.id ?? "none");
+  await call("schedule", "PATCH", `${path}/${id}`, { ...form, cron_expr: "30 8 * * 1-5" });
+  await call("schedule", "PATCH", `${path}/${id}`, { enabled: false });
+  const run = await call("schedule", "POST", `${path}/${id}/run`, {});
+  check("schedule: run now answers the prompt", run.json?.prompt === "report");
+  const listed = await call("schedule", "GET", path);
+  const row = (listed.json ?? []).find((s) => s.id === created.json?.id);
+  check("schedule: the edit reads back", row?.cron_expr === "30 8 * * 1-5" && row?.enabled === false);
+  await call("schedule", "DELETE", `${path}/${id}`);
+}
+
 async function main() {
   document.getElementById("page-origin").textContent = location.origin;
   document.getElementById("server").textContent = server;
@@ -255,6 +291,8 @@ async function main() {
   await settingsTokens();
   await viewport();
   await approvals();
+  await memoryTab();
+  await scheduleTab();
 }
 
 function showTime(id, ms) {

@@ -2,14 +2,15 @@
 //! cancelled and ticks the [`crate::liveness::Liveness`] registry so `/admin/liveness` shows it.
 
 pub mod heartbeat_monitor;
+pub mod scheduler;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::AppState;
 
-/// Starts the agents' side background work of a serving process on `tasks`: the live event
-/// stream's listener and the heartbeat liveness loop. Everything stops when `shutdown` is
+/// Starts the background work of a serving process on `tasks`: the live event stream's
+/// listener, the schedules' firing loop and the heartbeat liveness loop. Everything stops when `shutdown` is
 /// cancelled; the server joins `tasks` before it closes the database pool.
 pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
     let hub = state.events.clone();
@@ -23,6 +24,7 @@ pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
             .events
             .listener(state.db.clone(), state.liveness.clone()),
     );
+    start_scheduler(state, shutdown, tasks);
     let ttl = state.config.heartbeat_ttl;
     if ttl.is_zero() {
         tracing::warn!("heartbeat TTL is zero: workspaces are never marked offline");
@@ -34,4 +36,20 @@ pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
         ttl,
         shutdown.clone(),
     ));
+}
+
+/// The schedules' firing loop. Until the A2A proxy is wired in, runs are recorded as skipped.
+fn start_scheduler(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
+    let poll = state.config.scheduler_poll;
+    if poll.is_zero() {
+        tracing::warn!("scheduler poll interval is zero: schedules never fire");
+        return;
+    }
+    let scheduler = scheduler::Scheduler {
+        pool: state.db.clone(),
+        liveness: state.liveness.clone(),
+        dispatch: std::sync::Arc::new(crate::schedules::dispatch::ProxyUnavailable),
+        poll,
+    };
+    tasks.spawn(scheduler.run(shutdown.clone()));
 }

@@ -283,6 +283,40 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
             "GET",
             "/workspaces/{id}/metrics" | "/workspaces/{id}/audit" | "/workspaces/{id}/traces",
         ) => ("", None, false, false),
+        ("POST", "/workspaces/{id}/memories") => (
+            "",
+            with(json!({"content": "matrix note", "scope": "LOCAL"})),
+            false,
+            false,
+        ),
+        ("PATCH", "/workspaces/{id}/memories/{memoryId}") => {
+            ("", with(json!({"content": "x"})), false, false)
+        }
+        ("GET", "/workspaces/{id}/memories" | "/workspaces/{id}/v2/namespaces")
+        | ("GET", "/workspaces/{id}/v2/memories" | "/workspaces/{id}/memory")
+        | ("GET", "/workspaces/{id}/memory/{key}" | "/admin/memories/export")
+        | ("DELETE", "/workspaces/{id}/memories/{memoryId}" | "/workspaces/{id}/memory/{key}")
+        | ("DELETE", "/workspaces/{id}/v2/memories/{memoryId}") => ("", None, false, false),
+        ("POST", "/admin/memories/import") => ("", with(json!([])), false, false),
+        ("POST", "/workspaces/{id}/memory") => (
+            "",
+            with(json!({"key": format!("k{n}"), "value": n})),
+            false,
+            false,
+        ),
+        ("GET", "/workspaces/{id}/schedules" | "/workspaces/{id}/schedules/health")
+        | ("GET", "/workspaces/{id}/schedules/{scheduleId}/history" | "/admin/schedules/health")
+        | ("DELETE", "/workspaces/{id}/schedules/{scheduleId}")
+        | ("POST", "/workspaces/{id}/schedules/{scheduleId}/run") => ("", None, false, false),
+        ("POST", "/workspaces/{id}/schedules") => (
+            "",
+            with(json!({"name": format!("matrix-{n}"), "cron_expr": "0 9 * * *", "prompt": "p"})),
+            false,
+            false,
+        ),
+        ("PATCH", "/workspaces/{id}/schedules/{scheduleId}") => {
+            ("", with(json!({"name": "renamed"})), false, false)
+        }
         _ => return None,
     };
     // Reads target the planted secret file; writes and deletes a scratch file.
@@ -298,7 +332,9 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
         .replace("{*path}", file)
         .replace("{key}", "MATRIX_KEY")
         .replace("{tokenId}", &Uuid::nil().to_string())
-        .replace("{approvalId}", &Uuid::new_v4().to_string());
+        .replace("{approvalId}", &Uuid::new_v4().to_string())
+        .replace("{memoryId}", &Uuid::nil().to_string())
+        .replace("{scheduleId}", &Uuid::nil().to_string());
     Some(Recipe {
         uri: format!("{path}{suffix}"),
         body,

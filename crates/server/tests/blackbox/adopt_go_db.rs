@@ -387,3 +387,47 @@ async fn the_go_panels_read_back_viewport_approvals_usage_and_audit() {
     );
     assert_eq!(audit["events"][1]["model_used"], json!("claude-sonnet-4"));
 }
+
+#[tokio::test]
+async fn the_go_memories_and_schedules_read_back() {
+    let database = go_database().await;
+    let server = start_on(&database).await;
+    let get = |path: String| {
+        let server = &server;
+        async move {
+            let (status, body) = server.request("GET", &path, None, Some(ALPHA_TOKEN)).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            body
+        }
+    };
+
+    let memories = get(format!("/workspaces/{ALPHA}/memories?q=deploy")).await;
+    assert_eq!(
+        memories,
+        json!([{"id": "44444444-4444-4444-8444-444444444444", "workspace_id": ALPHA,
+                "content": "the deploy runs on fridays", "scope": "LOCAL", "namespace": "ops",
+                "created_at": "2026-04-10T09:00:00Z"}])
+    );
+    // Beta's TEAM memory shows in its root's Memory tab under the team namespace.
+    let tab = get(format!(
+        "/workspaces/{ALPHA}/v2/memories?namespace=team:{ALPHA}"
+    ))
+    .await;
+    assert_eq!(tab["memories"][0]["content"], "beta found the flaky test");
+
+    let kv = get(format!("/workspaces/{ALPHA}/memory/plan")).await;
+    assert_eq!(
+        kv,
+        json!({"key": "plan", "value": {"step": 2}, "version": 3,
+               "updated_at": "2026-04-12T09:00:00Z"})
+    );
+
+    let schedules = get(format!("/workspaces/{ALPHA}/schedules")).await;
+    let expected = json!({
+        "id": "66666666-6666-4666-8666-666666666666", "name": "daily report",
+        "cron_expr": "0 9 * * *", "timezone": "Europe/Paris", "prompt": "write the report",
+        "enabled": true, "last_run_at": "2026-04-30T07:00:00Z",
+        "next_run_at": "2099-01-01T08:00:00Z", "run_count": 4, "last_status": "ok",
+        "last_error": "", "source": "template"});
+    assert_eq!(fields(&schedules[0], &expected), expected);
+}

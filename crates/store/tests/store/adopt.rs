@@ -96,6 +96,9 @@ async fn counted_tables(pool: &PgPool) -> Vec<(String, i64)> {
         "approval_requests",
         "workspace_token_usage",
         "audit_events",
+        "agent_memories",
+        "workspace_memory",
+        "workspace_schedules",
     ] {
         counts.push((table.to_string(), count(pool, table).await));
     }

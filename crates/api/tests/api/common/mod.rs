@@ -152,3 +152,23 @@ pub fn assert_error(reply: &Reply, status: StatusCode, message: &str) {
         reply.text
     );
 }
+
+/// Inserts a workspace named `name` under `parent` (a root when `None`).
+pub async fn insert_child_workspace(
+    db: &PgPool,
+    name: &str,
+    parent: Option<uuid::Uuid>,
+) -> uuid::Uuid {
+    sqlx::query_scalar("INSERT INTO workspaces (name, parent_id) VALUES ($1, $2) RETURNING id")
+        .bind(name)
+        .bind(parent)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+/// The router over `db` with [`test_config`] (dev mode: workspace routes need no token).
+pub fn dev_app(db: &PgPool) -> Router {
+    let dir = tempfile::tempdir().unwrap();
+    app(test_state(db.clone(), test_config(dir.path())))
+}

@@ -1,0 +1,134 @@
+//! Memory search over 100,000 memories of one workspace through the real server (release
+//! build): p50 and p99 of `GET /workspaces/{id}/memories?q=<word>` at 16 connections, and the
+//! `EXPLAIN` of the search showing the full-text index. Run with `scripts/bench-memories`.
+//! Targets: p50 ≤ 5 ms, p99 ≤ 20 ms.
+
+// The black-box tests' harness (only part of it is used here).
+#[allow(dead_code)]
+#[path = "../tests/blackbox/harness/mod.rs"]
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::TestServer;
+use harness::panel::{ms, quantile};
+use serde_json::json;
+
+const MEMORIES: i64 = 100_000;
+/// Distinct words; each memory holds three, so a word matches about 0.3% of the memories.
+const VOCABULARY: i64 = 1_000;
+const CONNECTIONS: usize = 16;
+const REQUESTS_PER_CONNECTION: usize = 200;
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let server = TestServer::builder()
+        .env("MOLECULE_ENV", "development")
+        .env("RATE_LIMIT", "100000000")
+        .start()
+        .await;
+    let pool = server.pool().await.expect("a fresh database");
+    let (_, created) = server
+        .post("/workspaces", &json!({"name": "bench-memories"}))
+        .await;
+    let id = created["id"].as_str().expect("a workspace").to_string();
+    let started = Instant::now();
+    sqlx::query(
+        "INSERT INTO agent_memories (workspace_id, content, scope, namespace, created_at)
+         SELECT $1::uuid,
+                'note ' || n || ' about w' || (n * 7919 % $3) || ' and w' || (n * 104729 % $3)
+                  || ' then w' || (n * 15485863 % $3),
+                'LOCAL', 'general', now() - n * interval '1 second'
+         FROM generate_series(1, $2) AS n",
+    )
+    .bind(&id)
+    .bind(MEMORIES)
+    .bind(VOCABULARY)
+    .execute(&pool)
+    .await
+    .expect("seeded");
+    sqlx::query("ANALYZE agent_memories")
+        .execute(&pool)
+        .await
+        .expect("analyzed");
+    println!("seeded {MEMORIES} memories in {}", ms(started.elapsed()));
+
+    // The statement of `store::memories::search` for a full-text query without a scope
+    // (`search_full_text`), with the values the route binds.
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN ANALYZE
+         SELECT m.id, m.workspace_id, m.content, m.scope, m.namespace, m.created_at
+         FROM agent_memories m
+         LEFT JOIN workspaces w ON w.id = m.workspace_id
+         WHERE m.content_tsv @@ plainto_tsquery('english', $5)
+           AND CASE $2::text
+                 WHEN 'LOCAL' THEN m.workspace_id = $1 AND m.scope = 'LOCAL'
+                 WHEN 'TEAM' THEN m.scope = 'TEAM' AND w.status <> 'removed'
+                                  AND (w.parent_id = $3 OR w.id = $3)
+                 WHEN 'GLOBAL' THEN m.scope = 'GLOBAL'
+                 ELSE m.workspace_id = $1
+               END
+           AND ($4::text IS NULL OR m.namespace = $4)
+         ORDER BY ts_rank(m.content_tsv, plainto_tsquery('english', $5)) DESC,
+                  m.created_at DESC
+         LIMIT $6",
+    )
+    .bind(uuid::Uuid::parse_str(&id).expect("a uuid"))
+    .bind("")
+    .bind(uuid::Uuid::parse_str(&id).expect("a uuid"))
+    .bind(None::<String>)
+    .bind("w42")
+    .bind(50_i64)
+    .fetch_all(&pool)
+    .await
+    .expect("a plan");
+    println!("EXPLAIN ANALYZE of a search for one word:");
+    for line in plan {
+        println!("  {line}");
+    }
+
+    let samples = search_load(&server, &id).await;
+    println!(
+        "search, {CONNECTIONS} connections, {} requests: p50 {}, p99 {}",
+        samples.len(),
+        ms(quantile(&samples, 0.5)),
+        ms(quantile(&samples, 0.99))
+    );
+}
+
+/// Every connection searches for a different word each time; returns each request's latency.
+async fn search_load(server: &TestServer, id: &str) -> Vec<Duration> {
+    let mut connections = Vec::new();
+    for connection in 0..CONNECTIONS {
+        let client = reqwest::Client::new();
+        let base = server.url(&format!("/workspaces/{id}/memories?q=w"));
+        connections.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(REQUESTS_PER_CONNECTION);
+            for request in 0..REQUESTS_PER_CONNECTION {
+                let word = (connection * REQUESTS_PER_CONNECTION + request) as i64 % VOCABULARY;
+                let started = Instant::now();
+                let response = client
+                    .get(format!("{base}{word}"))
+                    .send()
+                    .await
+                    .expect("sent");
+                assert!(response.status().is_success());
+                response.bytes().await.expect("a body");
+                samples.push(started.elapsed());
+            }
+            samples
+        }));
+    }
+    let mut samples = Vec::new();
+    for connection in connections {
+        samples.extend(connection.await.expect("a connection"));
+    }
+    samples
+}

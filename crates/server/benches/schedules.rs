@@ -1,0 +1,95 @@
+//! The schedules' firing loop with two replicas on one database (release build): 1,000
+//! schedules come due at once; the time until every one has fired once (its history row
+//! written), and a check that none fired twice. Run with `scripts/bench-schedules`.
+//! Target: ≤ 2 s, no double fire.
+
+// The black-box tests' harness (only part of it is used here).
+#[allow(dead_code)]
+#[path = "../tests/blackbox/harness/mod.rs"]
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use harness::TestServer;
+use harness::panel::ms;
+use serde_json::json;
+
+const SCHEDULES: i64 = 1_000;
+const POLL: &str = "100ms";
+const HISTORY: &str = "SELECT count(*) FROM activity_logs WHERE activity_type = 'cron_run'";
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let replica = |builder: harness::ServerBuilder| {
+        builder
+            .env("MOLECULE_ENV", "development")
+            .env("SCHEDULER_POLL_INTERVAL", POLL)
+            .start()
+    };
+    let first = replica(TestServer::builder()).await;
+    let url = first.database_url.clone().expect("a fresh database");
+    let _second = replica(TestServer::builder().database_url(&url)).await;
+    let pool = first.pool().await.expect("a fresh database");
+    let (_, created) = first
+        .post("/workspaces", &json!({"name": "bench-cron"}))
+        .await;
+    let id = created["id"].as_str().expect("a workspace").to_string();
+
+    let started = Instant::now();
+    sqlx::query(
+        "INSERT INTO workspace_schedules (workspace_id, name, cron_expr, prompt, next_run_at)
+         SELECT $1::uuid, 'bench-' || n, '0 0 1 1 *', 'hello', now()
+         FROM generate_series(1, $2) AS n",
+    )
+    .bind(&id)
+    .bind(SCHEDULES)
+    .execute(&pool)
+    .await
+    .expect("seeded");
+    wait_until_fired(&pool, started).await;
+    let elapsed = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let fired: i64 = sqlx::query_scalar(HISTORY)
+        .fetch_one(&pool)
+        .await
+        .expect("a count");
+    let runs: i64 = sqlx::query_scalar("SELECT SUM(run_count)::bigint FROM workspace_schedules")
+        .fetch_one(&pool)
+        .await
+        .expect("a sum");
+    println!(
+        "{SCHEDULES} due schedules, 2 replicas polling every {POLL}: all fired in {} \
+         (from the insert's commit to the last history row); history rows {fired}, runs {runs}",
+        ms(elapsed)
+    );
+    assert_eq!(
+        (fired, runs),
+        (SCHEDULES, SCHEDULES),
+        "a schedule fired twice"
+    );
+}
+
+/// Returns once every schedule has a history row.
+async fn wait_until_fired(pool: &sqlx::PgPool, started: Instant) {
+    loop {
+        let fired: i64 = sqlx::query_scalar(HISTORY)
+            .fetch_one(pool)
+            .await
+            .expect("a count");
+        if fired >= SCHEDULES {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {fired} fired in 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
