@@ -1104,3 +1104,71 @@ async fn the_liveness_sweep_marks_silent_workspaces_offline(db: PgPool) {
     heartbeat(&app, &silent_token, json!({ "workspace_id": silent })).await;
     assert_eq!(status_of(&db, silent).await, "online");
 }
+
+/// Concurrent first registrations of one workspace: exactly one mints and returns the token,
+/// every other caller (who holds no token) is refused as a caller without the token.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn concurrent_first_registrations_mint_exactly_one_token(db: PgPool) {
+    let app = app(&db);
+    let id = workspace(&db, "Racer", None).await;
+    let body = json!({ "id": id, "url": "http://localhost:8001", "agent_card": card("A") });
+
+    let attempts = (0..20).map(|_| {
+        let app = app.clone();
+        let body = body.clone();
+        tokio::spawn(async move {
+            call(&app, "POST", "/registry/register", Some(body), None, None).await
+        })
+    });
+    let replies = futures_util::future::join_all(attempts).await;
+    let replies: Vec<Reply> = replies.into_iter().map(|r| r.unwrap()).collect();
+
+    let minted: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .collect();
+    assert_eq!(minted.len(), 1, "exactly one registration succeeds");
+    let token = minted[0].json["auth_token"]
+        .as_str()
+        .expect("it carries the token");
+    for reply in replies.iter().filter(|r| r.status != StatusCode::OK) {
+        assert_eq!(
+            (reply.status, reply.json["error"].as_str()),
+            (
+                StatusCode::UNAUTHORIZED,
+                Some("missing workspace auth token")
+            ),
+            "{}",
+            reply.text
+        );
+    }
+    let tokens: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM workspace_auth_tokens WHERE workspace_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(tokens, 1);
+    let owner = store::tokens::workspace_of_token(&db, token).await.unwrap();
+    assert_eq!(owner, Some(id));
+}
+
+/// The bearer is checked before the URL: a caller without the token never gets the URL rules
+/// (nor their DNS lookup) applied.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn registration_checks_the_bearer_before_the_url(db: PgPool) {
+    let app = app(&db);
+    let id = workspace(&db, "Echo", None).await;
+    register(&app, id, "http://localhost:8001").await;
+    let reply = call(
+        &app,
+        "POST",
+        "/registry/register",
+        Some(json!({ "id": id, "url": "ftp://not-http", "agent_card": card("A") })),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+}
