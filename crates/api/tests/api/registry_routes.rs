@@ -1172,3 +1172,69 @@ async fn registration_checks_the_bearer_before_the_url(db: PgPool) {
     .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
 }
+
+/// A target that is not `online`/`degraded` is not available, even with a URL on record; an
+/// external target's stored URL is re-checked against the address rules before it is handed out.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn discover_refuses_unavailable_targets_and_blocked_external_urls(db: PgPool) {
+    let app = app(&db);
+    let a = workspace(&db, "A", None).await;
+    let b = workspace(&db, "B", None).await;
+    register(&app, b, "http://localhost:8002").await;
+    for status in ["offline", "paused", "failed"] {
+        sqlx::query("UPDATE workspaces SET status = $2::workspace_status WHERE id = $1")
+            .bind(b)
+            .bind(status)
+            .execute(&db)
+            .await
+            .unwrap();
+        let reply = call(
+            &app,
+            "GET",
+            &format!("/registry/discover/{b}"),
+            None,
+            None,
+            Some(a),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{status}: {}",
+            reply.text
+        );
+        assert_eq!(
+            reply.json,
+            json!({ "error": "workspace not available", "status": status })
+        );
+    }
+
+    let ext = workspace(&db, "Ext", None).await;
+    sqlx::query(
+        "UPDATE workspaces SET runtime = 'external', status = 'online', \
+         url = 'http://169.254.169.254/latest' WHERE id = $1",
+    )
+    .bind(ext)
+    .execute(&db)
+    .await
+    .unwrap();
+    let reply = call(
+        &app,
+        "GET",
+        &format!("/registry/discover/{ext}"),
+        None,
+        None,
+        Some(a),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        reply.json,
+        json!({ "error": "workspace not available", "status": "online" })
+    );
+}
