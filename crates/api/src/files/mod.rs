@@ -233,6 +233,22 @@ pub fn workspace_dir(config: &ApiConfig, workspace_id: Uuid) -> std::path::PathB
     config.workspaces_dir.join(workspace_id.to_string())
 }
 
+/// Removes the local folders of deleted workspaces, as the original removed their volumes
+/// (`workspace.go` Delete at 624ef4d0). Best effort after the commit: a folder that cannot be
+/// removed is logged and left, the delete itself has happened.
+pub async fn remove_local_folders(config: &ApiConfig, ids: &[Uuid]) {
+    for id in ids {
+        let dir = workspace_dir(config, *id);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(workspace = %id, %error, "could not remove the workspace's files")
+            }
+        }
+    }
+}
+
 /// Copies a template's files into a new workspace's local `configs` and creates its other roots.
 /// Called by workspace creation (`POST /workspaces` with a `template`) for workspaces whose files
 /// are local. Symlinks and the pruned names are skipped. Returns the number of files copied.

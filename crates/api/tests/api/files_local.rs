@@ -509,3 +509,52 @@ async fn seeding_copies_a_template_into_configs(db: PgPool) {
     assert!(!ws.root("configs").join(".git").exists());
     let _ = &ws.db;
 }
+
+/// Deleting a workspace (soft or purge, with its descendants) removes its local folder; an EC2
+/// workspace's files are the control plane's to remove, and a folder of another workspace stays.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn deleting_a_workspace_removes_its_local_files(db: PgPool) {
+    let ws = Local::new(db.clone()).await;
+    let reply = ws
+        .put("/config.yaml", json!({ "content": "name: x\n" }))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let child: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO workspaces (name, parent_id) VALUES ('child', $1) RETURNING id",
+    )
+    .bind(ws.id)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let other = insert_workspace(&db, "other", "langgraph", None).await;
+    let folder = |id: uuid::Uuid| ws.dir.path().join("workspaces").join(id.to_string());
+    for id in [child, other] {
+        fs::create_dir_all(folder(id).join("configs")).unwrap();
+    }
+    assert!(folder(ws.id).join("configs/config.yaml").exists());
+
+    let reply = send(
+        &ws.app,
+        "DELETE",
+        &format!("/workspaces/{}?confirm=true", ws.id),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert!(!folder(ws.id).exists(), "the workspace's folder is removed");
+    assert!(
+        !folder(child).exists(),
+        "the descendant's folder is removed"
+    );
+    assert!(folder(other).exists(), "another workspace's folder stays");
+
+    let reply = send(
+        &ws.app,
+        "DELETE",
+        &format!("/workspaces/{other}?purge=true"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert!(!folder(other).exists(), "a purge removes the folder too");
+}
