@@ -50,6 +50,10 @@ pub enum Access {
     AgentHeader,
     /// Discovery of one's own peers: like `AgentHeader` for the `{id}` of the path.
     AgentPath,
+    /// The live stream: an agent naming itself in `X-Workspace-ID` is checked by the handler;
+    /// a canvas subscriber (every event) is open as in the original unless `CANVAS_PROXY_URL`
+    /// is set, where it needs `ADMIN_TOKEN`, an org token or a verified canvas session.
+    LiveStream,
 }
 
 /// One row of the table.
@@ -122,7 +126,7 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(GET "/events/{workspaceId}", Admin, events::list_for_workspace),
         // The canvas subscribes without credentials (as in the original); agents naming
         // themselves with `X-Workspace-ID` are checked by the handler before the upgrade.
-        route!(GET "/ws", Public, events::socket),
+        route!(GET "/ws", LiveStream, events::socket),
         route!(POST "/workspaces/{id}/activity", Workspace, activity::report),
         route!(GET "/workspaces/{id}/activity", Workspace, activity::list),
         route!(GET "/templates", Admin, templates::list),
