@@ -59,8 +59,11 @@ pub struct EicConfig {
     pub max_instances: usize,
     /// Concurrent tunnels at most, across all instances (an endpoint allows 20).
     pub max_tunnels: usize,
-    /// Concurrent channels at most on one connection (sshd's `MaxSessions` is 10).
-    pub max_channels_per_connection: usize,
+    /// File operations in flight at most on one connection (`EIC_MAX_OPS_PER_CONNECTION`). They
+    /// all share the connection's one SFTP channel, whose requests are pipelined by id; the cap
+    /// bounds the requests queued on that channel and on the instance's `sftp-server`, not a
+    /// number of SSH channels.
+    pub max_ops_per_connection: usize,
     /// EIC Endpoint id; with `endpoint_dns`, skips `DescribeInstanceConnectEndpoints`.
     pub endpoint_id: Option<String>,
     /// EIC Endpoint DNS name (`host[:port]`); with `endpoint_id`, skips the endpoint lookup.
@@ -108,7 +111,7 @@ impl Default for EicConfig {
             max_lifetime: Duration::from_secs(3300),
             max_instances: 32,
             max_tunnels: 16,
-            max_channels_per_connection: 8,
+            max_ops_per_connection: 8,
             endpoint_id: None,
             endpoint_dns: None,
             instance_ips: std::collections::HashMap::new(),
@@ -153,7 +156,7 @@ impl EicConfig {
 
     fn validate(&self) -> Result<(), EicError> {
         let invalid = |what: &str| Err(EicError::InvalidConfig(what.to_owned()));
-        if self.max_channels_per_connection == 0 || self.max_tunnels == 0 {
+        if self.max_ops_per_connection == 0 || self.max_tunnels == 0 {
             return invalid("channel and tunnel caps must be at least 1");
         }
         if self.max_lifetime > MAX_TUNNEL_DURATION {
@@ -224,7 +227,7 @@ impl EicPool {
                 max_lifetime: config.max_lifetime,
                 max_connections: config.max_instances,
                 max_tunnels: config.max_tunnels,
-                max_channels_per_connection: config.max_channels_per_connection,
+                max_ops_per_connection: config.max_ops_per_connection,
             },
         );
         Ok(Self {

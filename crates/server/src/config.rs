@@ -164,6 +164,16 @@ pub struct Config {
     #[arg(long, env = "EIC_MAX_TUNNELS", default_value_t = 16, global = true)]
     pub eic_max_tunnels: usize,
 
+    /// File operations in flight at most on one EIC connection; they share its one SFTP
+    /// channel, pipelined by request id.
+    #[arg(
+        long,
+        env = "EIC_MAX_OPS_PER_CONNECTION",
+        default_value_t = 8,
+        global = true
+    )]
+    pub eic_max_ops_per_connection: usize,
+
     /// EIC Endpoint id; with `EIC_ENDPOINT_DNS`, no `DescribeInstanceConnectEndpoints` call.
     #[arg(long, env = "EIC_ENDPOINT_ID", global = true)]
     pub eic_endpoint_id: Option<String>,
@@ -235,6 +245,7 @@ impl Config {
             max_lifetime: self.eic_max_lifetime,
             max_instances: self.eic_pool_max_instances,
             max_tunnels: self.eic_max_tunnels,
+            max_ops_per_connection: self.eic_max_ops_per_connection,
             endpoint_id: self.eic_endpoint_id.clone(),
             endpoint_dns: self.eic_endpoint_dns.clone(),
             instance_ips: self.eic_instance_ips.0.clone(),
@@ -344,6 +355,12 @@ mod tests {
     }
 
     #[test]
+    fn max_ops_per_connection_reaches_the_eic_config() {
+        let cli = parse(&["--eic-max-ops-per-connection", "32"]);
+        assert_eq!(cli.config.eic_config().max_ops_per_connection, 32);
+    }
+
+    #[test]
     fn instance_ips_parse_into_the_eic_config() {
         let cli = parse(&[
             "--eic-endpoint-id",
@@ -355,6 +372,7 @@ mod tests {
         ]);
         let eic = cli.config.eic_config();
         assert_eq!(eic.endpoint_id.as_deref(), Some("eice-1"));
+        assert_eq!(eic.max_ops_per_connection, 8, "the default");
         assert_eq!(eic.instance_ips["i-0123456789abcdef0"], "10.0.0.5");
         assert_eq!(eic.instance_ips["i-01234567"], "10.0.0.6");
         assert!(parse_instance_ips("i-1=not-an-ip").is_err());

@@ -18,7 +18,7 @@ use crate::files::{FileEntry, MAX_FILES_PER_REQUEST, RelPath, Root, WorkspaceFil
 use crate::json::parse_body;
 use crate::{ApiConfig, ApiError, AppState};
 
-/// Writes of one replace in flight at once (the EIC pool allows 8 channels per instance).
+/// Writes of one replace in flight at once (the EIC pool runs `EIC_MAX_OPS_PER_CONNECTION`, default 8, per instance).
 const REPLACE_CONCURRENCY: usize = 4;
 
 #[derive(Debug, Deserialize, IntoParams)]
