@@ -558,3 +558,13 @@ async fn deleting_a_workspace_removes_its_local_files(db: PgPool) {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert!(!folder(other).exists(), "a purge removes the folder too");
 }
+
+/// `?root=` present but empty is not `/configs`: 400 as in the original.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn an_empty_root_parameter_is_refused(db: PgPool) {
+    let ws = Local::new(db).await;
+    let reply = ws.get("?root=").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    let reply = ws.get("/config.yaml?root=").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+}
