@@ -29,6 +29,9 @@ pub struct ApiConfig {
     pub max_file_bytes: usize,
     /// `REMOTE_LIVENESS_STALE_AFTER`: a remote agent without a heartbeat for this long is offline.
     pub heartbeat_ttl: std::time::Duration,
+    /// `REQUEST_BODY_TIMEOUT`: a request body not received within it is cut with 408; `None`
+    /// is the default (30 s).
+    pub request_body_timeout: Option<std::time::Duration>,
     /// The git sha baked in at build time (`dev` when unknown).
     pub git_sha: String,
     /// The crate version.

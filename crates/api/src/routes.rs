@@ -146,7 +146,7 @@ pub fn table() -> Vec<RouteSpec> {
 
 /// Builds the application router with every route behind its guard.
 pub fn router(state: AppState) -> Router {
-    use crate::middleware::{cors, rate_limit, security_headers, tenant_guard};
+    use crate::middleware::{body_deadline, cors, rate_limit, security_headers, tenant_guard};
     use axum::middleware::{from_fn, from_fn_with_state};
 
     let auth = crate::auth::AuthContext::new(state.clone());
@@ -169,10 +169,17 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(not_found)
         // `Router::layer` wraps each route, so these see the matched route pattern. The last
         // layer added runs first: wire format (outermost, so every JSON body is labelled alike)
-        // → CORS → rate limit → metrics → tenant guard → security headers → cache invalidation.
+        // → CORS → rate limit → metrics → tenant guard → security headers → cache invalidation
+        // → body deadline.
         .layer(from_fn_with_state(
             state.events.workspace_cache().clone(),
             crate::workspace_cache::invalidate_after_write,
+        ))
+        .layer(from_fn_with_state(
+            config
+                .request_body_timeout
+                .unwrap_or(body_deadline::DEFAULT_REQUEST_BODY_TIMEOUT),
+            body_deadline::body_deadline,
         ))
         .layer(from_fn(security_headers::security_headers))
         .layer(from_fn_with_state(

@@ -125,6 +125,10 @@ pub struct Config {
     #[arg(long, env = "MAX_FILE_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_file_bytes: usize,
 
+    /// A request body not fully received within this is cut with 408.
+    #[arg(long, env = "REQUEST_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub request_body_timeout: Duration,
+
     /// Seconds without a heartbeat after which a remote agent counts as offline.
     #[arg(long, env = "REMOTE_LIVENESS_STALE_AFTER", default_value = "90s", value_parser = parse_duration, global = true)]
     pub heartbeat_ttl: Duration,
@@ -227,6 +231,7 @@ impl Config {
             cp_upstream_url: non_empty(&self.cp_upstream_url),
             max_file_bytes: self.max_file_bytes,
             heartbeat_ttl: self.heartbeat_ttl,
+            request_body_timeout: Some(self.request_body_timeout),
             git_sha: crate::GIT_SHA.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             ..api::ApiConfig::default()
