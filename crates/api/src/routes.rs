@@ -175,6 +175,9 @@ pub fn router(state: AppState) -> Router {
             state.events.workspace_cache().clone(),
             crate::workspace_cache::invalidate_after_write,
         ))
+        .layer(axum::Extension(
+            crate::files::batch_permits::BatchPermits::default(),
+        ))
         .layer(from_fn_with_state(
             config
                 .request_body_timeout

@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use crate::error::{ApiResult, ErrorBody};
+use crate::files::batch_permits::BatchPermits;
 use crate::files::{FileEntry, MAX_FILES_PER_REQUEST, RelPath, Root, WorkspaceFiles, relpath};
 use crate::json::parse_body;
 use crate::{ApiConfig, ApiError, AppState};
@@ -52,7 +53,10 @@ pub enum WorkspaceErrors {
     InstanceUnavailable(#[to_schema] ErrorBody),
     #[response(status = 502, description = "Remote step failed")]
     RemoteFailed(#[to_schema] ErrorBody),
-    #[response(status = 503, description = "Datastore unavailable")]
+    #[response(
+        status = 503,
+        description = "Datastore unavailable, or `busy` (replace)"
+    )]
     DatastoreUnavailable(#[to_schema] ErrorBody),
     #[response(status = 504, description = "Host did not answer in time")]
     Timeout(#[to_schema] ErrorBody),
@@ -268,9 +272,11 @@ pub struct ReplaceBody {
     WorkspaceErrors))]
 pub async fn replace(
     State(state): State<AppState>,
+    Extension(permits): Extension<BatchPermits>,
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult<Json<Replaced>> {
+    let _permit = permits.acquire().await?;
     let bytes = read_body(body, batch_body_limit(&state.config)).await?;
     let body: ReplaceBody = parse_body(&bytes, "invalid request body")?;
     let Some(raw_files) = body.files else {

@@ -5,6 +5,7 @@
 //!
 //! Paths reach a backend only as a validated [`RelPath`] under a [`Root`].
 
+pub mod batch_permits;
 mod eic;
 pub mod handlers;
 mod local;
