@@ -32,6 +32,9 @@ pub struct ApiConfig {
     /// `REQUEST_BODY_TIMEOUT`: a request body not received within it is cut with 408; `None`
     /// is the default (30 s).
     pub request_body_timeout: Option<std::time::Duration>,
+    /// `MAX_LIST_ENTRIES`: a file listing stops there and says so; `None` is the default
+    /// (10,000).
+    pub max_list_entries: Option<usize>,
     /// The git sha baked in at build time (`dev` when unknown).
     pub git_sha: String,
     /// The crate version.

@@ -125,6 +125,15 @@ pub struct Config {
     #[arg(long, env = "MAX_FILE_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_file_bytes: usize,
 
+    /// The most entries one file listing returns (`x-list-truncated: true` when cut).
+    #[arg(
+        long,
+        env = "MAX_LIST_ENTRIES",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub max_list_entries: usize,
+
     /// A request body not fully received within this is cut with 408.
     #[arg(long, env = "REQUEST_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub request_body_timeout: Duration,
@@ -232,6 +241,7 @@ impl Config {
             max_file_bytes: self.max_file_bytes,
             heartbeat_ttl: self.heartbeat_ttl,
             request_body_timeout: Some(self.request_body_timeout),
+            max_list_entries: Some(self.max_list_entries),
             git_sha: crate::GIT_SHA.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             ..api::ApiConfig::default()

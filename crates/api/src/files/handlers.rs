@@ -19,6 +19,9 @@ use crate::files::{FileEntry, MAX_FILES_PER_REQUEST, RelPath, Root, WorkspaceFil
 use crate::json::parse_body;
 use crate::{ApiConfig, ApiError, AppState};
 
+/// Set to `true` on a listing cut at `MAX_LIST_ENTRIES`.
+pub const TRUNCATED_HEADER: &str = "x-list-truncated";
+
 /// Writes of one replace in flight at once (the EIC pool runs `EIC_MAX_OPS_PER_CONNECTION`, default 8, per instance).
 const REPLACE_CONCURRENCY: usize = 4;
 
@@ -154,14 +157,15 @@ pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
 #[utoipa::path(get, path = "/workspaces/{id}/files", tag = "files",
     params(("id" = Uuid, Path), ListQuery),
     responses(
-    (status = 200, description = "Entries", body = Vec<FileEntry>),
+    (status = 200, description = "Entries (at most `MAX_LIST_ENTRIES`)", body = Vec<FileEntry>,
+        headers(("x-list-truncated" = String, description = "`true` when entries were cut"))),
     (status = 400, description = "Invalid root, path or depth", body = ErrorBody),
     WorkspaceErrors))]
 pub async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<Vec<FileEntry>>> {
+) -> ApiResult<([(&'static str, &'static str); 1], Json<Vec<FileEntry>>)> {
     let root = root(query.root.as_deref())?;
     let dir = match query.path.as_deref() {
         None | Some("") => None,
@@ -169,7 +173,10 @@ pub async fn list(
     };
     let depth = depth(query.depth.as_deref())?;
     let files = WorkspaceFiles::open(&state, &id).await?;
-    Ok(Json(files.list(root, dir.as_ref(), depth).await?))
+    let listing = files.list(root, dir.as_ref(), depth).await?;
+    // The body stays the array the canvas reads; a cut listing says so in a header.
+    let truncated = if listing.truncated { "true" } else { "false" };
+    Ok(([(TRUNCATED_HEADER, truncated)], Json(listing.entries)))
 }
 
 /// `GET /workspaces/{id}/files/{*path}?root=`

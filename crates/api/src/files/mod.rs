@@ -34,6 +34,22 @@ pub const PRUNED_NAMES: [&str; 4] = [".git", "__pycache__", "node_modules", ".DS
 /// [`FileBackend::deadline`]).
 const OPERATION_DEADLINE: Duration = Duration::from_secs(35);
 
+/// The default of `MAX_LIST_ENTRIES`.
+pub const DEFAULT_MAX_LIST_ENTRIES: usize = 10_000;
+
+/// `MAX_LIST_ENTRIES`: the most entries one listing returns.
+fn max_list_entries(config: &ApiConfig) -> usize {
+    config.max_list_entries.unwrap_or(DEFAULT_MAX_LIST_ENTRIES)
+}
+
+/// A listing, cut at `MAX_LIST_ENTRIES`.
+#[derive(Debug)]
+pub struct Listing {
+    pub entries: Vec<FileEntry>,
+    /// More entries existed than were returned.
+    pub truncated: bool,
+}
+
 /// One entry of a listing, relative to the listed directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FileEntry {
@@ -150,6 +166,7 @@ pub trait FileBackend: Send + Sync {
 pub struct WorkspaceFiles {
     backend: Box<dyn FileBackend>,
     max_file_bytes: u64,
+    max_list_entries: usize,
 }
 
 impl std::fmt::Debug for WorkspaceFiles {
@@ -171,13 +188,17 @@ impl WorkspaceFiles {
             .context("query failed")?
             .ok_or_else(not_found)?;
         let backend: Box<dyn FileBackend> = if target.instance_id.is_empty() {
-            Box::new(local::LocalBackend::new(workspace_dir(&state.config, id)))
+            Box::new(local::LocalBackend::new(
+                workspace_dir(&state.config, id),
+                max_list_entries(&state.config),
+            ))
         } else {
             eic::EicBackend::open(state, target.instance_id, target.runtime)?
         };
         Ok(WorkspaceFiles {
             backend,
             max_file_bytes: state.config.max_file_bytes as u64,
+            max_list_entries: max_list_entries(&state.config),
         })
     }
 
@@ -185,13 +206,18 @@ impl WorkspaceFiles {
         self.backend.source()
     }
 
+    /// At most `MAX_LIST_ENTRIES` entries, and whether more were cut.
     pub async fn list(
         &self,
         root: Root,
         dir: Option<&RelPath>,
         depth: u32,
-    ) -> Result<Vec<FileEntry>, FilesError> {
-        bounded(self.backend.deadline(), self.backend.list(root, dir, depth)).await
+    ) -> Result<Listing, FilesError> {
+        let mut entries =
+            bounded(self.backend.deadline(), self.backend.list(root, dir, depth)).await?;
+        let truncated = entries.len() > self.max_list_entries;
+        entries.truncate(self.max_list_entries);
+        Ok(Listing { entries, truncated })
     }
 
     pub async fn read(&self, root: Root, path: &RelPath) -> Result<Vec<u8>, FilesError> {

@@ -568,3 +568,42 @@ async fn an_empty_root_parameter_is_refused(db: PgPool) {
     let reply = ws.get("/config.yaml?root=").await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
 }
+
+/// A listing stops at `MAX_LIST_ENTRIES` and says so in `x-list-truncated`.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_listing_stops_at_max_list_entries_and_says_so(db: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let id = insert_workspace(&db, "many", "langgraph", None).await;
+    let mut config = test_config(dir.path());
+    config.max_list_entries = Some(3);
+    let app = app(test_state(db, config));
+    let configs = dir
+        .path()
+        .join("workspaces")
+        .join(id.to_string())
+        .join("configs");
+    fs::create_dir_all(configs.join("sub")).unwrap();
+    for name in ["a", "b", "sub/c", "sub/d"] {
+        fs::write(configs.join(name), "x").unwrap();
+    }
+    let reply = send(
+        &app,
+        "GET",
+        &format!("/workspaces/{id}/files?depth=5"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(paths(&reply).len(), 3);
+    assert_eq!(reply.headers.get("x-list-truncated").unwrap(), "true");
+
+    let reply = send(
+        &app,
+        "GET",
+        &format!("/workspaces/{id}/files?path=sub"),
+        None,
+    )
+    .await;
+    assert_eq!(paths(&reply).len(), 2);
+    assert_eq!(reply.headers.get("x-list-truncated").unwrap(), "false");
+}
