@@ -35,6 +35,9 @@ pub struct ApiConfig {
     /// `MAX_LIST_ENTRIES`: a file listing stops there and says so; `None` is the default
     /// (10,000).
     pub max_list_entries: Option<usize>,
+    /// `ACTIVITY_RETENTION_DAYS`: activities older than this are swept; `None` is the default
+    /// (30), `Some(0)` keeps them for ever.
+    pub activity_retention_days: Option<u32>,
     /// The git sha baked in at build time (`dev` when unknown).
     pub git_sha: String,
     /// The crate version.

@@ -134,6 +134,15 @@ pub struct Config {
     )]
     pub max_list_entries: usize,
 
+    /// Activities older than this many days are deleted by an hourly sweep; 0 keeps them.
+    #[arg(
+        long,
+        env = "ACTIVITY_RETENTION_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub activity_retention_days: u32,
+
     /// A request body not fully received within this is cut with 408.
     #[arg(long, env = "REQUEST_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub request_body_timeout: Duration,
@@ -242,6 +251,7 @@ impl Config {
             heartbeat_ttl: self.heartbeat_ttl,
             request_body_timeout: Some(self.request_body_timeout),
             max_list_entries: Some(self.max_list_entries),
+            activity_retention_days: Some(self.activity_retention_days),
             git_sha: crate::GIT_SHA.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             ..api::ApiConfig::default()

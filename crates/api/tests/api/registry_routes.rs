@@ -1238,3 +1238,32 @@ async fn discover_refuses_unavailable_targets_and_blocked_external_urls(db: PgPo
         json!({ "error": "workspace not available", "status": "online" })
     );
 }
+
+/// The retention sweep deletes activities older than `ACTIVITY_RETENTION_DAYS` and keeps the
+/// rest.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn the_retention_sweep_deletes_old_activity(db: PgPool) {
+    let id = workspace(&db, "Busy", None).await;
+    for age_days in [0, 29, 31, 400] {
+        sqlx::query(
+            "INSERT INTO activity_logs (workspace_id, activity_type, summary, created_at) \
+             VALUES ($1, 'a2a_receive', $2, now() - make_interval(days => $3))",
+        )
+        .bind(id)
+        .bind(format!("{age_days} days old"))
+        .bind(age_days)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    let deleted = api::background::activity_retention::sweep(&db, 30)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT summary FROM activity_logs ORDER BY created_at DESC")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(left, ["0 days old", "29 days old"]);
+}
