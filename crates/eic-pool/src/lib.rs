@@ -192,10 +192,33 @@ pub struct EicPool {
 #[derive(Debug, Default)]
 struct Orphans(std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>);
 
+/// Temporary files remembered per instance at most; older ones are forgotten (left on the
+/// instance, logged) so a host that never comes back cannot grow the map without bound.
+const MAX_ORPHANS_PER_INSTANCE: usize = 64;
+/// Instances with remembered temporary files at most.
+const MAX_ORPHAN_INSTANCES: usize = 1024;
+
 impl Orphans {
     fn add(&self, instance_id: &str, path: String) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(instance_id.to_owned()).or_default().push(path);
+        if !map.contains_key(instance_id) && map.len() >= MAX_ORPHAN_INSTANCES {
+            tracing::warn!(
+                instance_id,
+                path,
+                "too many instances with temporary files; not remembered"
+            );
+            return;
+        }
+        let paths = map.entry(instance_id.to_owned()).or_default();
+        if paths.len() >= MAX_ORPHANS_PER_INSTANCE {
+            let forgotten = paths.remove(0);
+            tracing::warn!(
+                instance_id,
+                path = forgotten,
+                "temporary file forgotten: too many on one instance"
+            );
+        }
+        paths.push(path);
     }
 
     fn take(&self, instance_id: &str) -> Vec<String> {
@@ -427,5 +450,30 @@ mod tests {
             printed.contains("AKIA") && !printed.contains("very-secret"),
             "{printed}"
         );
+    }
+}
+
+#[cfg(test)]
+mod orphan_tests {
+    use super::*;
+
+    #[test]
+    fn the_orphan_map_is_bounded() {
+        let orphans = Orphans::default();
+        for n in 0..MAX_ORPHANS_PER_INSTANCE + 5 {
+            orphans.add("i-1", format!("/tmp/{n}"));
+        }
+        let kept = orphans.take("i-1");
+        assert_eq!(kept.len(), MAX_ORPHANS_PER_INSTANCE);
+        assert_eq!(kept[0], "/tmp/5", "the oldest are forgotten");
+        for n in 0..MAX_ORPHAN_INSTANCES + 1 {
+            orphans.add(&format!("i-{n}"), "/tmp/x".into());
+        }
+        assert!(
+            orphans
+                .take(&format!("i-{MAX_ORPHAN_INSTANCES}"))
+                .is_empty()
+        );
+        assert_eq!(orphans.take("i-0"), ["/tmp/x"]);
     }
 }

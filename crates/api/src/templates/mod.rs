@@ -88,7 +88,8 @@ pub async fn import(
         };
         ApiError::with_body(StatusCode::CONFLICT, &exists)
     };
-    if state.config.configs_dir.join(&id).exists() {
+    let taken = tokio::fs::try_exists(state.config.configs_dir.join(&id)).await;
+    if taken.unwrap_or(false) {
         return Err(exists());
     }
     let files = validated_files(&state.config, raw_files)?;
