@@ -722,15 +722,7 @@ async fn discover_rewrites_host_local_urls_of_external_agents_for_containers(db:
         .await
         .unwrap();
     register(&app, ext, "http://localhost:9000").await;
-    let reply = call(
-        &app,
-        "GET",
-        &format!("/registry/discover/{ext}"),
-        None,
-        None,
-        Some(a),
-    )
-    .await;
+    let reply = discover_unauthenticated(&app, a, ext).await;
     assert_eq!(reply.json["url"], "http://host.docker.internal:9000");
 }
 
@@ -1173,6 +1165,12 @@ async fn registration_checks_the_bearer_before_the_url(db: PgPool) {
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
 }
 
+/// `GET /registry/discover/{target}` as `caller`, which holds no token yet.
+async fn discover_unauthenticated(app: &Router, caller: Uuid, target: Uuid) -> Reply {
+    let uri = format!("/registry/discover/{target}");
+    call(app, "GET", &uri, None, None, Some(caller)).await
+}
+
 /// A target that is not `online`/`degraded` is not available, even with a URL on record; an
 /// external target's stored URL is re-checked against the address rules before it is handed out.
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -1188,15 +1186,7 @@ async fn discover_refuses_unavailable_targets_and_blocked_external_urls(db: PgPo
             .execute(&db)
             .await
             .unwrap();
-        let reply = call(
-            &app,
-            "GET",
-            &format!("/registry/discover/{b}"),
-            None,
-            None,
-            Some(a),
-        )
-        .await;
+        let reply = discover_unauthenticated(&app, a, b).await;
         assert_eq!(
             reply.status,
             StatusCode::SERVICE_UNAVAILABLE,
