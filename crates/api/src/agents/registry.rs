@@ -93,6 +93,7 @@ pub async fn register(
         ),
     };
     tx.commit().await.context("registration failed")?;
+    state.events.workspace_cache().invalidate(body.id);
 
     Ok(Json(Registered {
         auth_token: minted,
@@ -180,6 +181,7 @@ pub async fn heartbeat(
         .await
         .context("failed to update")?;
     tx.commit().await.context("failed to update")?;
+    state.events.workspace_cache().invalidate(id);
     Ok(Json(StatusBody { status: "ok" }))
 }
 
@@ -225,6 +227,7 @@ pub async fn update_card(
     .await
     .context("failed to update card")?;
     tx.commit().await.context("failed to update card")?;
+    state.events.workspace_cache().invalidate(body.workspace_id);
     Ok(Json(StatusBody { status: "updated" }))
 }
 
