@@ -41,6 +41,15 @@ pub struct ApiConfig {
     pub memory_plugin_timeout: std::time::Duration,
     /// `SCHEDULER_POLL_INTERVAL`: how often due schedules are looked for; zero turns firing off.
     pub scheduler_poll: std::time::Duration,
+    /// `REQUEST_BODY_TIMEOUT`: a request body not received within it is cut with 408; `None`
+    /// is the default (30 s).
+    pub request_body_timeout: Option<std::time::Duration>,
+    /// `MAX_LIST_ENTRIES`: a file listing stops there and says so; `None` is the default
+    /// (10,000).
+    pub max_list_entries: Option<usize>,
+    /// `ACTIVITY_RETENTION_DAYS`: activities older than this are swept; `None` is the default
+    /// (30), `Some(0)` keeps them for ever.
+    pub activity_retention_days: Option<u32>,
     /// The git sha baked in at build time (`dev` when unknown).
     pub git_sha: String,
     /// The crate version.

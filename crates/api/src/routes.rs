@@ -58,6 +58,10 @@ pub enum Access {
     /// CanvasOrBearer: `ADMIN_TOKEN` or any live workspace token (org tokens refused); without a
     /// bearer, an allowed `Origin` or the same-origin canvas; everyone before the first token.
     CanvasOrBearer,
+    /// The live stream: an agent naming itself in `X-Workspace-ID` is checked by the handler;
+    /// a canvas subscriber (every event) is open as in the original unless `CANVAS_PROXY_URL`
+    /// is set, where it needs `ADMIN_TOKEN`, an org token or a verified canvas session.
+    LiveStream,
 }
 
 /// One row of the table.
@@ -137,7 +141,7 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(GET "/events/{workspaceId}", Admin, events::list_for_workspace),
         // The canvas subscribes without credentials (as in the original); agents naming
         // themselves with `X-Workspace-ID` are checked by the handler before the upgrade.
-        route!(GET "/ws", Public, events::socket),
+        route!(GET "/ws", LiveStream, events::socket),
         route!(POST "/workspaces/{id}/activity", Workspace, activity::report),
         route!(GET "/workspaces/{id}/activity", Workspace, activity::list),
         route!(GET "/templates", Admin, templates::list),
@@ -218,7 +222,7 @@ pub fn table() -> Vec<RouteSpec> {
 
 /// Builds the application router with every route behind its guard.
 pub fn router(state: AppState) -> Router {
-    use crate::middleware::{cors, rate_limit, security_headers, tenant_guard};
+    use crate::middleware::{body_deadline, cors, rate_limit, security_headers, tenant_guard};
     use axum::middleware::{from_fn, from_fn_with_state};
 
     let auth = crate::auth::AuthContext::new(state.clone());
@@ -242,10 +246,20 @@ pub fn router(state: AppState) -> Router {
         // `Router::layer` wraps each route, so these see the matched route pattern. The last
         // layer added runs first: request span → error log (outermost, so it sees every
         // response's final status) → wire format (so every JSON body is labelled alike) → CORS →
-        // rate limit → metrics → tenant guard → security headers → cache invalidation.
+        // rate limit → metrics → tenant guard → security headers → cache invalidation
+        // → body deadline.
         .layer(from_fn_with_state(
             state.events.workspace_cache().clone(),
             crate::workspace_cache::invalidate_after_write,
+        ))
+        .layer(axum::Extension(
+            crate::files::batch_permits::BatchPermits::default(),
+        ))
+        .layer(from_fn_with_state(
+            config
+                .request_body_timeout
+                .unwrap_or(body_deadline::DEFAULT_REQUEST_BODY_TIMEOUT),
+            body_deadline::body_deadline,
         ))
         .layer(from_fn(security_headers::security_headers))
         .layer(from_fn_with_state(

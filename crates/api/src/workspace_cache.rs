@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -166,9 +166,11 @@ impl Drop for ListeningGuard {
 }
 
 /// Middleware: after any request that may write (not GET, HEAD or OPTIONS), invalidates the
-/// workspace its path names, or clears the cache when the write may reach other workspaces (a
-/// body naming the workspace, creation, a cascading delete). It runs whatever the status, since a
-/// failed request may still have committed something; the trigger covers everyone else.
+/// workspace its path names, or clears the cache when a route's write may reach workspaces its
+/// path does not name (creation, a cascading delete). Nothing for a path no route serves, nor
+/// for the agents' `/registry/*` routes: their handlers invalidate the one workspace they wrote,
+/// so a heartbeat never empties the cache. It runs whatever the status, since a failed request
+/// may still have committed something; the database trigger covers the other replicas.
 pub async fn invalidate_after_write(
     State(cache): State<WorkspaceCache>,
     request: Request,
@@ -178,19 +180,26 @@ pub async fn invalidate_after_write(
     if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(request).await;
     }
-    let written = only_workspace_written(&method, request.uri().path());
+    let path = request.uri().path();
+    let routed = request.extensions().get::<MatchedPath>().is_some();
+    let handled = !routed || path.starts_with("/registry/");
+    let written = only_workspace_written(&method, path);
     let response = next.run(request).await;
-    match written {
-        Some(id) => cache.invalidate(id),
-        None => cache.clear(),
+    match (handled, written) {
+        (true, _) => {}
+        (false, Some(id)) => cache.invalidate(id),
+        (false, None) => cache.clear(),
     }
     response
 }
 
 /// The one workspace a write to `path` can change, when there is exactly one: the `{id}` of
-/// `/workspaces/{id}/…`, except deleting the workspace itself (which cascades to descendants).
+/// `/workspaces/{id}/…` or `/admin/workspaces/{id}/…`, except deleting the workspace itself
+/// (which cascades to descendants).
 fn only_workspace_written(method: &Method, path: &str) -> Option<Uuid> {
-    let rest = path.strip_prefix("/workspaces/")?;
+    let rest = path
+        .strip_prefix("/workspaces/")
+        .or_else(|| path.strip_prefix("/admin/workspaces/"))?;
     let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
     let id = Uuid::parse_str(id).ok()?;
     let deletes_the_workspace = *method == Method::DELETE && tail.is_empty();

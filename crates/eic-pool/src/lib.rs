@@ -60,8 +60,11 @@ pub struct EicConfig {
     pub max_instances: usize,
     /// Concurrent tunnels at most, across all instances (an endpoint allows 20).
     pub max_tunnels: usize,
-    /// Concurrent channels at most on one connection (sshd's `MaxSessions` is 10).
-    pub max_channels_per_connection: usize,
+    /// File operations in flight at most on one connection (`EIC_MAX_OPS_PER_CONNECTION`). They
+    /// all share the connection's one SFTP channel, whose requests are pipelined by id; the cap
+    /// bounds the requests queued on that channel and on the instance's `sftp-server`, not a
+    /// number of SSH channels.
+    pub max_ops_per_connection: usize,
     /// EIC Endpoint id; with `endpoint_dns`, skips `DescribeInstanceConnectEndpoints`.
     pub endpoint_id: Option<String>,
     /// EIC Endpoint DNS name (`host[:port]`); with `endpoint_id`, skips the endpoint lookup.
@@ -99,7 +102,7 @@ impl Default for EicConfig {
             max_lifetime: Duration::from_secs(3300),
             max_instances: 32,
             max_tunnels: 16,
-            max_channels_per_connection: 8,
+            max_ops_per_connection: 8,
             endpoint_id: None,
             endpoint_dns: None,
             instance_ips: std::collections::HashMap::new(),
@@ -145,7 +148,7 @@ impl EicConfig {
 
     fn validate(&self) -> Result<(), EicError> {
         let invalid = |what: &str| Err(EicError::InvalidConfig(what.to_owned()));
-        if self.max_channels_per_connection == 0 || self.max_tunnels == 0 {
+        if self.max_ops_per_connection == 0 || self.max_tunnels == 0 {
             return invalid("channel and tunnel caps must be at least 1");
         }
         if self.max_lifetime > MAX_TUNNEL_DURATION {
@@ -181,10 +184,33 @@ pub struct EicPool {
 #[derive(Debug, Default)]
 struct Orphans(std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>);
 
+/// Temporary files remembered per instance at most; older ones are forgotten (left on the
+/// instance, logged) so a host that never comes back cannot grow the map without bound.
+const MAX_ORPHANS_PER_INSTANCE: usize = 64;
+/// Instances with remembered temporary files at most.
+const MAX_ORPHAN_INSTANCES: usize = 1024;
+
 impl Orphans {
     fn add(&self, instance_id: &str, path: String) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(instance_id.to_owned()).or_default().push(path);
+        if !map.contains_key(instance_id) && map.len() >= MAX_ORPHAN_INSTANCES {
+            tracing::warn!(
+                instance_id,
+                path,
+                "too many instances with temporary files; not remembered"
+            );
+            return;
+        }
+        let paths = map.entry(instance_id.to_owned()).or_default();
+        if paths.len() >= MAX_ORPHANS_PER_INSTANCE {
+            let forgotten = paths.remove(0);
+            tracing::warn!(
+                instance_id,
+                path = forgotten,
+                "temporary file forgotten: too many on one instance"
+            );
+        }
+        paths.push(path);
     }
 
     fn take(&self, instance_id: &str) -> Vec<String> {
@@ -216,7 +242,7 @@ impl EicPool {
                 max_lifetime: config.max_lifetime,
                 max_connections: config.max_instances,
                 max_tunnels: config.max_tunnels,
-                max_channels_per_connection: config.max_channels_per_connection,
+                max_ops_per_connection: config.max_ops_per_connection,
             },
         );
         Ok(Self {
@@ -416,5 +442,30 @@ mod tests {
             printed.contains("AKIA") && !printed.contains("very-secret"),
             "{printed}"
         );
+    }
+}
+
+#[cfg(test)]
+mod orphan_tests {
+    use super::*;
+
+    #[test]
+    fn the_orphan_map_is_bounded() {
+        let orphans = Orphans::default();
+        for n in 0..MAX_ORPHANS_PER_INSTANCE + 5 {
+            orphans.add("i-1", format!("/tmp/{n}"));
+        }
+        let kept = orphans.take("i-1");
+        assert_eq!(kept.len(), MAX_ORPHANS_PER_INSTANCE);
+        assert_eq!(kept[0], "/tmp/5", "the oldest are forgotten");
+        for n in 0..MAX_ORPHAN_INSTANCES + 1 {
+            orphans.add(&format!("i-{n}"), "/tmp/x".into());
+        }
+        assert!(
+            orphans
+                .take(&format!("i-{MAX_ORPHAN_INSTANCES}"))
+                .is_empty()
+        );
+        assert_eq!(orphans.take("i-0"), ["/tmp/x"]);
     }
 }

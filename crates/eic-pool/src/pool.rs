@@ -7,7 +7,7 @@
 //! `SetupGuard` clears the key when the setup fails, panics or is cancelled, which wakes every
 //! waiter, so a key can never stay wedged.
 //!
-//! A [`Lease`] holds one channel slot of its connection (a FIFO semaphore permit) and gives it
+//! A [`Lease`] holds one operation slot of its connection (a FIFO semaphore permit) and gives it
 //! back in `Drop`, synchronously. Async teardown (`Connector::disconnect`) happens only in the
 //! reaper task, which also closes idle and aged connections and exits with the pool.
 
@@ -90,7 +90,7 @@ pub struct PoolConfig {
     /// Connections (and setups) at most, across all keys.
     pub max_tunnels: usize,
     /// Concurrent leases at most on one connection; further callers queue in FIFO order.
-    pub max_channels_per_connection: usize,
+    pub max_ops_per_connection: usize,
 }
 
 /// Why [`Pool::acquire`] gave no lease.
@@ -113,7 +113,7 @@ pub struct PoolStatus {
     pub tunnels: usize,
     /// Leases handed out and not yet dropped (including those queued for a channel).
     pub leases: usize,
-    /// Operations waiting for a channel slot.
+    /// Operations waiting for a operation slot.
     pub queued: usize,
     /// Setups started since the pool was created.
     pub setups: u64,
@@ -268,8 +268,8 @@ impl<T> Entry<T> {
     }
 }
 
-/// A share of one pooled connection: derefs to it and holds one channel slot until dropped.
-#[must_use = "a lease holds a channel slot until it is dropped"]
+/// A share of one pooled connection: derefs to it and holds one operation slot until dropped.
+#[must_use = "a lease holds a operation slot until it is dropped"]
 pub struct Lease<C: Connector> {
     entry: Arc<Entry<C::Conn>>,
     channel: Option<OwnedSemaphorePermit>,
@@ -692,7 +692,7 @@ impl<C: Connector> SetupGuard<C> {
         let entry = Arc::new(Entry {
             conn,
             created: now,
-            channels: Arc::new(Semaphore::new(config.max_channels_per_connection)),
+            channels: Arc::new(Semaphore::new(config.max_ops_per_connection)),
             leases: AtomicUsize::new(0),
             last_used: AtomicU64::new(0),
             retired: AtomicBool::new(false),
@@ -773,7 +773,7 @@ impl<C: Connector> Drop for SetupGuard<C> {
     }
 }
 
-/// Counts an operation waiting for a channel slot, also when its caller gives up.
+/// Counts an operation waiting for a operation slot, also when its caller gives up.
 struct QueuedGuard<'a> {
     counters: &'a Counters,
 }

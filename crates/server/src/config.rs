@@ -132,6 +132,28 @@ pub struct Config {
     #[arg(long, env = "MAX_FILE_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_file_bytes: usize,
 
+    /// The most entries one file listing returns (`x-list-truncated: true` when cut).
+    #[arg(
+        long,
+        env = "MAX_LIST_ENTRIES",
+        default_value_t = 10_000,
+        global = true
+    )]
+    pub max_list_entries: usize,
+
+    /// Activities older than this many days are deleted by an hourly sweep; 0 keeps them.
+    #[arg(
+        long,
+        env = "ACTIVITY_RETENTION_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub activity_retention_days: u32,
+
+    /// A request body not fully received within this is cut with 408.
+    #[arg(long, env = "REQUEST_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    pub request_body_timeout: Duration,
+
     /// Seconds without a heartbeat after which a remote agent counts as offline.
     #[arg(long, env = "REMOTE_LIVENESS_STALE_AFTER", default_value = "90s", value_parser = parse_duration, global = true)]
     pub heartbeat_ttl: Duration,
@@ -182,6 +204,16 @@ pub struct Config {
     /// Concurrent EIC tunnels at most, across all instances (an endpoint allows 20).
     #[arg(long, env = "EIC_MAX_TUNNELS", default_value_t = 16, global = true)]
     pub eic_max_tunnels: usize,
+
+    /// File operations in flight at most on one EIC connection; they share its one SFTP
+    /// channel, pipelined by request id.
+    #[arg(
+        long,
+        env = "EIC_MAX_OPS_PER_CONNECTION",
+        default_value_t = 8,
+        global = true
+    )]
+    pub eic_max_ops_per_connection: usize,
 
     /// EIC Endpoint id; with `EIC_ENDPOINT_DNS`, no `DescribeInstanceConnectEndpoints` call.
     #[arg(long, env = "EIC_ENDPOINT_ID", global = true)]
@@ -288,6 +320,9 @@ impl Config {
             memory_plugin_url: non_empty(&self.memory_plugin_url),
             memory_plugin_timeout: self.memory_plugin_timeout,
             scheduler_poll: self.scheduler_poll,
+            request_body_timeout: Some(self.request_body_timeout),
+            max_list_entries: Some(self.max_list_entries),
+            activity_retention_days: Some(self.activity_retention_days),
             git_sha: crate::GIT_SHA.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             external_platform_url: non_empty(&self.external_platform_url),
@@ -307,6 +342,7 @@ impl Config {
             max_lifetime: self.eic_max_lifetime,
             max_instances: self.eic_pool_max_instances,
             max_tunnels: self.eic_max_tunnels,
+            max_ops_per_connection: self.eic_max_ops_per_connection,
             endpoint_id: self.eic_endpoint_id.clone(),
             endpoint_dns: self.eic_endpoint_dns.clone(),
             instance_ips: self.eic_instance_ips.0.clone(),
@@ -416,6 +452,12 @@ mod tests {
     }
 
     #[test]
+    fn max_ops_per_connection_reaches_the_eic_config() {
+        let cli = parse(&["--eic-max-ops-per-connection", "32"]);
+        assert_eq!(cli.config.eic_config().max_ops_per_connection, 32);
+    }
+
+    #[test]
     fn instance_ips_parse_into_the_eic_config() {
         let cli = parse(&[
             "--eic-endpoint-id",
@@ -427,6 +469,7 @@ mod tests {
         ]);
         let eic = cli.config.eic_config();
         assert_eq!(eic.endpoint_id.as_deref(), Some("eice-1"));
+        assert_eq!(eic.max_ops_per_connection, 8, "the default");
         assert_eq!(eic.instance_ips["i-0123456789abcdef0"], "10.0.0.5");
         assert_eq!(eic.instance_ips["i-01234567"], "10.0.0.6");
         assert!(parse_instance_ips("i-1=not-an-ip").is_err());

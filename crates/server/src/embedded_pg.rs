@@ -112,7 +112,7 @@ impl EmbeddedPostgres {
         if self.socket_dir != self.pgdata {
             // The short fallback dir under /tmp is ours alone; PostgreSQL may still be unlinking
             // its socket files when `pg_ctl stop` returns.
-            let _ = std::fs::remove_dir_all(&self.socket_dir);
+            let _ = tokio::fs::remove_dir_all(&self.socket_dir).await;
         }
         tracing::info!("built-in PostgreSQL stopped");
         Ok(())

@@ -107,3 +107,17 @@ pub async fn list(
     .await?;
     Ok(rows)
 }
+
+/// Deletes activities older than `days` days; the number deleted.
+pub async fn delete_older_than(
+    executor: impl PgExecutor<'_>,
+    days: i32,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query!(
+        "DELETE FROM activity_logs WHERE created_at < now() - make_interval(days => $1)",
+        days
+    )
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -33,3 +33,17 @@ pub async fn lookup(
         runtime: r.runtime,
     }))
 }
+
+/// Of `ids`, the workspaces whose files are local (no EC2 instance).
+pub async fn local_among(
+    executor: impl PgExecutor<'_>,
+    ids: &[Uuid],
+) -> Result<Vec<Uuid>, StoreError> {
+    let local = sqlx::query_scalar!(
+        "SELECT id FROM workspaces WHERE id = ANY($1) AND COALESCE(instance_id, '') = ''",
+        ids
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(local)
+}

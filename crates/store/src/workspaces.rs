@@ -318,25 +318,22 @@ pub async fn mark_removed(executor: impl PgExecutor<'_>, ids: &[Uuid]) -> Result
     Ok(())
 }
 
-/// Hard-deletes workspaces and the rows that depend on them. Layouts, tokens, schedules and
-/// key-value memory go by cascade, org tokens are detached by their `ON DELETE SET NULL`; secrets
-/// and agents' memories have no cascade and references from other workspaces (`parent_id`,
-/// `forwarded_to`) are cleared first. Run it in a transaction.
+/// Hard-deletes workspaces and the rows that depend on them. Run it in a transaction.
+///
+/// Rows whose foreign key to `workspaces` has an ON DELETE action (layouts, tokens, activity)
+/// follow the delete. Those without one (secrets here; an adopted Go database also has `agents`,
+/// `approval_requests`, `agent_memories`, …, which the original purged by name in
+/// `workspace_crud.go` Delete at 624ef4d0) are deleted first: the tables are found in the
+/// catalog, so a table this server never created cannot make the purge fail. References from
+/// other workspaces (`parent_id`, `forwarded_to`) are cleared.
 pub async fn purge(connection: &mut sqlx::PgConnection, ids: &[Uuid]) -> Result<(), StoreError> {
-    // Approval requests reference their workspace without ON DELETE CASCADE.
-    crate::approvals::delete_for(&mut *connection, ids).await?;
-    sqlx::query!(
-        "DELETE FROM workspace_secrets WHERE workspace_id = ANY($1)",
-        ids
-    )
-    .execute(&mut *connection)
-    .await?;
-    sqlx::query!(
-        "DELETE FROM agent_memories WHERE workspace_id = ANY($1)",
-        ids
-    )
-    .execute(&mut *connection)
-    .await?;
+    for delete in dependent_row_deletes(&mut *connection).await? {
+        // The statement is built by `format('%I')` from the catalog, never from input.
+        sqlx::query(sqlx::AssertSqlSafe(delete))
+            .bind(ids)
+            .execute(&mut *connection)
+            .await?;
+    }
     sqlx::query!(
         "UPDATE workspaces SET parent_id = NULL WHERE parent_id = ANY($1)",
         ids
@@ -353,6 +350,28 @@ pub async fn purge(connection: &mut sqlx::PgConnection, ids: &[Uuid]) -> Result<
         .execute(&mut *connection)
         .await?;
     Ok(())
+}
+
+/// One `DELETE … WHERE <column> = ANY($1)` per single-column foreign key from another table to
+/// `workspaces(id)` that has no ON DELETE action.
+async fn dependent_row_deletes(executor: impl PgExecutor<'_>) -> Result<Vec<String>, StoreError> {
+    let deletes = sqlx::query_scalar!(
+        r#"SELECT format('DELETE FROM %I.%I WHERE %I = ANY($1)', n.nspname, c.relname, a.attname)
+              AS "delete!"
+           FROM pg_constraint k
+           JOIN pg_class c ON c.oid = k.conrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
+           WHERE k.contype = 'f'
+             AND k.confrelid = 'workspaces'::regclass
+             AND k.conrelid <> 'workspaces'::regclass
+             AND cardinality(k.conkey) = 1
+             AND k.confdeltype IN ('a', 'r')
+           ORDER BY c.relname"#
+    )
+    .fetch_all(executor)
+    .await?;
+    Ok(deletes)
 }
 
 /// Attaches (or detaches, with `None`) the EC2 instance holding a workspace's files. Returns

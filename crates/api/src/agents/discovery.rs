@@ -115,18 +115,26 @@ pub async fn discover(
     let Some(found) = found.filter(|row| status(row) != WorkspaceStatus::Removed) else {
         return Err(ApiError::workspace_not_found());
     };
-    let Some(mut url) = found.url else {
-        let error = match status(&found) {
-            WorkspaceStatus::Online | WorkspaceStatus::Degraded => "workspace has no URL",
-            _ => "workspace not available",
-        };
-        let body = Unreachable {
-            error,
-            status: found.status,
-        };
-        return Ok((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response());
+    let available = matches!(
+        status(&found),
+        WorkspaceStatus::Online | WorkspaceStatus::Degraded
+    );
+    let mut url = match (&found.url, available) {
+        (Some(url), true) => url.clone(),
+        (None, true) => return Ok(unreachable("workspace has no URL", found.status)),
+        // The original (`discovery.go` Discover) answers 503 for offline, paused, failed.
+        (_, false) => return Ok(unreachable("workspace not available", found.status)),
     };
     if found.runtime == "external" {
+        // An external URL was set by a client, not by a provisioner: it gets the same address
+        // rules as a registration before anyone is sent there.
+        let allow_private = state.config.org_id.is_some();
+        if crate::agents::url::validate(&url, allow_private)
+            .await
+            .is_err()
+        {
+            return Ok(unreachable("workspace not available", found.status));
+        }
         // An external agent registered a host-local URL; a containerised caller reaches the
         // host through Docker's alias, an external caller uses the URL as it is.
         let caller_row = store::registry::discovery_row(&state.db, caller)
@@ -144,6 +152,15 @@ pub async fn discover(
         url,
     };
     Ok(Json(body).into_response())
+}
+
+/// Discovery's 503: the target cannot be reached now.
+fn unreachable(error: &'static str, status: String) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(Unreachable { error, status }),
+    )
+        .into_response()
 }
 
 /// `GET /registry/{id}/peers`: the workspaces `id` may talk to: siblings, children, parent.

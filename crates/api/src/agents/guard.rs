@@ -15,6 +15,15 @@ use crate::{ApiError, AppState};
 /// The header naming the calling workspace on discovery and the live stream.
 pub const WORKSPACE_ID_HEADER: &str = "x-workspace-id";
 
+/// How [`require_agent_token`] let a caller through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentCaller {
+    /// The workspace had no live token yet: nothing to present.
+    Bootstrap,
+    /// The caller presented the workspace's own token.
+    Token,
+}
+
 /// [`crate::Access::AgentBody`]: checked by the registry handlers once the body has named the
 /// workspace. Without a live token the workspace is let through; with one, its own bearer is
 /// required.
@@ -22,28 +31,34 @@ pub async fn require_agent_token(
     state: &AppState,
     headers: &HeaderMap,
     workspace_id: Uuid,
-) -> Result<(), ApiError> {
+) -> Result<AgentCaller, ApiError> {
     let has_token = store::tokens::workspace_has_live_token(&state.db, workspace_id)
         .await
         .context("auth check failed")?;
     if !has_token {
-        return Ok(());
+        return Ok(AgentCaller::Bootstrap);
     }
     let Some(bearer) = bearer_token(headers) else {
-        return Err(ApiError::Unauthorized(
-            "missing workspace auth token".to_string(),
-        ));
+        return Err(missing_token());
     };
     let owner = store::tokens::workspace_of_token(&state.db, bearer)
         .await
         .context("auth check failed")?;
     if owner == Some(workspace_id) {
-        Ok(())
+        Ok(AgentCaller::Token)
     } else {
-        Err(ApiError::Unauthorized(
-            "invalid workspace auth token".to_string(),
-        ))
+        Err(invalid_token())
     }
+}
+
+/// The 401 of a caller that presents no token where one is required.
+pub fn missing_token() -> ApiError {
+    ApiError::Unauthorized("missing workspace auth token".to_string())
+}
+
+/// The 401 of a caller whose token is not the workspace's.
+pub fn invalid_token() -> ApiError {
+    ApiError::Unauthorized("invalid workspace auth token".to_string())
 }
 
 /// [`crate::Access::AgentHeader`] (discover): the caller named by the required `X-Workspace-ID`.
@@ -92,6 +107,7 @@ async fn discovery_caller(
     }
     require_agent_token(state, headers, caller)
         .await
+        .map(|_| ())
         .map_err(IntoResponse::into_response)
 }
 

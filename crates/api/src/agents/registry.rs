@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::agents::guard::require_agent_token;
+use crate::agents::guard::{AgentCaller, invalid_token, missing_token, require_agent_token};
 use crate::agents::status::{self, Health};
+use crate::auth::bearer_token;
 use crate::error::{ApiResult, ErrorBody, StatusBody, StoreContext};
 use crate::json::parse_body;
 use crate::{ApiError, AppState};
@@ -55,21 +56,32 @@ pub async fn register(
 ) -> ApiResult<Json<Registered>> {
     let body: RegisterBody = parse_body(&body, INVALID_BODY)?;
     check_card_size(&body.agent_card)?;
+    // The bearer first, as in the original (`registry.go` Register): an unauthenticated caller
+    // never reaches the URL rules and their DNS lookup.
+    let caller = require_agent_token(&state, &headers, body.id).await?;
     crate::agents::url::validate(&body.url, state.config.org_id.is_some())
         .await
         .map_err(ApiError::BadRequest)?;
-    require_agent_token(&state, &headers, body.id).await?;
 
     let mut tx = state.db.begin().await.context("registration failed")?;
+    // The UPDATE locks the workspace's row, so concurrent first registrations queue here and
+    // each sees the token a previous one committed.
     let url = store::registry::register(&mut *tx, body.id, &body.url, &body.agent_card)
         .await
         .context("registration failed")?
         .ok_or_else(ApiError::workspace_not_found)?;
-    let payload = json!({ "agent_card": body.agent_card, "url": url });
-    store::events::record(&mut *tx, "WORKSPACE_ONLINE", Some(body.id), &payload)
+    let has_token = store::tokens::workspace_has_live_token(&mut *tx, body.id)
         .await
         .context("registration failed")?;
-    let has_token = store::tokens::workspace_has_live_token(&mut *tx, body.id)
+    if has_token && caller == AgentCaller::Bootstrap {
+        // Another first registration won the race: this caller holds no token.
+        return Err(match bearer_token(&headers) {
+            None => missing_token(),
+            Some(_) => invalid_token(),
+        });
+    }
+    let payload = json!({ "agent_card": body.agent_card, "url": url });
+    store::events::record(&mut *tx, "WORKSPACE_ONLINE", Some(body.id), &payload)
         .await
         .context("registration failed")?;
     let minted = match has_token {
@@ -81,6 +93,7 @@ pub async fn register(
         ),
     };
     tx.commit().await.context("registration failed")?;
+    state.events.workspace_cache().invalidate(body.id);
 
     Ok(Json(Registered {
         auth_token: minted,
@@ -168,6 +181,7 @@ pub async fn heartbeat(
         .await
         .context("failed to update")?;
     tx.commit().await.context("failed to update")?;
+    state.events.workspace_cache().invalidate(id);
     Ok(Json(StatusBody { status: "ok" }))
 }
 
@@ -213,6 +227,7 @@ pub async fn update_card(
     .await
     .context("failed to update card")?;
     tx.commit().await.context("failed to update card")?;
+    state.events.workspace_cache().invalidate(body.workspace_id);
     Ok(Json(StatusBody { status: "updated" }))
 }
 

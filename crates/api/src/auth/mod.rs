@@ -88,6 +88,21 @@ pub fn same_origin_canvas(config: &ApiConfig, headers: &HeaderMap) -> bool {
     referer_matches || origin_is_host(headers)
 }
 
+/// A same-origin canvas request that also carries a session the control plane verifies: the
+/// only way a request without a bearer passes WorkspaceAuth (and the terminal's and `/ws`'s
+/// guards) outside dev mode. `Origin`/`Referer` alone can be forged by any non-browser client
+/// (the original trusted them alone: `wsauth_middleware.go:112` at 624ef4d0); the session
+/// cannot. The verifier's cache (30 s valid, 5 s invalid) keeps this off the hot path.
+pub async fn verified_canvas_session(ctx: &AuthContext, headers: &HeaderMap) -> bool {
+    if !same_origin_canvas(&ctx.state.config, headers) {
+        return false;
+    }
+    match header(headers, COOKIE) {
+        Some(cookie) => ctx.sessions.verify(cookie).await,
+        None => false,
+    }
+}
+
 fn is_scheme_host(value: &str, host: &str) -> bool {
     value
         .strip_prefix("http://")
@@ -130,6 +145,7 @@ pub async fn guard(
         Access::AgentHeader => crate::agents::guard::caller_from_header(&ctx, request.headers())
             .await
             .map(|()| None),
+        Access::LiveStream => live_stream(&ctx, request.headers()).await,
         Access::AgentPath => {
             crate::agents::guard::caller_from_path(&ctx, request.headers(), path_id.as_deref())
                 .await
@@ -208,11 +224,12 @@ async fn admin(ctx: &AuthContext, headers: &HeaderMap) -> Verdict {
 }
 
 /// WorkspaceAuth: the bearer must be ADMIN_TOKEN, an org token, or this workspace's own
-/// token; without a bearer only same-origin canvas requests and dev mode pass.
+/// token; without a bearer only dev mode and same-origin canvas requests with a verified
+/// session pass ([`verified_canvas_session`]).
 async fn workspace(ctx: &AuthContext, headers: &HeaderMap, path_id: Option<&str>) -> Verdict {
     let config = &ctx.state.config;
     let Some(bearer) = bearer_token(headers) else {
-        if same_origin_canvas(config, headers) || config.dev_mode() {
+        if config.dev_mode() || verified_canvas_session(ctx, headers).await {
             return Ok(None);
         }
         return Err(unauthorized("missing workspace auth token"));
@@ -224,6 +241,27 @@ async fn workspace(ctx: &AuthContext, headers: &HeaderMap, path_id: Option<&str>
         return Ok(Some(org));
     }
     own_token(ctx, bearer, path_id).await.map(|()| None)
+}
+
+/// `/ws`: see [`Access::LiveStream`]. An agent subscriber is checked by the handler once.
+async fn live_stream(ctx: &AuthContext, headers: &HeaderMap) -> Verdict {
+    let config = &ctx.state.config;
+    let agent = headers.contains_key(crate::agents::guard::WORKSPACE_ID_HEADER);
+    if agent || config.canvas_proxy_url.as_deref().is_none_or(str::is_empty) || config.dev_mode() {
+        return Ok(None);
+    }
+    if let Some(bearer) = bearer_token(headers) {
+        if is_admin_token(config, bearer) {
+            return Ok(None);
+        }
+        if let Some(org) = org_token(&ctx.state, bearer).await {
+            return Ok(Some(org));
+        }
+    }
+    if verified_canvas_session(ctx, headers).await {
+        return Ok(None);
+    }
+    Err(unauthorized("admin auth required"))
 }
 
 /// `/state`: WorkspaceAuth, then, when the workspace has live tokens, only its own token.

@@ -1,6 +1,7 @@
 //! Background loops of the HTTP process. Each stops when the server's shutdown token is
 //! cancelled and ticks the [`crate::liveness::Liveness`] registry so `/admin/liveness` shows it.
 
+pub mod activity_retention;
 pub mod heartbeat_monitor;
 pub mod scheduler;
 
@@ -25,6 +26,18 @@ pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
             .listener(state.db.clone(), state.liveness.clone()),
     );
     start_scheduler(state, shutdown, tasks);
+    let retention_days = state
+        .config
+        .activity_retention_days
+        .unwrap_or(activity_retention::DEFAULT_RETENTION_DAYS);
+    if retention_days > 0 {
+        tasks.spawn(activity_retention::run(
+            state.db.clone(),
+            state.liveness.clone(),
+            retention_days,
+            shutdown.clone(),
+        ));
+    }
     let ttl = state.config.heartbeat_ttl;
     if ttl.is_zero() {
         tracing::warn!("heartbeat TTL is zero: workspaces are never marked offline");

@@ -1,6 +1,7 @@
 //! `GET /events[/{workspaceId}]` (the recorded events) and `GET /ws` (the live stream).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -103,6 +104,7 @@ pub async fn socket(
 
 async fn stream_events(state: AppState, agent: Option<Uuid>, mut socket: WebSocket) {
     let mut events = state.events.subscribe();
+    let mut visibility = Visibility::new(agent);
     let shutdown = state.events.shutdown().clone();
     loop {
         tokio::select! {
@@ -114,7 +116,7 @@ async fn stream_events(state: AppState, agent: Option<Uuid>, mut socket: WebSock
             },
             event = events.recv() => match event {
                 Ok(event) => {
-                    if !visible_to(&state, agent, &event).await {
+                    if !visibility.allows(&state, &event).await {
                         continue;
                     }
                     let Ok(text) = serde_json::to_string(&*event) else { continue };
@@ -132,16 +134,51 @@ async fn stream_events(state: AppState, agent: Option<Uuid>, mut socket: WebSock
     let _ = socket.send(Message::Close(None)).await;
 }
 
-/// Agents only see events of workspaces the hierarchy lets them talk to; the canvas sees all.
-async fn visible_to(state: &AppState, agent: Option<Uuid>, event: &Arc<LiveEvent>) -> bool {
-    let Some(agent) = agent else { return true };
-    let Some(subject) = event.workspace() else {
-        return false;
-    };
-    store::registry::can_communicate(&state.db, agent, subject)
-        .await
-        .unwrap_or_else(|error| {
-            tracing::warn!(error = %error, "live stream access check failed; event withheld");
-            false
-        })
+/// How long a subscriber's answer for one peer is reused: the hierarchy rarely changes, and a
+/// busy peer would otherwise cost a query per event.
+const PEER_ACCESS_TTL: Duration = Duration::from_secs(30);
+/// Peers remembered per subscriber at most (the map is cleared when full).
+const MAX_REMEMBERED_PEERS: usize = 1024;
+
+/// What one `/ws` subscriber may see. Agents only see events of workspaces the hierarchy lets
+/// them talk to, checked once per peer (then again after [`PEER_ACCESS_TTL`]); the canvas sees
+/// all.
+struct Visibility {
+    agent: Option<Uuid>,
+    peers: HashMap<Uuid, (bool, Instant)>,
+}
+
+impl Visibility {
+    fn new(agent: Option<Uuid>) -> Self {
+        Visibility {
+            agent,
+            peers: HashMap::new(),
+        }
+    }
+
+    async fn allows(&mut self, state: &AppState, event: &LiveEvent) -> bool {
+        let Some(agent) = self.agent else { return true };
+        let Some(subject) = event.workspace() else {
+            return false;
+        };
+        if let Some(&(allowed, checked_at)) = self.peers.get(&subject)
+            && checked_at.elapsed() < PEER_ACCESS_TTL
+        {
+            return allowed;
+        }
+        match store::registry::can_communicate(&state.db, agent, subject).await {
+            Ok(allowed) => {
+                if self.peers.len() >= MAX_REMEMBERED_PEERS {
+                    self.peers.clear();
+                }
+                self.peers.insert(subject, (allowed, Instant::now()));
+                allowed
+            }
+            Err(error) => {
+                // Not remembered: the next event asks again.
+                tracing::warn!(error = %error, "live stream access check failed; event withheld");
+                false
+            }
+        }
+    }
 }

@@ -7,18 +7,22 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use crate::error::{ApiResult, ErrorBody};
+use crate::files::batch_permits::BatchPermits;
 use crate::files::{FileEntry, MAX_FILES_PER_REQUEST, RelPath, Root, WorkspaceFiles, relpath};
 use crate::json::parse_body;
 use crate::{ApiConfig, ApiError, AppState};
 
-/// Writes of one replace in flight at once (the EIC pool allows 8 channels per instance).
+/// Set to `true` on a listing cut at `MAX_LIST_ENTRIES`.
+pub const TRUNCATED_HEADER: &str = "x-list-truncated";
+
+/// Writes of one replace in flight at once (the EIC pool runs `EIC_MAX_OPS_PER_CONNECTION`, default 8, per instance).
 const REPLACE_CONCURRENCY: usize = 4;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -52,7 +56,10 @@ pub enum WorkspaceErrors {
     InstanceUnavailable(#[to_schema] ErrorBody),
     #[response(status = 502, description = "Remote step failed")]
     RemoteFailed(#[to_schema] ErrorBody),
-    #[response(status = 503, description = "Datastore unavailable")]
+    #[response(
+        status = 503,
+        description = "Datastore unavailable, or `busy` (replace)"
+    )]
     DatastoreUnavailable(#[to_schema] ErrorBody),
     #[response(status = 504, description = "Host did not answer in time")]
     Timeout(#[to_schema] ErrorBody),
@@ -150,14 +157,15 @@ pub async fn read_body(body: Body, limit: usize) -> ApiResult<Bytes> {
 #[utoipa::path(get, path = "/workspaces/{id}/files", tag = "files",
     params(("id" = Uuid, Path), ListQuery),
     responses(
-    (status = 200, description = "Entries", body = Vec<FileEntry>),
+    (status = 200, description = "Entries (at most `MAX_LIST_ENTRIES`)", body = Vec<FileEntry>,
+        headers(("x-list-truncated" = String, description = "`true` when entries were cut"))),
     (status = 400, description = "Invalid root, path or depth", body = ErrorBody),
     WorkspaceErrors))]
 pub async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<Vec<FileEntry>>> {
+) -> ApiResult<([(&'static str, &'static str); 1], Json<Vec<FileEntry>>)> {
     let root = root(query.root.as_deref())?;
     let dir = match query.path.as_deref() {
         None | Some("") => None,
@@ -165,7 +173,10 @@ pub async fn list(
     };
     let depth = depth(query.depth.as_deref())?;
     let files = WorkspaceFiles::open(&state, &id).await?;
-    Ok(Json(files.list(root, dir.as_ref(), depth).await?))
+    let listing = files.list(root, dir.as_ref(), depth).await?;
+    // The body stays the array the canvas reads; a cut listing says so in a header.
+    let truncated = if listing.truncated { "true" } else { "false" };
+    Ok(([(TRUNCATED_HEADER, truncated)], Json(listing.entries)))
 }
 
 /// `GET /workspaces/{id}/files/{*path}?root=`
@@ -268,9 +279,11 @@ pub struct ReplaceBody {
     WorkspaceErrors))]
 pub async fn replace(
     State(state): State<AppState>,
+    Extension(permits): Extension<BatchPermits>,
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult<Json<Replaced>> {
+    let _permit = permits.acquire().await?;
     let bytes = read_body(body, batch_body_limit(&state.config)).await?;
     let body: ReplaceBody = parse_body(&bytes, "invalid request body")?;
     let Some(raw_files) = body.files else {

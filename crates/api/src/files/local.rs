@@ -18,11 +18,16 @@ use super::{FileBackend, FileEntry, FilesError, PRUNED_NAMES, RelPath, Root};
 #[derive(Debug, Clone)]
 pub struct LocalBackend {
     workspace_dir: PathBuf,
+    /// A listing stops after this many entries plus one (the one says it was cut).
+    max_entries: usize,
 }
 
 impl LocalBackend {
-    pub fn new(workspace_dir: PathBuf) -> LocalBackend {
-        LocalBackend { workspace_dir }
+    pub fn new(workspace_dir: PathBuf, max_entries: usize) -> LocalBackend {
+        LocalBackend {
+            workspace_dir,
+            max_entries,
+        }
     }
 
     fn root_dir(&self, root: Root) -> PathBuf {
@@ -55,7 +60,10 @@ impl FileBackend for LocalBackend {
     ) -> BoxFuture<'a, Result<Vec<FileEntry>, FilesError>> {
         let root_dir = self.root_dir(root);
         let dir = dir.cloned();
-        Box::pin(blocking(move || list(&root_dir, dir.as_ref(), depth)))
+        let limit = self.max_entries.saturating_add(1);
+        Box::pin(blocking(move || {
+            list(&root_dir, dir.as_ref(), depth, limit)
+        }))
     }
 
     fn read<'a>(
@@ -202,7 +210,12 @@ impl Confined {
     }
 }
 
-fn list(root: &Path, dir: Option<&RelPath>, depth: u32) -> Result<Vec<FileEntry>, FilesError> {
+fn list(
+    root: &Path,
+    dir: Option<&RelPath>,
+    depth: u32,
+    limit: usize,
+) -> Result<Vec<FileEntry>, FilesError> {
     let Some(confined) = Confined::open(root)? else {
         return Ok(Vec::new());
     };
@@ -215,7 +228,7 @@ fn list(root: &Path, dir: Option<&RelPath>, depth: u32) -> Result<Vec<FileEntry>
     };
     let mut entries = Vec::new();
     if start.is_dir() {
-        walk(&confined, &start, "", depth, &mut entries)?;
+        walk(&confined, &start, "", depth, limit, &mut entries)?;
     }
     Ok(entries)
 }
@@ -227,6 +240,7 @@ fn walk(
     dir: &Path,
     prefix: &str,
     depth: u32,
+    limit: usize,
     entries: &mut Vec<FileEntry>,
 ) -> Result<(), FilesError> {
     let mut children: Vec<_> = fs::read_dir(dir)
@@ -235,6 +249,9 @@ fn walk(
         .collect();
     children.sort_by_key(|entry| entry.file_name());
     for child in children {
+        if entries.len() >= limit {
+            return Ok(());
+        }
         let Ok(name) = child.file_name().into_string() else {
             continue;
         };
@@ -278,7 +295,7 @@ fn walk(
                 dir: true,
             });
             if depth > 1 {
-                walk(confined, &child.path(), &rel, depth - 1, entries)?;
+                walk(confined, &child.path(), &rel, depth - 1, limit, entries)?;
             }
         } else {
             entries.push(FileEntry {

@@ -5,6 +5,7 @@
 //!
 //! Paths reach a backend only as a validated [`RelPath`] under a [`Root`].
 
+pub mod batch_permits;
 mod eic;
 pub mod handlers;
 mod local;
@@ -32,6 +33,22 @@ pub const PRUNED_NAMES: [&str; 4] = [".git", "__pycache__", "node_modules", ".DS
 /// Outer guard around every operation of a backend that has no budget of its own (see
 /// [`FileBackend::deadline`]).
 const OPERATION_DEADLINE: Duration = Duration::from_secs(35);
+
+/// The default of `MAX_LIST_ENTRIES`.
+pub const DEFAULT_MAX_LIST_ENTRIES: usize = 10_000;
+
+/// `MAX_LIST_ENTRIES`: the most entries one listing returns.
+fn max_list_entries(config: &ApiConfig) -> usize {
+    config.max_list_entries.unwrap_or(DEFAULT_MAX_LIST_ENTRIES)
+}
+
+/// A listing, cut at `MAX_LIST_ENTRIES`.
+#[derive(Debug)]
+pub struct Listing {
+    pub entries: Vec<FileEntry>,
+    /// More entries existed than were returned.
+    pub truncated: bool,
+}
 
 /// One entry of a listing, relative to the listed directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -149,6 +166,7 @@ pub trait FileBackend: Send + Sync {
 pub struct WorkspaceFiles {
     backend: Box<dyn FileBackend>,
     max_file_bytes: u64,
+    max_list_entries: usize,
 }
 
 impl std::fmt::Debug for WorkspaceFiles {
@@ -170,13 +188,17 @@ impl WorkspaceFiles {
             .context("query failed")?
             .ok_or_else(not_found)?;
         let backend: Box<dyn FileBackend> = if target.instance_id.is_empty() {
-            Box::new(local::LocalBackend::new(workspace_dir(&state.config, id)))
+            Box::new(local::LocalBackend::new(
+                workspace_dir(&state.config, id),
+                max_list_entries(&state.config),
+            ))
         } else {
             eic::EicBackend::open(state, target.instance_id, target.runtime)?
         };
         Ok(WorkspaceFiles {
             backend,
             max_file_bytes: state.config.max_file_bytes as u64,
+            max_list_entries: max_list_entries(&state.config),
         })
     }
 
@@ -184,13 +206,18 @@ impl WorkspaceFiles {
         self.backend.source()
     }
 
+    /// At most `MAX_LIST_ENTRIES` entries, and whether more were cut.
     pub async fn list(
         &self,
         root: Root,
         dir: Option<&RelPath>,
         depth: u32,
-    ) -> Result<Vec<FileEntry>, FilesError> {
-        bounded(self.backend.deadline(), self.backend.list(root, dir, depth)).await
+    ) -> Result<Listing, FilesError> {
+        let mut entries =
+            bounded(self.backend.deadline(), self.backend.list(root, dir, depth)).await?;
+        let truncated = entries.len() > self.max_list_entries;
+        entries.truncate(self.max_list_entries);
+        Ok(Listing { entries, truncated })
     }
 
     pub async fn read(&self, root: Root, path: &RelPath) -> Result<Vec<u8>, FilesError> {
@@ -231,6 +258,22 @@ async fn bounded<T>(
 /// `WORKSPACES_DIR/<id>`: the local backend's folder of one workspace.
 pub fn workspace_dir(config: &ApiConfig, workspace_id: Uuid) -> std::path::PathBuf {
     config.workspaces_dir.join(workspace_id.to_string())
+}
+
+/// Removes the local folders of deleted workspaces, as the original removed their volumes
+/// (`workspace.go` Delete at 624ef4d0). Best effort after the commit: a folder that cannot be
+/// removed is logged and left, the delete itself has happened.
+pub async fn remove_local_folders(config: &ApiConfig, ids: &[Uuid]) {
+    for id in ids {
+        let dir = workspace_dir(config, *id);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                tracing::warn!(workspace = %id, %error, "could not remove the workspace's files")
+            }
+        }
+    }
 }
 
 /// Copies a template's files into a new workspace's local `configs` and creates its other roots.

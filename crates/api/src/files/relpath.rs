@@ -93,10 +93,11 @@ pub enum Root {
 impl Root {
     pub const ALL: [Root; 4] = [Root::Configs, Root::Workspace, Root::Home, Root::Plugins];
 
-    /// Parses `?root=`; absent or empty means `/configs`.
+    /// Parses `?root=`; absent means `/configs`, present but empty is invalid (the original's
+    /// `DefaultQuery` gave "" only for an absent key).
     pub fn parse(raw: Option<&str>) -> Option<Root> {
-        match raw.unwrap_or("") {
-            "" | "/configs" => Some(Root::Configs),
+        match raw.unwrap_or("/configs") {
+            "/configs" => Some(Root::Configs),
             "/workspace" => Some(Root::Workspace),
             "/home" => Some(Root::Home),
             "/plugins" => Some(Root::Plugins),
@@ -177,7 +178,7 @@ mod tests {
     #[test]
     fn roots_map_like_the_original() {
         assert_eq!(Root::parse(None), Some(Root::Configs));
-        assert_eq!(Root::parse(Some("")), Some(Root::Configs));
+        assert_eq!(Root::parse(Some("")), None);
         assert_eq!(Root::parse(Some("/plugins")), Some(Root::Plugins));
         assert_eq!(Root::parse(Some("/etc")), None);
         assert_eq!(Root::parse(Some("/configs/")), None);

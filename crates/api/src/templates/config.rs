@@ -10,6 +10,17 @@ use super::catalog::{ModelSpec, ProviderSpec};
 /// The tier of a workspace or template that names none: the self-hosted default (the original
 /// uses 4 only with a SaaS provisioner).
 pub const DEFAULT_TIER: i32 = 3;
+/// The default tier of a tenant (`MOLECULE_ORG_ID` set: a control plane provisions its
+/// workspaces), as the original's create path chose it.
+pub const TENANT_DEFAULT_TIER: i32 = 4;
+
+/// The tier a new workspace gets when its request names none.
+pub fn default_tier(config: &crate::ApiConfig) -> i32 {
+    match config.org_id.as_deref().map(str::trim) {
+        Some(org) if !org.is_empty() => TENANT_DEFAULT_TIER,
+        _ => DEFAULT_TIER,
+    }
+}
 
 /// Why a template folder yields no configuration.
 #[derive(Debug, thiserror::Error)]

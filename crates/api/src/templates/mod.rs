@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiResult, ErrorBody};
 use crate::files::MAX_FILES_PER_REQUEST;
+use crate::files::batch_permits::BatchPermits;
 use crate::files::handlers::{batch_body_limit, read_body, too_many_files, validated_files};
 use crate::json::parse_body;
 use crate::{ApiError, AppState};
@@ -64,11 +65,13 @@ pub struct TemplateExists {
     (status = 401, description = "Not an admin", body = ErrorBody),
     (status = 409, description = "Exists", body = TemplateExists),
     (status = 413, description = "Too large", body = ErrorBody),
-    (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
+    (status = 503, description = "Datastore unavailable, or `busy`", body = ErrorBody)))]
 pub async fn import(
     State(state): State<AppState>,
+    Extension(permits): Extension<BatchPermits>,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Imported>)> {
+    let _permit = permits.acquire().await?;
     let bytes = read_body(body, batch_body_limit(&state.config)).await?;
     let body: ImportBody = parse_body(&bytes, "invalid request body")?;
     let (Some(name), Some(raw_files)) = (body.name.filter(|n| !n.is_empty()), body.files) else {
@@ -85,7 +88,8 @@ pub async fn import(
         };
         ApiError::with_body(StatusCode::CONFLICT, &exists)
     };
-    if state.config.configs_dir.join(&id).exists() {
+    let taken = tokio::fs::try_exists(state.config.configs_dir.join(&id)).await;
+    if taken.unwrap_or(false) {
         return Err(exists());
     }
     let files = validated_files(&state.config, raw_files)?;

@@ -3,6 +3,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
+
+use crate::files::{RelPath, Root};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
@@ -14,7 +16,7 @@ use uuid::Uuid;
 
 use super::plan::{CreatePayload, CreatePlan, plan_create};
 use crate::error::{ErrorBody, StoreContext};
-use crate::templates::config::DEFAULT_TIER;
+use crate::templates::config::default_tier;
 use crate::{ApiError, AppState};
 
 /// The 500 message of any failed step of a create (the original's).
@@ -55,10 +57,18 @@ pub async fn create(
     uri: axum::http::Uri,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Created>), ApiError> {
-    let plan = plan_create(&state.config, &body)?;
+    // Template resolution reads the disk: off the async threads.
+    let config = state.config.clone();
+    let plan = tokio::task::spawn_blocking(move || plan_create(&config, &body))
+        .await
+        .map_err(ApiError::internal(FAILED))??;
     let payload = &plan.payload;
     let id = Uuid::new_v4();
-    let url = payload.url.as_deref().filter(|u| !u.is_empty());
+    // Only an external workspace has a URL of its own; others get theirs on registration.
+    let url = payload
+        .url
+        .as_deref()
+        .filter(|u| plan.external && !u.is_empty());
     let status = match (plan.external, url) {
         (false, _) => "provisioning",
         (true, Some(_)) => "online",
@@ -68,7 +78,10 @@ pub async fn create(
         id,
         name: &payload.name,
         role: payload.role.as_deref(),
-        tier: payload.tier.filter(|t| *t != 0).unwrap_or(DEFAULT_TIER),
+        tier: payload
+            .tier
+            .filter(|t| *t != 0)
+            .unwrap_or_else(|| default_tier(&state.config)),
         runtime: &plan.runtime,
         status,
         url,
@@ -94,13 +107,7 @@ pub async fn create(
         };
         return Ok((StatusCode::CREATED, Json(created)));
     }
-    if let Some(template_dir) = &plan.template_dir {
-        // Best effort, like the original's provisioning: the row exists either way.
-        if let Err(error) = crate::files::seed_from_template(&state.config, id, template_dir).await
-        {
-            tracing::warn!(workspace_id = %id, error = ?error, "seeding workspace files from template failed");
-        }
-    }
+    seed_files(&state, &plan, &new).await;
     let created = Created {
         awareness_namespace: Some(new.awareness_namespace()),
         connection: None,
@@ -110,6 +117,68 @@ pub async fn create(
         workspace_access: Some(plan.workspace_access.clone()),
     };
     Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// The new workspace's files: its template's, or the `config.yaml` the original's provisioner
+/// generated for a workspace without one. Best effort, like the original's provisioning: the
+/// row exists either way.
+async fn seed_files(state: &AppState, plan: &CreatePlan, new: &NewWorkspace<'_>) {
+    let id = new.id;
+    let seeded = match &plan.template_dir {
+        Some(template_dir) => crate::files::seed_from_template(&state.config, id, template_dir)
+            .await
+            .map(drop)
+            .map_err(|error| format!("{error:?}")),
+        None => write_default_config(state, plan, new).await,
+    };
+    if let Err(error) = seeded {
+        tracing::warn!(workspace_id = %id, %error, "seeding the workspace's files failed");
+    }
+}
+
+async fn write_default_config(
+    state: &AppState,
+    plan: &CreatePlan,
+    new: &NewWorkspace<'_>,
+) -> Result<(), String> {
+    let content = default_config_yaml(plan, new.tier);
+    let files = crate::files::WorkspaceFiles::open(state, &new.id.to_string())
+        .await
+        .map_err(|error| format!("{error:?}"))?;
+    let path = RelPath::parse("config.yaml").map_err(|error| error.to_string())?;
+    files
+        .write(Root::Configs, &path, Bytes::from(content))
+        .await
+        .map_err(|error| error.to_string())
+}
+
+/// The original's generated `config.yaml` (`ensureDefaultConfig` in
+/// `handlers/workspace_provision.go` at 624ef4d0): name, role as description, tier, runtime and
+/// model, the strings double-quoted with line breaks removed so no value can inject a key.
+pub(super) fn default_config_yaml(plan: &CreatePlan, tier: i32) -> String {
+    let runtime = plan.runtime.as_str();
+    let model = match plan.model.as_deref() {
+        Some(model) => model,
+        None if runtime == "claude-code" => "sonnet",
+        None => "anthropic:claude-opus-4-7",
+    };
+    let payload = &plan.payload;
+    let mut yaml = format!(
+        "name: {}\ndescription: {}\nversion: 1.0.0\ntier: {tier}\nruntime: {runtime}\nmodel: {}\n",
+        yaml_quote(&payload.name),
+        yaml_quote(payload.role.as_deref().unwrap_or("")),
+        yaml_quote(model),
+    );
+    if !matches!(runtime, "langgraph" | "deepagents") {
+        yaml.push_str("runtime_config:\n  timeout: 0\n");
+    }
+    yaml
+}
+
+/// A double-quoted YAML scalar (a JSON string is one) without line breaks.
+fn yaml_quote(value: &str) -> String {
+    let flat = value.replace('\n', " ").replace('\r', "");
+    serde_json::Value::String(flat).to_string()
 }
 
 /// Writes the workspace and everything that comes with it in one transaction; the token of an
@@ -154,6 +223,19 @@ async fn insert(
     store::events::record(&mut *tx, "WORKSPACE_PROVISIONING", Some(id), &event)
         .await
         .context(FAILED)?;
+    // An external workspace's first status is an event too (`handlers/workspace.go` Create at
+    // 624ef4d0).
+    let first_status = match new.status {
+        "online" => Some("WORKSPACE_ONLINE"),
+        "awaiting_agent" => Some("WORKSPACE_AWAITING_AGENT"),
+        _ => None,
+    };
+    if let Some(event_type) = first_status {
+        let announced = json!({ "name": payload.name, "external": true });
+        store::events::record(&mut *tx, event_type, Some(id), &announced)
+            .await
+            .context(FAILED)?;
+    }
     let token = match new.status {
         "awaiting_agent" => Some(
             store::tokens::mint_workspace_token(&mut *tx, id)

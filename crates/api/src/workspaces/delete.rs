@@ -86,7 +86,8 @@ pub async fn delete(
         };
         return Err(ApiError::with_body(StatusCode::CONFLICT, &refused));
     }
-    let descendants = remove(tx, id, purge, failed).await?;
+    let (descendants, local) = remove(tx, id, purge, failed).await?;
+    crate::files::remove_local_folders(&state.config, &local).await;
 
     Ok(Json(Deleted {
         cascade_deleted: descendants.len(),
@@ -95,18 +96,21 @@ pub async fn delete(
 }
 
 /// Removes (or purges) the workspace and its live descendants, records their events and commits;
-/// the descendants.
+/// the descendants, and which of all those have local files.
 async fn remove(
     mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     id: Uuid,
     purge: bool,
     failed: &str,
-) -> Result<Vec<Uuid>, ApiError> {
+) -> Result<(Vec<Uuid>, Vec<Uuid>), ApiError> {
     let descendants = store::workspaces::live_descendants(&mut *tx, id)
         .await
         .context(failed)?;
     let mut all = descendants.clone();
     all.push(id);
+    let local = store::file_targets::local_among(&mut *tx, &all)
+        .await
+        .context(failed)?;
     store::workspaces::mark_removed(&mut *tx, &all)
         .await
         .context(failed)?;
@@ -131,5 +135,5 @@ async fn remove(
             .context(failed)?;
     }
     tx.commit().await.context(failed)?;
-    Ok(descendants)
+    Ok((descendants, local))
 }

@@ -244,11 +244,11 @@ pub(crate) fn provider_for_model(model: &str) -> Option<&'static str> {
         "xai" | "grok" => "xai",
         "bedrock" | "aws" => "bedrock",
         "gmi" => "gmi",
-        "lmstudio" => "lmstudio",
+        "lmstudio" | "lm-studio" => "lmstudio",
         "openai-codex" => "openai-codex",
         "copilot-acp" => "copilot-acp",
         "copilot" => "copilot",
-        tencent if tencent.starts_with("tencent") => "tencent",
+        tencent if tencent.starts_with("tencent") => "tencent-tokenhub",
         _ => return None,
     };
     Some(provider)
@@ -265,6 +265,11 @@ mod tests {
         assert_eq!(provider_for_model("qwen/qwen3"), Some("alibaba"));
         assert_eq!(provider_for_model("anthropic:claude"), None);
         assert_eq!(provider_for_model("unknown/x"), None);
+        assert_eq!(
+            provider_for_model("tencent-hunyuan/x"),
+            Some("tencent-tokenhub")
+        );
+        assert_eq!(provider_for_model("lm-studio/qwen"), Some("lmstudio"));
         assert_eq!(provider_for_model("/x"), None);
     }
 }

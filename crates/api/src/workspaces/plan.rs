@@ -65,7 +65,8 @@ pub(super) fn plan_create(config: &ApiConfig, body: &[u8]) -> Result<CreatePlan,
     let mut runtime = payload.runtime.clone().filter(|r| !r.is_empty());
     let mut model = payload.model.clone().filter(|m| !m.is_empty());
     let mut template_dir = None;
-    if let Some(template) = payload.template.as_deref() {
+    // `"template": ""` is no template, as in the original.
+    if let Some(template) = payload.template.as_deref().filter(|t| !t.is_empty()) {
         // Checked even when runtime and model are given (the original then answered 200 with
         // an empty body and left the row stuck).
         let dir = resolve_inside(&config.configs_dir, template)

@@ -36,8 +36,9 @@ async fn no_background_task_outlives_shutdown(db: PgPool) {
     .expect("the background loops start");
     assert_eq!(
         tasks.len(),
-        3,
-        "the hub's stopper, its listener and the sweep"
+        4,
+        "the hub's stopper, its listener, the activity retention sweep and the heartbeat sweep \
+         (the scheduler is off: its poll interval is zero here)"
     );
 
     shutdown.cancel();

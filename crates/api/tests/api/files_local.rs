@@ -509,3 +509,101 @@ async fn seeding_copies_a_template_into_configs(db: PgPool) {
     assert!(!ws.root("configs").join(".git").exists());
     let _ = &ws.db;
 }
+
+/// Deleting a workspace (soft or purge, with its descendants) removes its local folder; an EC2
+/// workspace's files are the control plane's to remove, and a folder of another workspace stays.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn deleting_a_workspace_removes_its_local_files(db: PgPool) {
+    let ws = Local::new(db.clone()).await;
+    let reply = ws
+        .put("/config.yaml", json!({ "content": "name: x\n" }))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let child: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO workspaces (name, parent_id) VALUES ('child', $1) RETURNING id",
+    )
+    .bind(ws.id)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    let other = insert_workspace(&db, "other", "langgraph", None).await;
+    let folder = |id: uuid::Uuid| ws.dir.path().join("workspaces").join(id.to_string());
+    for id in [child, other] {
+        fs::create_dir_all(folder(id).join("configs")).unwrap();
+    }
+    assert!(folder(ws.id).join("configs/config.yaml").exists());
+
+    let reply = send(
+        &ws.app,
+        "DELETE",
+        &format!("/workspaces/{}?confirm=true", ws.id),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert!(!folder(ws.id).exists(), "the workspace's folder is removed");
+    assert!(
+        !folder(child).exists(),
+        "the descendant's folder is removed"
+    );
+    assert!(folder(other).exists(), "another workspace's folder stays");
+
+    let reply = send(
+        &ws.app,
+        "DELETE",
+        &format!("/workspaces/{other}?purge=true"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert!(!folder(other).exists(), "a purge removes the folder too");
+}
+
+/// `?root=` present but empty is not `/configs`: 400 as in the original.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn an_empty_root_parameter_is_refused(db: PgPool) {
+    let ws = Local::new(db).await;
+    let reply = ws.get("?root=").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    let reply = ws.get("/config.yaml?root=").await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+}
+
+/// A listing stops at `MAX_LIST_ENTRIES` and says so in `x-list-truncated`.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_listing_stops_at_max_list_entries_and_says_so(db: PgPool) {
+    let dir = tempfile::tempdir().unwrap();
+    let id = insert_workspace(&db, "many", "langgraph", None).await;
+    let mut config = test_config(dir.path());
+    config.max_list_entries = Some(3);
+    let app = app(test_state(db, config));
+    let configs = dir
+        .path()
+        .join("workspaces")
+        .join(id.to_string())
+        .join("configs");
+    fs::create_dir_all(configs.join("sub")).unwrap();
+    for name in ["a", "b", "sub/c", "sub/d"] {
+        fs::write(configs.join(name), "x").unwrap();
+    }
+    let reply = send(
+        &app,
+        "GET",
+        &format!("/workspaces/{id}/files?depth=5"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(paths(&reply).len(), 3);
+    assert_eq!(reply.headers.get("x-list-truncated").unwrap(), "true");
+
+    let reply = send(
+        &app,
+        "GET",
+        &format!("/workspaces/{id}/files?path=sub"),
+        None,
+    )
+    .await;
+    assert_eq!(paths(&reply).len(), 2);
+    assert_eq!(reply.headers.get("x-list-truncated").unwrap(), "false");
+}

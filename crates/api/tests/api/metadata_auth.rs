@@ -81,7 +81,8 @@ async fn every_guarded_route_refuses_anonymous_callers_and_other_workspaces(db: 
     ));
     let mut guarded = 0;
     for spec in api::routes::table() {
-        if spec.access == Access::Public {
+        // The live stream is open without CANVAS_PROXY_URL, as in the original.
+        if matches!(spec.access, Access::Public | Access::LiveStream) {
             continue;
         }
         guarded += 1;
@@ -110,6 +111,7 @@ async fn every_guarded_route_refuses_anonymous_callers_and_other_workspaces(db: 
         let agents_only = matches!(
             spec.access,
             Access::Public
+                | Access::LiveStream
                 | Access::WorkspaceSelf
                 | Access::AgentBody
                 | Access::AgentHeader
@@ -357,41 +359,76 @@ async fn workspace_auth_accepts_own_admin_and_org_tokens_only(db: PgPool) {
         "only the sha256 is stored"
     );
 
-    // Same-origin canvas requests pass without a bearer only when CANVAS_PROXY_URL is set.
+    // Same-origin headers alone never pass: see
+    // `same_origin_canvas_requests_need_a_verified_session`.
     let same_origin = [
         ("host", "tenant.example.com"),
         ("referer", "https://tenant.example.com/ws/1"),
     ];
     let reply = send_with(&router, "GET", &uri, &same_origin, None).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    let mut canvas = strict_config(dir.path(), Some(ADMIN));
-    canvas.canvas_proxy_url = Some("http://127.0.0.1:3000".into());
-    let canvas_router = app(test_state(db.clone(), canvas));
+}
+
+/// With `CANVAS_PROXY_URL` set, a request without a bearer whose `Origin`/`Referer` names its
+/// own `Host` passes workspace auth and the live stream only with a session the control plane
+/// verifies; forged headers without one, or with an outsider's session, are refused.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn same_origin_canvas_requests_need_a_verified_session(db: PgPool) {
+    let (cp, calls) = stub_control_plane().await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = workspace(&db, "canvas").await;
+    store::tokens::mint_workspace_token(&db, id).await.unwrap();
+    let mut config = strict_config(dir.path(), Some(ADMIN));
+    config.canvas_proxy_url = Some("http://127.0.0.1:3000".into());
+    config.cp_upstream_url = Some(cp);
+    config.org_slug = Some("acme".into());
+    let router = app(test_state(db.clone(), config));
+    let uri = format!("/workspaces/{id}/model");
+    let forged = |cookie: Option<&'static str>| {
+        let mut headers = vec![
+            ("host", "tenant.example.com"),
+            ("origin", "https://tenant.example.com"),
+        ];
+        headers.extend(cookie.map(|c| ("cookie", c)));
+        headers
+    };
+
+    for cookie in [None, Some("session=outsider"), Some("session=expired")] {
+        let reply = send_with(&router, "GET", &uri, &forged(cookie), None).await;
+        assert_eq!(
+            (reply.status, reply.json),
+            (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "missing workspace auth token"})
+            ),
+            "{cookie:?}"
+        );
+        let reply = send_with(&router, "GET", "/ws", &forged(cookie), None).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "/ws {cookie:?}");
+    }
+    let reply = send_with(&router, "GET", &uri, &forged(Some("session=good")), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let reply = send_with(&router, "GET", "/ws", &forged(Some("session=good")), None).await;
+    assert_ne!(reply.status, StatusCode::UNAUTHORIZED, "/ws with a session");
     assert_eq!(
-        send_with(&canvas_router, "GET", &uri, &same_origin, None)
-            .await
-            .status,
-        StatusCode::OK
+        calls.load(Ordering::SeqCst),
+        3,
+        "each session verified once, then cached"
     );
+
+    // A session on a request from elsewhere is not a same-origin canvas request.
     let elsewhere = [
         ("host", "tenant.example.com"),
         ("referer", "https://tenant.example.com.evil.io/"),
+        ("cookie", "session=good"),
     ];
-    assert_eq!(
-        send_with(&canvas_router, "GET", &uri, &elsewhere, None)
-            .await
-            .status,
-        StatusCode::UNAUTHORIZED
-    );
+    let reply = send_with(&router, "GET", &uri, &elsewhere, None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
     // An invalid bearer is never rescued by the same-origin path.
-    let mut with_bad_bearer = same_origin.to_vec();
+    let mut with_bad_bearer = forged(Some("session=good"));
     with_bad_bearer.push(("authorization", "Bearer wrong"));
-    assert_eq!(
-        send_with(&canvas_router, "GET", &uri, &with_bad_bearer, None)
-            .await
-            .status,
-        StatusCode::UNAUTHORIZED
-    );
+    let reply = send_with(&router, "GET", &uri, &with_bad_bearer, None).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]

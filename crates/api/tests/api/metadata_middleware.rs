@@ -242,3 +242,54 @@ async fn security_headers_are_on_every_response_after_cors(db: PgPool) {
             .contains("'unsafe-inline'")
     );
 }
+
+/// A client that sends part of its body and then stalls is cut with 408 after
+/// `REQUEST_BODY_TIMEOUT`; a body that arrives in time is served.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_stalled_request_body_is_cut_with_408(db: PgPool) {
+    use axum::body::Body;
+    use axum::http::Request;
+    use serde_json::json;
+    use tower::ServiceExt;
+
+    let (app, _dir) = router(&db, |c| {
+        c.request_body_timeout = Some(std::time::Duration::from_millis(200));
+    });
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    sender.send(Ok(br#"{"name":"#.to_vec())).await.unwrap();
+    let stalled = Body::from_stream(tokio_stream_from(receiver));
+    let request = Request::post("/workspaces")
+        .header("content-type", "application/json")
+        .body(stalled)
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        &body[..],
+        br#"{"error":"request body not received in time"}"#
+    );
+    drop(sender);
+
+    let reply = send_with(
+        &app,
+        "POST",
+        "/workspaces",
+        &[],
+        Some(&json!({"name": "quick"})),
+    )
+    .await;
+    assert_ne!(reply.status, StatusCode::REQUEST_TIMEOUT, "{}", reply.text);
+}
+
+/// The chunks of `receiver` as a stream (the body of a client that sends when told).
+fn tokio_stream_from(
+    receiver: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    })
+}

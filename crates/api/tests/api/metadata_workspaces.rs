@@ -1032,3 +1032,83 @@ async fn shared_context_and_unknown_routes_are_404(db: PgPool) {
         "a wrong method is a 404, like gin"
     );
 }
+
+/// The create behaviours clients rely on, as the original had them: an empty `template` is
+/// absent, `url` is kept only for external workspaces, the tenant default tier is 4, an
+/// external create records its first status, and a workspace without a template gets the
+/// original provisioner's generated `config.yaml`.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn create_matches_the_original_where_clients_rely_on_it(db: PgPool) {
+    let api = Api::new(db.clone());
+    let id = api
+        .create(
+            json!({"name": "plain", "template": "", "url": "http://10.0.0.9:8000",
+                       "role": "says \"hi\"", "model": "tencent/hunyuan"}),
+        )
+        .await;
+    let get = api.call("GET", &format!("/workspaces/{id}"), None).await;
+    assert_eq!(
+        (get.json["url"].as_str(), get.json["tier"].as_i64()),
+        (Some(""), Some(3))
+    );
+    let config = api
+        .call("GET", &format!("/workspaces/{id}/files/config.yaml"), None)
+        .await;
+    assert_eq!(config.status, StatusCode::OK, "{}", config.text);
+    assert_eq!(
+        config.json["content"],
+        "name: \"plain\"\ndescription: \"says \\\"hi\\\"\"\nversion: 1.0.0\ntier: 3\n\
+         runtime: langgraph\nmodel: \"tencent/hunyuan\"\n"
+    );
+    let provider = api
+        .call("GET", &format!("/workspaces/{id}/provider"), None)
+        .await;
+    assert_eq!(
+        provider.json["provider"], "tencent-tokenhub",
+        "{}",
+        provider.text
+    );
+
+    let claude = api
+        .create(json!({"name": "cc", "runtime": "claude-code", "tier": 2}))
+        .await;
+    let config = api
+        .call(
+            "GET",
+            &format!("/workspaces/{claude}/files/config.yaml"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        config.json["content"],
+        "name: \"cc\"\ndescription: \"\"\nversion: 1.0.0\ntier: 2\nruntime: claude-code\n\
+         model: \"sonnet\"\nruntime_config:\n  timeout: 0\n"
+    );
+
+    let online = api
+        .create(json!({"name": "ext", "external": true, "url": "https://agent.example.com"}))
+        .await;
+    let announced = |name: &str| vec![json!({"name": name, "external": true})];
+    assert_eq!(
+        events_of(&db, online, "WORKSPACE_ONLINE").await,
+        announced("ext")
+    );
+    let waiting = api
+        .create(json!({"name": "ext2", "runtime": "external"}))
+        .await;
+    assert_eq!(
+        events_of(&db, waiting, "WORKSPACE_AWAITING_AGENT").await,
+        announced("ext2")
+    );
+
+    let mut config = test_config(api.dir.path());
+    config.org_id = Some("org-1".into());
+    let tenant = app(test_state(db.clone(), config));
+    let org = [("x-molecule-org-id", "org-1")];
+    let body = json!({"name": "t"});
+    let reply = send_with(&tenant, "POST", "/workspaces", &org, Some(&body)).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    let id = reply.json["id"].as_str().unwrap();
+    let get = send_with(&tenant, "GET", &format!("/workspaces/{id}"), &org, None).await;
+    assert_eq!(get.json["tier"], 4, "a tenant's default tier");
+}

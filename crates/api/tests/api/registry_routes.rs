@@ -722,15 +722,7 @@ async fn discover_rewrites_host_local_urls_of_external_agents_for_containers(db:
         .await
         .unwrap();
     register(&app, ext, "http://localhost:9000").await;
-    let reply = call(
-        &app,
-        "GET",
-        &format!("/registry/discover/{ext}"),
-        None,
-        None,
-        Some(a),
-    )
-    .await;
+    let reply = discover_unauthenticated(&app, a, ext).await;
     assert_eq!(reply.json["url"], "http://host.docker.internal:9000");
 }
 
@@ -1103,4 +1095,165 @@ async fn the_liveness_sweep_marks_silent_workspaces_offline(db: PgPool) {
     // The next heartbeat brings it back.
     heartbeat(&app, &silent_token, json!({ "workspace_id": silent })).await;
     assert_eq!(status_of(&db, silent).await, "online");
+}
+
+/// Concurrent first registrations of one workspace: exactly one mints and returns the token,
+/// every other caller (who holds no token) is refused as a caller without the token.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn concurrent_first_registrations_mint_exactly_one_token(db: PgPool) {
+    let app = app(&db);
+    let id = workspace(&db, "Racer", None).await;
+    let body = json!({ "id": id, "url": "http://localhost:8001", "agent_card": card("A") });
+
+    let attempts = (0..20).map(|_| {
+        let app = app.clone();
+        let body = body.clone();
+        tokio::spawn(async move {
+            call(&app, "POST", "/registry/register", Some(body), None, None).await
+        })
+    });
+    let replies = futures_util::future::join_all(attempts).await;
+    let replies: Vec<Reply> = replies.into_iter().map(|r| r.unwrap()).collect();
+
+    let minted: Vec<&Reply> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .collect();
+    assert_eq!(minted.len(), 1, "exactly one registration succeeds");
+    let token = minted[0].json["auth_token"]
+        .as_str()
+        .expect("it carries the token");
+    for reply in replies.iter().filter(|r| r.status != StatusCode::OK) {
+        assert_eq!(
+            (reply.status, reply.json["error"].as_str()),
+            (
+                StatusCode::UNAUTHORIZED,
+                Some("missing workspace auth token")
+            ),
+            "{}",
+            reply.text
+        );
+    }
+    let tokens: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM workspace_auth_tokens WHERE workspace_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(tokens, 1);
+    let owner = store::tokens::workspace_of_token(&db, token).await.unwrap();
+    assert_eq!(owner, Some(id));
+}
+
+/// The bearer is checked before the URL: a caller without the token never gets the URL rules
+/// (nor their DNS lookup) applied.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn registration_checks_the_bearer_before_the_url(db: PgPool) {
+    let app = app(&db);
+    let id = workspace(&db, "Echo", None).await;
+    register(&app, id, "http://localhost:8001").await;
+    let reply = call(
+        &app,
+        "POST",
+        "/registry/register",
+        Some(json!({ "id": id, "url": "ftp://not-http", "agent_card": card("A") })),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+}
+
+/// `GET /registry/discover/{target}` as `caller`, which holds no token yet.
+async fn discover_unauthenticated(app: &Router, caller: Uuid, target: Uuid) -> Reply {
+    let uri = format!("/registry/discover/{target}");
+    call(app, "GET", &uri, None, None, Some(caller)).await
+}
+
+/// A target that is not `online`/`degraded` is not available, even with a URL on record; an
+/// external target's stored URL is re-checked against the address rules before it is handed out.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn discover_refuses_unavailable_targets_and_blocked_external_urls(db: PgPool) {
+    let app = app(&db);
+    let a = workspace(&db, "A", None).await;
+    let b = workspace(&db, "B", None).await;
+    register(&app, b, "http://localhost:8002").await;
+    for status in ["offline", "paused", "failed"] {
+        sqlx::query("UPDATE workspaces SET status = $2::workspace_status WHERE id = $1")
+            .bind(b)
+            .bind(status)
+            .execute(&db)
+            .await
+            .unwrap();
+        let reply = discover_unauthenticated(&app, a, b).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{status}: {}",
+            reply.text
+        );
+        assert_eq!(
+            reply.json,
+            json!({ "error": "workspace not available", "status": status })
+        );
+    }
+
+    let ext = workspace(&db, "Ext", None).await;
+    sqlx::query(
+        "UPDATE workspaces SET runtime = 'external', status = 'online', \
+         url = 'http://169.254.169.254/latest' WHERE id = $1",
+    )
+    .bind(ext)
+    .execute(&db)
+    .await
+    .unwrap();
+    let reply = call(
+        &app,
+        "GET",
+        &format!("/registry/discover/{ext}"),
+        None,
+        None,
+        Some(a),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        reply.json,
+        json!({ "error": "workspace not available", "status": "online" })
+    );
+}
+
+/// The retention sweep deletes activities older than `ACTIVITY_RETENTION_DAYS` and keeps the
+/// rest.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn the_retention_sweep_deletes_old_activity(db: PgPool) {
+    let id = workspace(&db, "Busy", None).await;
+    for age_days in [0, 29, 31, 400] {
+        sqlx::query(
+            "INSERT INTO activity_logs (workspace_id, activity_type, summary, created_at) \
+             VALUES ($1, 'a2a_receive', $2, now() - make_interval(days => $3))",
+        )
+        .bind(id)
+        .bind(format!("{age_days} days old"))
+        .bind(age_days)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    let deleted = api::background::activity_retention::sweep(&db, 30)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    let left: Vec<String> =
+        sqlx::query_scalar("SELECT summary FROM activity_logs ORDER BY created_at DESC")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(left, ["0 days old", "29 days old"]);
 }

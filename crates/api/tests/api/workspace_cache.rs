@@ -338,3 +338,31 @@ async fn cached_and_uncached_bodies_are_the_same_bytes(db: PgPool) {
         second.text
     );
 }
+
+/// A heartbeat invalidates its own workspace only, and a write to a path no route serves
+/// invalidates nothing: the rest of the cache stays warm.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn agent_writes_and_unknown_paths_leave_other_workspaces_cached(db: PgPool) {
+    let server = Server::listening(db).await;
+    let busy = server.create(json!({"name": "busy"})).await;
+    let quiet = server.create(json!({"name": "quiet"})).await;
+    server.settle().await;
+    server.get(busy).await;
+    server.get(quiet).await;
+    assert!(server.is_cached(busy) && server.is_cached(quiet));
+
+    server.silence_announcements().await;
+    let beat = json!({"workspace_id": busy, "active_tasks": 3});
+    let reply = server.call("POST", "/registry/heartbeat", Some(beat)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert!(
+        !server.is_cached(busy),
+        "the heartbeat's workspace is read again"
+    );
+    assert_eq!(server.get(busy).await["active_tasks"], 3);
+    assert!(server.is_cached(quiet), "another workspace stays cached");
+
+    let reply = server.call("POST", "/no/such/route", Some(json!({}))).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    assert!(server.is_cached(busy) && server.is_cached(quiet));
+}

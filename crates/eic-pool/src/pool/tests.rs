@@ -91,7 +91,7 @@ fn config() -> PoolConfig {
         max_lifetime: Duration::from_secs(3300),
         max_connections: 32,
         max_tunnels: 16,
-        max_channels_per_connection: 8,
+        max_ops_per_connection: 8,
     }
 }
 

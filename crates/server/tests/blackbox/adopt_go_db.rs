@@ -431,3 +431,43 @@ async fn the_go_memories_and_schedules_read_back() {
         "last_error": "", "source": "template"});
     assert_eq!(fields(&schedules[0], &expected), expected);
 }
+
+/// A purge on a database the Go server wrote: the rows of its other tables (agents, approvals,
+/// memories) reference the workspaces without ON DELETE and go first, in the one transaction.
+#[tokio::test]
+async fn a_purge_deletes_the_go_tables_rows_first() {
+    let database = go_database().await;
+    let server = start_on(&database).await;
+
+    let path = format!("/workspaces/{ALPHA}?confirm=true&purge=true");
+    let (status, body) = server
+        .request("DELETE", &path, None, Some(ADMIN_TOKEN))
+        .await;
+    assert_eq!(
+        (status.as_u16(), body),
+        (200, json!({"status": "purged", "cascade_deleted": 1}))
+    );
+    let pool = database.pool().await;
+    for table in [
+        "agents",
+        "approval_requests",
+        "agent_memories",
+        "workspace_secrets",
+    ] {
+        let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} WHERE workspace_id IN ($1::uuid, $2::uuid)"
+        )))
+        .bind(ALPHA)
+        .bind(BETA)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "{table}");
+    }
+    let workspaces: i64 = sqlx::query_scalar("SELECT count(*) FROM workspaces")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(workspaces, 1, "only removed Gamma is left");
+    pool.close().await;
+}
