@@ -21,6 +21,7 @@ pub mod ops;
 pub mod routes;
 pub mod state;
 pub mod templates;
+pub mod terminal;
 pub mod workspace_cache;
 pub mod workspaces;
 

@@ -23,7 +23,7 @@ use crate::AppState;
 use crate::agents::{activity, discovery, registry};
 use crate::files::handlers as files;
 use crate::workspaces::model;
-use crate::{admin, events, openapi, ops, templates, workspaces};
+use crate::{admin, events, openapi, ops, templates, terminal, workspaces};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +132,8 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(GET "/workspaces/{id}/files/{*path}", Workspace, files::read),
         route!(PUT "/workspaces/{id}/files/{*path}", Workspace, files::write),
         route!(DELETE "/workspaces/{id}/files/{*path}", Workspace, files::delete),
+        route!(GET "/workspaces/{id}/terminal", Workspace, terminal::open),
+        route!(GET "/workspaces/{id}/terminal/diagnose", Workspace, terminal::diagnose::diagnose),
     ]
 }
 

@@ -5,7 +5,7 @@
 //!
 //! Paths reach a backend only as a validated [`RelPath`] under a [`Root`].
 
-mod eic;
+pub(crate) mod eic;
 pub mod handlers;
 mod local;
 pub mod relpath;
