@@ -14,4 +14,5 @@ mod metadata_workspaces;
 mod registry_routes;
 mod security_matrix;
 mod templates;
+mod terminal_eic;
 mod workspace_cache;
