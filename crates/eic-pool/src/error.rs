@@ -125,6 +125,10 @@ pub enum EicError {
     /// The remote file does not exist (SFTP status `NoSuchFile`), or is a directory.
     #[error("remote file not found")]
     NotFound,
+    /// The instance refused the file operation (SFTP status `PermissionDenied`), although the
+    /// SFTP server runs with root's rights (say an immutable file or a read-only mount).
+    #[error("permission denied on the workspace host")]
+    PermissionDenied,
     /// The remote file is bigger than the caller allows.
     #[error("remote file is {size} bytes, more than the limit of {limit}")]
     TooLarge { size: u64, limit: u64 },
@@ -152,6 +156,7 @@ impl EicError {
             EicError::Timeout { step } => Some(*step),
             EicError::InstanceUnavailable { .. } => Some(Step::Discovery),
             EicError::NotFound
+            | EicError::PermissionDenied
             | EicError::TooLarge { .. }
             | EicError::SetupAborted
             | EicError::InvalidConfig(_)
@@ -177,6 +182,7 @@ impl EicError {
             | EicError::ShellsFull { .. }
             | EicError::InstanceUnavailable { .. }
             | EicError::NotFound
+            | EicError::PermissionDenied
             | EicError::TooLarge { .. }
             | EicError::SetupAborted
             | EicError::InvalidConfig(_)

@@ -452,6 +452,7 @@ fn outcome<T>(result: &Result<T, EicError>) -> &'static str {
     match result {
         Ok(_) => "ok",
         Err(EicError::NotFound) => "not_found",
+        Err(EicError::PermissionDenied) => "permission_denied",
         Err(EicError::TooLarge { .. }) => "too_large",
         Err(_) => "error",
     }

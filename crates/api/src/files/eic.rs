@@ -163,6 +163,7 @@ pub fn api_error(error: EicError) -> ApiError {
     };
     match error {
         EicError::NotFound => ApiError::NotFound("file not found on workspace".into()),
+        EicError::PermissionDenied => remote(StatusCode::FORBIDDEN, error.to_string(), error),
         EicError::TooLarge { limit, .. } => super::too_large(limit),
         EicError::Timeout { .. } => {
             remote(StatusCode::GATEWAY_TIMEOUT, TIMEOUT_MESSAGE.into(), error)
