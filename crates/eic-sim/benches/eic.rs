@@ -52,9 +52,6 @@ async fn run_phase(phase: &str, info: &SimInfo, timeline: &Arc<Mutex<Vec<SpanRec
     }
 }
 
-
-
-
 async fn timed<T>(work: impl Future<Output = T>) -> (Duration, T) {
     let started = Instant::now();
     let out = work.await;
@@ -177,7 +174,6 @@ impl russh::client::Handler for AcceptAny {
         Ok(true)
     }
 }
-
 
 /// Medians of a bare open + read on an open SFTP session, and of one SFTP round trip (stat).
 async fn bare_sftp_reads(info: &SimInfo, count: usize) -> (Duration, Duration) {

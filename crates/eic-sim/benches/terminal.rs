@@ -36,9 +36,6 @@ fn main() {
     runtime.block_on(run(sim.info()));
 }
 
-
-
-
 /// Reads shell output until `marker` has been seen; returns the bytes read.
 async fn until(shell: &mut Shell, marker: &[u8]) -> usize {
     let mut tail: Vec<u8> = Vec::new();
@@ -62,14 +59,21 @@ async fn until(shell: &mut Shell, marker: &[u8]) -> usize {
 /// Opens a shell and waits for its first output (the prompt).
 async fn open(pool: &EicPool) -> (Duration, Shell) {
     let started = Instant::now();
-    let mut shell = pool.open_shell(INSTANCE, ShellSize::default()).await.unwrap();
+    let mut shell = pool
+        .open_shell(INSTANCE, ShellSize::default())
+        .await
+        .unwrap();
     until(&mut shell, b"$ ").await;
     (started.elapsed(), shell)
 }
 
 async fn run(info: &SimInfo) {
     let root = info.instances[INSTANCE].root.clone();
-    std::fs::write(root.join(BIG.trim_start_matches('/')), vec![b'x'; BIG_BYTES]).unwrap();
+    std::fs::write(
+        root.join(BIG.trim_start_matches('/')),
+        vec![b'x'; BIG_BYTES],
+    )
+    .unwrap();
     println!("== profile aws: one round trip ~20 ms (10 ms per chunk each way) ==");
 
     let mut colds = Vec::new();
@@ -105,12 +109,21 @@ async fn run(info: &SimInfo) {
     let mut sftps = Vec::new();
     for _ in 0..3 {
         let started = Instant::now();
-        shell.write(format!("cat {BIG}; echo END-$((20+22))\n").as_bytes()).await.unwrap();
+        shell
+            .write(format!("cat {BIG}; echo END-$((20+22))\n").as_bytes())
+            .await
+            .unwrap();
         let bytes = until(&mut shell, b"END-42").await;
-        assert!(bytes >= BIG_BYTES, "the whole file came through ({bytes} bytes)");
+        assert!(
+            bytes >= BIG_BYTES,
+            "the whole file came through ({bytes} bytes)"
+        );
         cats.push(started.elapsed());
         let started = Instant::now();
-        assert_eq!(pool.read_file(INSTANCE, BIG, 1 << 30).await.unwrap().len(), BIG_BYTES);
+        assert_eq!(
+            pool.read_file(INSTANCE, BIG, 1 << 30).await.unwrap().len(),
+            BIG_BYTES
+        );
         sftps.push(started.elapsed());
     }
     shell.close().await;
@@ -118,9 +131,18 @@ async fn run(info: &SimInfo) {
 
     let originals = original_sessions(info, 5).await;
     let (cold, warm, original) = (median(colds), median(warms), median(originals));
-    println!("(1) keystroke to echo on an open shell: p50 {:.1} ms of 200", ms(median(echoes)));
-    println!("(2) warm open, until the prompt: median {:.1} ms of 10", ms(warm));
-    println!("(3) cold open (setup + shell), until the prompt: median {:.0} ms of 3", ms(cold));
+    println!(
+        "(1) keystroke to echo on an open shell: p50 {:.1} ms of 200",
+        ms(median(echoes))
+    );
+    println!(
+        "(2) warm open, until the prompt: median {:.1} ms of 10",
+        ms(warm)
+    );
+    println!(
+        "(3) cold open (setup + shell), until the prompt: median {:.0} ms of 3",
+        ms(cold)
+    );
     println!(
         "(4) original path (key push + new ssh -tt process + fresh tunnel), until a first command answers: median {:.0} ms of 5 -> warm open {:.0}x faster, cold open {:.1}x faster",
         ms(original),
@@ -149,7 +171,9 @@ async fn original_sessions(info: &SimInfo, count: usize) -> Vec<Duration> {
         let started = Instant::now();
         let key_file = dir.path().join("id_ed25519");
         let key = push_key(info).await;
-        let text = key.to_openssh(russh::keys::ssh_key::LineEnding::LF).unwrap();
+        let text = key
+            .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+            .unwrap();
         std::fs::write(&key_file, text).unwrap();
         std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
         let mut child = tokio::process::Command::new("ssh")
@@ -179,4 +203,3 @@ async fn original_sessions(info: &SimInfo, count: usize) -> Vec<Duration> {
     }
     samples
 }
-
