@@ -14,11 +14,10 @@ use sqlx::PgPool;
 
 const INSTANCE: &str = "i-0123456789abcdef0";
 
-async fn pool(info: &SimInfo, operation_timeout: Duration) -> EicPool {
-    EicPool::new(EicConfig {
+/// Default pool settings pointed at the simulator of `info`.
+pub fn sim_config(info: &SimInfo) -> EicConfig {
+    EicConfig {
         os_user: info.os_user.clone(),
-        operation_timeout,
-        step_timeout: operation_timeout,
         aws: Some(AwsSettings {
             endpoint_url: Some(info.aws_endpoint_url.clone()),
             region: info.region.clone(),
@@ -26,6 +25,14 @@ async fn pool(info: &SimInfo, operation_timeout: Duration) -> EicPool {
             secret_access_key: info.secret_access_key.clone(),
         }),
         ..EicConfig::default()
+    }
+}
+
+async fn pool(info: &SimInfo, operation_timeout: Duration) -> EicPool {
+    EicPool::new(EicConfig {
+        operation_timeout,
+        step_timeout: operation_timeout,
+        ..sim_config(info)
     })
     .await
     .expect("the pool builds from the simulator's settings")

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use crate::common::{insert_workspace, test_config, test_services};
-use eic_pool::{AwsSettings, EicConfig, EicPool};
+use crate::files_eic::sim_config;
+use eic_pool::{EicConfig, EicPool};
 use eic_sim::{SimControl, SimInfo, SimProcess};
 use futures_util::{SinkExt, StreamExt};
 use sqlx::PgPool;
@@ -35,16 +36,7 @@ impl Terminal {
         let sim = SimProcess::spawn(&["--profile", "none", "--instance", INSTANCE])
             .expect("eic-sim starts (cargo build -p eic-sim)");
         let info = sim.info().clone();
-        let mut config = EicConfig {
-            os_user: info.os_user.clone(),
-            aws: Some(AwsSettings {
-                endpoint_url: Some(info.aws_endpoint_url.clone()),
-                region: info.region.clone(),
-                access_key_id: info.access_key_id.clone(),
-                secret_access_key: info.secret_access_key.clone(),
-            }),
-            ..EicConfig::default()
-        };
+        let mut config = sim_config(&info);
         tune(&mut config);
         let pool = EicPool::new(config).await.expect("the pool builds");
         let dir = tempfile::tempdir().unwrap();
