@@ -262,30 +262,43 @@ impl EicPool {
         async {
             let deadline = Instant::now() + self.config.operation_timeout;
             let instance = InstanceId::new(instance_id);
-            let lease =
-                match tokio::time::timeout_at(deadline, self.pool.acquire_shell(&instance)).await {
-                    Err(_) => {
-                        return Err(EicError::Timeout {
-                            step: Step::Operation,
-                        });
-                    }
-                    Ok(Err(err)) => return Err(acquire_error(err)),
-                    Ok(Ok(lease)) => lease,
-                };
-            let ends_at = lease.built_at() + self.config.max_tunnel_duration();
-            let opening = Shell::open(lease, size, ends_at, &self.shells);
-            match tokio::time::timeout_at(
-                deadline.min(Instant::now() + self.config.step_timeout),
-                opening,
-            )
-            .await
-            {
-                Err(_) => Err(EicError::Timeout { step: Step::Shell }),
-                Ok(result) => result,
+            match self.try_open_shell(&instance, size, deadline).await {
+                // A pooled connection that died unnoticed is poisoned by now: one more try
+                // builds a fresh one.
+                Err(err) if err.is_transport() && Instant::now() < deadline => {
+                    tracing::debug!(error = %err, "shell open failed on a stale connection; retrying");
+                    self.try_open_shell(&instance, size, deadline).await
+                }
+                result => result,
             }
         }
         .instrument(span)
         .await
+    }
+
+    async fn try_open_shell(
+        &self,
+        instance: &InstanceId,
+        size: ShellSize,
+        deadline: Instant,
+    ) -> Result<Shell, EicError> {
+        let lease = match tokio::time::timeout_at(deadline, self.pool.acquire_shell(instance)).await
+        {
+            Err(_) => {
+                return Err(EicError::Timeout {
+                    step: Step::Operation,
+                });
+            }
+            Ok(Err(err)) => return Err(acquire_error(err)),
+            Ok(Ok(lease)) => lease,
+        };
+        let ends_at = lease.built_at() + self.config.max_tunnel_duration();
+        let opening = Shell::open(lease, size, ends_at, &self.shells);
+        let limit = deadline.min(Instant::now() + self.config.step_timeout);
+        match tokio::time::timeout_at(limit, opening).await {
+            Err(_) => Err(EicError::Timeout { step: Step::Shell }),
+            Ok(result) => result,
+        }
     }
 
     /// The setup steps run one by one on a connection of their own (closed at the end), each
