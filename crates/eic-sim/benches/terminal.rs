@@ -69,71 +69,24 @@ async fn open(pool: &EicPool) -> (Duration, Shell) {
 
 async fn run(info: &SimInfo) {
     let root = info.instances[INSTANCE].root.clone();
-    std::fs::write(
-        root.join(BIG.trim_start_matches('/')),
-        vec![b'x'; BIG_BYTES],
-    )
-    .unwrap();
+    let big = root.join(BIG.trim_start_matches('/'));
+    std::fs::write(big, vec![b'x'; BIG_BYTES]).unwrap();
     println!("== profile aws: one round trip ~20 ms (10 ms per chunk each way) ==");
 
-    let mut colds = Vec::new();
-    for _ in 0..3 {
-        let pool = EicPool::new(config(info)).await.unwrap();
-        let (elapsed, shell) = open(&pool).await;
-        colds.push(elapsed);
-        shell.close().await;
-        pool.close().await;
-    }
-
+    let cold = median(cold_opens(info, 3).await);
     let pool = EicPool::new(config(info)).await.unwrap();
     pool.read_file(INSTANCE, BIG, 1 << 30).await.unwrap();
-    let mut warms = Vec::new();
-    for _ in 0..10 {
-        let (elapsed, shell) = open(&pool).await;
-        warms.push(elapsed);
-        shell.close().await;
-    }
-
+    let warm = median(warm_opens(&pool, 10).await);
     let (_, mut shell) = open(&pool).await;
-    let mut echoes = Vec::new();
-    for n in 0..200u32 {
-        let key = [b'a' + (n % 26) as u8];
-        let started = Instant::now();
-        shell.write(&key).await.unwrap();
-        until(&mut shell, &key).await;
-        echoes.push(started.elapsed());
-    }
-    shell.write(b"\x15").await.unwrap(); // ^U: drop the typed line
-
-    let mut cats = Vec::new();
-    let mut sftps = Vec::new();
-    for _ in 0..3 {
-        let started = Instant::now();
-        shell
-            .write(format!("cat {BIG}; echo END-$((20+22))\n").as_bytes())
-            .await
-            .unwrap();
-        let bytes = until(&mut shell, b"END-42").await;
-        assert!(
-            bytes >= BIG_BYTES,
-            "the whole file came through ({bytes} bytes)"
-        );
-        cats.push(started.elapsed());
-        let started = Instant::now();
-        assert_eq!(
-            pool.read_file(INSTANCE, BIG, 1 << 30).await.unwrap().len(),
-            BIG_BYTES
-        );
-        sftps.push(started.elapsed());
-    }
+    let echo = median(keystrokes(&mut shell, 200).await);
+    let (cat, sftp) = cat_vs_sftp(&pool, &mut shell, 3).await;
     shell.close().await;
     pool.close().await;
+    let original = median(original_sessions(info, 5).await);
 
-    let originals = original_sessions(info, 5).await;
-    let (cold, warm, original) = (median(colds), median(warms), median(originals));
     println!(
         "(1) keystroke to echo on an open shell: p50 {:.1} ms of 200",
-        ms(median(echoes))
+        ms(echo)
     );
     println!(
         "(2) warm open, until the prompt: median {:.1} ms of 10",
@@ -149,7 +102,6 @@ async fn run(info: &SimInfo) {
         original.as_secs_f64() / warm.as_secs_f64(),
         original.as_secs_f64() / cold.as_secs_f64()
     );
-    let (cat, sftp) = (median(cats), median(sftps));
     println!(
         "(5) 10 MiB: cat through the terminal median {:.0} ms ({:.1} MiB/s), SFTP read on the same connection {:.0} ms ({:.1} MiB/s) -> terminal at {:.0}% of SFTP",
         ms(cat),
@@ -158,6 +110,64 @@ async fn run(info: &SimInfo) {
         10.0 / sftp.as_secs_f64(),
         100.0 * sftp.as_secs_f64() / cat.as_secs_f64()
     );
+}
+
+/// A new pool each time: the whole setup, then the shell.
+async fn cold_opens(info: &SimInfo, count: usize) -> Vec<Duration> {
+    let mut samples = Vec::new();
+    for _ in 0..count {
+        let pool = EicPool::new(config(info)).await.unwrap();
+        let (elapsed, shell) = open(&pool).await;
+        samples.push(elapsed);
+        shell.close().await;
+        pool.close().await;
+    }
+    samples
+}
+
+async fn warm_opens(pool: &EicPool, count: usize) -> Vec<Duration> {
+    let mut samples = Vec::new();
+    for _ in 0..count {
+        let (elapsed, shell) = open(pool).await;
+        samples.push(elapsed);
+        shell.close().await;
+    }
+    samples
+}
+
+/// One key at a time, each until the PTY echoes it back.
+async fn keystrokes(shell: &mut Shell, count: u32) -> Vec<Duration> {
+    let mut samples = Vec::new();
+    for n in 0..count {
+        let key = [b'a' + (n % 26) as u8];
+        let started = Instant::now();
+        shell.write(&key).await.unwrap();
+        until(shell, &key).await;
+        samples.push(started.elapsed());
+    }
+    shell.write(b"\x15").await.unwrap(); // ^U: drop the typed line
+    samples
+}
+
+/// Medians of `cat` of the big file through the shell and of its SFTP read, interleaved.
+async fn cat_vs_sftp(pool: &EicPool, shell: &mut Shell, count: usize) -> (Duration, Duration) {
+    let (mut cats, mut sftps) = (Vec::new(), Vec::new());
+    for _ in 0..count {
+        let started = Instant::now();
+        let command = format!("cat {BIG}; echo END-$((20+22))\n");
+        shell.write(command.as_bytes()).await.unwrap();
+        let bytes = until(shell, b"END-42").await;
+        assert!(
+            bytes >= BIG_BYTES,
+            "the whole file came through ({bytes} bytes)"
+        );
+        cats.push(started.elapsed());
+        let started = Instant::now();
+        let read = pool.read_file(INSTANCE, BIG, 1 << 30).await.unwrap();
+        assert_eq!(read.len(), BIG_BYTES);
+        sftps.push(started.elapsed());
+    }
+    (median(cats), median(sftps))
 }
 
 /// The original's per-session path: push a key, start `ssh -tt` through a fresh tunnel, and
