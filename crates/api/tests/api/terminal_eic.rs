@@ -133,12 +133,38 @@ async fn type_line(socket: &mut Socket, line: &str) {
         .unwrap();
 }
 
-/// Waits until the pool has no shell, lease or queued operation left.
-async fn gauges_back_to_baseline(pool: &EicPool) {
+/// Shell processes running inside the instance's chroot.
+fn shells_on_instance(term: &Terminal) -> usize {
+    let chroot = &term.info.instances[INSTANCE].root;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            let dir = entry.path();
+            let is_shell =
+                std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == "sh");
+            is_shell && std::fs::read_link(dir.join("root")).is_ok_and(|root| &root == chroot)
+        })
+        .count()
+}
+
+/// Waits until no shell, lease or queued operation is left in the pool, no shell process on the
+/// instance, and the simulator relays exactly the pool's tunnels.
+async fn gauges_back_to_baseline(term: &Terminal) {
+    let pool = &term.pool;
+    let control = term.control();
     let settled = tokio::time::timeout(PATIENCE, async {
         loop {
             let status = pool.status();
-            if pool.open_shells() == 0 && status.leases == 0 && status.queued == 0 {
+            let live_tunnels = control.status().await.unwrap().live_tunnels;
+            if pool.open_shells() == 0
+                && status.leases == 0
+                && status.queued == 0
+                && live_tunnels == status.tunnels as u64
+                && shells_on_instance(term) == 0
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -147,8 +173,9 @@ async fn gauges_back_to_baseline(pool: &EicPool) {
     .await;
     assert!(
         settled.is_ok(),
-        "shells {} / status {:?}",
+        "shells {} / processes {} / status {:?}",
         pool.open_shells(),
+        shells_on_instance(term),
         pool.status()
     );
 }
@@ -169,7 +196,7 @@ async fn a_typed_command_echoes_its_output_and_a_resize_reaches_the_pty(db: PgPo
 
     type_line(&mut socket, "exit").await;
     assert_eq!(close_frame(&mut socket).await.0, CloseCode::Normal);
-    gauges_back_to_baseline(&term.pool).await;
+    gauges_back_to_baseline(&term).await;
     assert_eq!(
         term.pool.status().setups,
         1,
@@ -194,6 +221,7 @@ async fn file_reads_stay_served_while_five_shells_are_open(db: PgPool) {
         shells.push(socket);
     }
     assert_eq!(term.pool.open_shells(), 5);
+    assert_eq!(shells_on_instance(&term), 5);
     let reads = (0..20).map(|_| term.pool.read_file(INSTANCE, "/configs/a.txt", 1024));
     let results = futures_util::future::join_all(reads).await;
     for result in results {
@@ -203,7 +231,7 @@ async fn file_reads_stay_served_while_five_shells_are_open(db: PgPool) {
         socket.close(None).await.unwrap();
     }
     drop(shells);
-    gauges_back_to_baseline(&term.pool).await;
+    gauges_back_to_baseline(&term).await;
     assert_eq!(term.pool.status().connections, 1);
 }
 
@@ -245,7 +273,7 @@ async fn a_shell_near_the_tunnel_deadline_gets_a_fresh_connection_and_a_warning(
         .unwrap();
     assert_eq!(term.pool.status().setups, 2);
     socket.close(None).await.unwrap();
-    gauges_back_to_baseline(&term.pool).await;
+    gauges_back_to_baseline(&term).await;
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -260,7 +288,7 @@ async fn a_dropped_tunnel_closes_the_shell_with_a_frame_naming_the_step(db: PgPo
     let (code, reason) = close_frame(&mut socket).await;
     assert_eq!(code, CloseCode::Error);
     assert_eq!(reason, "terminal closed: tunnel failed");
-    gauges_back_to_baseline(&term.pool).await;
+    gauges_back_to_baseline(&term).await;
 
     // The next open builds a new connection.
     let mut socket = term.open(id).await;
