@@ -13,6 +13,7 @@ import { chromium } from "playwright-core";
 
 import { createDatabase, serveStatic, startEicSim, startServer } from "./lib/services.mjs";
 import { Tally } from "./lib/tally.mjs";
+import { checkTerminal } from "./lib/terminal.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, "../..");
@@ -148,6 +149,18 @@ async function main() {
   checkForeignOrigin(refused, readFileSync(join(configsDir, "config.yaml"), "utf8") === savedConfig);
 
   tally.check("screenshot saved", existsSync(join(outDir, "panel.png")), "tests/browser/out/panel.png");
+
+  await checkTerminal({
+    tally,
+    context,
+    cleanups,
+    serverBinary: binaries.server,
+    env: serverEnv,
+    scratch,
+    here,
+    outDir,
+    instanceId: INSTANCE_ID,
+  });
 }
 
 /** The inherited environment, minus what would change the server's mode, plus the test's setup. */

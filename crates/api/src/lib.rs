@@ -26,6 +26,7 @@ pub mod schedules;
 pub mod settings;
 pub mod state;
 pub mod templates;
+pub mod terminal;
 pub mod workspace_cache;
 pub mod workspaces;
 

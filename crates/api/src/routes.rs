@@ -28,7 +28,7 @@ use crate::panels::{approvals, audit, budget, traces, viewport};
 use crate::schedules::{handlers as schedules, health as schedule_health};
 use crate::settings::{config, org_tokens, secrets, tokens, transcript};
 use crate::workspaces::model;
-use crate::{admin, events, openapi, ops, templates, workspaces};
+use crate::{admin, events, openapi, ops, templates, terminal, workspaces};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +212,8 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(POST "/workspaces/{id}/schedules/{scheduleId}/run", Workspace, schedules::run),
         route!(GET "/workspaces/{id}/schedules/{scheduleId}/history", Workspace, schedules::history),
         route!(GET "/admin/schedules/health", Admin, schedule_health::platform),
+        route!(GET "/workspaces/{id}/terminal", Workspace, terminal::open),
+        route!(GET "/workspaces/{id}/terminal/diagnose", Workspace, terminal::diagnose::diagnose),
     ]
 }
 

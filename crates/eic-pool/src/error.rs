@@ -38,6 +38,8 @@ pub enum Step {
     Ssh,
     /// The SFTP session and its requests.
     Sftp,
+    /// A terminal's PTY and shell on the connection.
+    Shell,
     /// The operation's whole budget (`operation_timeout`), spent before any step reported.
     Operation,
 }
@@ -51,6 +53,7 @@ impl Step {
             Step::Tunnel => "tunnel",
             Step::Ssh => "ssh",
             Step::Sftp => "sftp",
+            Step::Shell => "shell",
             Step::Operation => "operation",
         }
     }
@@ -104,6 +107,15 @@ pub enum EicError {
         #[source]
         source: Cause,
     },
+    /// sshd refused the terminal's PTY or shell (the connection itself is fine).
+    #[error("EIC shell failed")]
+    Shell {
+        #[source]
+        source: Cause,
+    },
+    /// The connection already carries its cap of shells.
+    #[error("too many terminals are open on this instance (at most {max})")]
+    ShellsFull { max: usize },
     /// A step ran out of its time budget.
     #[error("EIC {step} timed out")]
     Timeout { step: Step },
@@ -113,6 +125,10 @@ pub enum EicError {
     /// The remote file does not exist (SFTP status `NoSuchFile`), or is a directory.
     #[error("remote file not found")]
     NotFound,
+    /// The instance refused the file operation (SFTP status `PermissionDenied`), although the
+    /// SFTP server runs with root's rights (say an immutable file or a read-only mount).
+    #[error("permission denied on the workspace host")]
+    PermissionDenied,
     /// The remote file is bigger than the caller allows.
     #[error("remote file is {size} bytes, more than the limit of {limit}")]
     TooLarge { size: u64, limit: u64 },
@@ -136,9 +152,11 @@ impl EicError {
             EicError::Tunnel { .. } => Some(Step::Tunnel),
             EicError::Ssh { .. } => Some(Step::Ssh),
             EicError::Sftp { .. } | EicError::SftpChannel { .. } => Some(Step::Sftp),
+            EicError::Shell { .. } | EicError::ShellsFull { .. } => Some(Step::Shell),
             EicError::Timeout { step } => Some(*step),
             EicError::InstanceUnavailable { .. } => Some(Step::Discovery),
             EicError::NotFound
+            | EicError::PermissionDenied
             | EicError::TooLarge { .. }
             | EicError::SetupAborted
             | EicError::InvalidConfig(_)
@@ -160,8 +178,11 @@ impl EicError {
             EicError::Discovery { .. }
             | EicError::KeyPush { .. }
             | EicError::Sftp { .. }
+            | EicError::Shell { .. }
+            | EicError::ShellsFull { .. }
             | EicError::InstanceUnavailable { .. }
             | EicError::NotFound
+            | EicError::PermissionDenied
             | EicError::TooLarge { .. }
             | EicError::SetupAborted
             | EicError::InvalidConfig(_)

@@ -18,10 +18,13 @@ mod error;
 mod metrics;
 pub mod pool;
 mod sftp;
+mod shell;
 
 pub use crate::metrics::{HISTOGRAM_BUCKETS, describe as describe_metrics};
+pub use eic::DiagnoseStep;
 pub use error::{Cause, EicError, Step};
 pub use pool::PoolStatus;
+pub use shell::{Shell, ShellEvent, ShellSize};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +68,14 @@ pub struct EicConfig {
     /// bounds the requests queued on that channel and on the instance's `sftp-server`, not a
     /// number of SSH channels.
     pub max_ops_per_connection: usize,
+    /// Terminal shells at most on one connection: sshd's `MaxSessions` (10 by default) counts
+    /// the SFTP channel too.
+    pub max_shells_per_connection: usize,
+    /// A new shell opens only on a connection whose tunnel has at least this long left; an
+    /// older connection is replaced (it finishes its operations and closes).
+    pub shell_min_remaining: Duration,
+    /// How long before its tunnel ends a shell is told that it will end.
+    pub shell_end_warning: Duration,
     /// EIC Endpoint id; with `endpoint_dns`, skips `DescribeInstanceConnectEndpoints`.
     pub endpoint_id: Option<String>,
     /// EIC Endpoint DNS name (`host[:port]`); with `endpoint_id`, skips the endpoint lookup.
@@ -103,6 +114,9 @@ impl Default for EicConfig {
             max_instances: 32,
             max_tunnels: 16,
             max_ops_per_connection: 8,
+            max_shells_per_connection: 8,
+            shell_min_remaining: Duration::from_secs(1800),
+            shell_end_warning: Duration::from_secs(300),
             endpoint_id: None,
             endpoint_dns: None,
             instance_ips: std::collections::HashMap::new(),
@@ -177,6 +191,7 @@ pub struct EicPool {
     pool: Pool<EicConnector>,
     config: Arc<EicConfig>,
     orphans: Arc<Orphans>,
+    shells: Arc<shell::ShellCount>,
 }
 
 /// Temporary files of writes that a broken connection cut off (their own cleanup could not
@@ -243,13 +258,84 @@ impl EicPool {
                 max_connections: config.max_instances,
                 max_tunnels: config.max_tunnels,
                 max_ops_per_connection: config.max_ops_per_connection,
+                max_shells_per_connection: config.max_shells_per_connection,
+                shell_max_age: config
+                    .max_tunnel_duration()
+                    .saturating_sub(config.shell_min_remaining),
             },
         );
         Ok(Self {
             pool,
             config,
             orphans: Arc::default(),
+            shells: Arc::default(),
         })
+    }
+
+    /// An interactive shell (PTY `xterm-256color`) on the instance's pooled connection, as
+    /// `os_user`: warm, one channel open and one round trip; cold, the connection's setup first.
+    /// It holds a shell slot, not an operation slot, for as long as it is open.
+    pub async fn open_shell(&self, instance_id: &str, size: ShellSize) -> Result<Shell, EicError> {
+        let span = tracing::info_span!("eic.shell", instance.id = instance_id);
+        async {
+            let deadline = Instant::now() + self.config.operation_timeout;
+            let instance = InstanceId::new(instance_id);
+            match self.try_open_shell(&instance, size, deadline).await {
+                // A pooled connection that died unnoticed is poisoned by now: one more try
+                // builds a fresh one.
+                Err(err) if err.is_transport() && Instant::now() < deadline => {
+                    tracing::debug!(error = %err, "shell open failed on a stale connection; retrying");
+                    self.try_open_shell(&instance, size, deadline).await
+                }
+                result => result,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn try_open_shell(
+        &self,
+        instance: &InstanceId,
+        size: ShellSize,
+        deadline: Instant,
+    ) -> Result<Shell, EicError> {
+        let lease = match tokio::time::timeout_at(deadline, self.pool.acquire_shell(instance)).await
+        {
+            Err(_) => {
+                return Err(EicError::Timeout {
+                    step: Step::Operation,
+                });
+            }
+            Ok(Err(err)) => return Err(acquire_error(err)),
+            Ok(Ok(lease)) => lease,
+        };
+        let ends_at = lease.built_at() + self.config.max_tunnel_duration();
+        let opening = Shell::open(lease, size, ends_at, &self.shells);
+        let limit = deadline.min(Instant::now() + self.config.step_timeout);
+        match tokio::time::timeout_at(limit, opening).await {
+            Err(_) => Err(EicError::Timeout { step: Step::Shell }),
+            Ok(result) => result,
+        }
+    }
+
+    /// The setup steps run one by one on a connection of their own (closed at the end), each
+    /// timed: the passed steps plus the first failing one.
+    pub async fn diagnose(&self, instance_id: &str) -> Vec<DiagnoseStep> {
+        self.pool
+            .connector()
+            .diagnose(&InstanceId::new(instance_id))
+            .await
+    }
+
+    /// Shells open now.
+    pub fn open_shells(&self) -> usize {
+        self.shells.get()
+    }
+
+    /// How long before its end a shell is warned (`EicConfig::shell_end_warning`).
+    pub fn shell_end_warning(&self) -> Duration {
+        self.config.shell_end_warning
     }
 
     /// The file's bytes. `NotFound` when missing, `TooLarge` when bigger than `max_bytes`.
@@ -389,6 +475,7 @@ fn acquire_error(err: AcquireError<EicError>) -> EicError {
         AcquireError::Setup(err) => err,
         AcquireError::SetupAborted => EicError::SetupAborted,
         AcquireError::Closed => EicError::Closed,
+        AcquireError::ShellsFull(max) => EicError::ShellsFull { max },
     }
 }
 
@@ -396,6 +483,7 @@ fn outcome<T>(result: &Result<T, EicError>) -> &'static str {
     match result {
         Ok(_) => "ok",
         Err(EicError::NotFound) => "not_found",
+        Err(EicError::PermissionDenied) => "permission_denied",
         Err(EicError::TooLarge { .. }) => "too_large",
         Err(_) => "error",
     }

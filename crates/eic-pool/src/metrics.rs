@@ -52,6 +52,10 @@ pub fn describe() {
         "Live pooled SSH connections to instances"
     );
     describe_gauge!(
+        "eic_shells_open",
+        "Terminal shells open on pooled connections"
+    );
+    describe_gauge!(
         "eic_tunnels_live",
         "EIC tunnels in use (connections and setups)"
     );
@@ -63,6 +67,10 @@ pub fn describe() {
 
 pub(crate) fn connections_live(count: usize) {
     metrics::gauge!("eic_connections_live").set(count as f64);
+}
+
+pub(crate) fn shells_open(count: usize) {
+    metrics::gauge!("eic_shells_open").set(count as f64);
 }
 
 pub(crate) fn tunnels_live(count: usize) {

@@ -91,6 +91,11 @@ pub struct PoolConfig {
     pub max_tunnels: usize,
     /// Concurrent leases at most on one connection; further callers queue in FIFO order.
     pub max_ops_per_connection: usize,
+    /// Long-lived shell leases at most on one connection (they hold no operation slot).
+    pub max_shells_per_connection: usize,
+    /// A shell lease is only given on a connection younger than this; an older one is retired
+    /// (it finishes its leases) and a fresh one built, so a new shell has its tunnel's time ahead.
+    pub shell_max_age: Duration,
 }
 
 /// Why [`Pool::acquire`] gave no lease.
@@ -102,6 +107,8 @@ pub enum AcquireError<E> {
     SetupAborted,
     /// The pool is closed.
     Closed,
+    /// The connection already carries `max_shells_per_connection` shells.
+    ShellsFull(usize),
 }
 
 /// A snapshot of the pool's counters.
@@ -193,6 +200,7 @@ struct Entry<T> {
     conn: T,
     created: Instant,
     channels: Arc<Semaphore>,
+    shells: Arc<Semaphore>,
     // Usage bookkeeping: read and written only under the pool's state lock, so plain atomics
     // (for `Sync`) with relaxed ordering are enough.
     leases: AtomicUsize,
@@ -286,6 +294,11 @@ impl<C: Connector> Lease<C> {
     pub fn age(&self) -> Duration {
         self.entry.created.elapsed()
     }
+
+    /// When the connection was built.
+    pub fn built_at(&self) -> Instant {
+        self.entry.created
+    }
 }
 
 impl<C: Connector> Deref for Lease<C> {
@@ -359,10 +372,41 @@ impl<C: Connector> Pool<C> {
 
     /// Leases the instance's connection, building it first if needed (one setup for all callers).
     pub async fn acquire(&self, instance: &InstanceId) -> Result<Lease<C>, AcquireError<C::Error>> {
+        let lease = self.lease(instance, None).await?;
+        Ok(self.shared.wait_for_channel(lease).await)
+    }
+
+    /// A long-lived lease for a shell: it keeps the connection open but holds none of the
+    /// operation slots (a shell never starves file operations). It takes one of the connection's
+    /// `max_shells_per_connection` shell slots, and only on a connection younger than
+    /// `shell_max_age` (an older one is retired and a fresh one built).
+    pub async fn acquire_shell(
+        &self,
+        instance: &InstanceId,
+    ) -> Result<Lease<C>, AcquireError<C::Error>> {
+        let mut lease = self
+            .lease(instance, Some(self.shared.config.shell_max_age))
+            .await?;
+        let permit = lease
+            .entry
+            .shells
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| AcquireError::ShellsFull(self.shared.config.max_shells_per_connection))?;
+        lease.channel = Some(permit);
+        Ok(lease)
+    }
+
+    /// A lease with no slot yet, on a connection younger than `max_age` when given.
+    async fn lease(
+        &self,
+        instance: &InstanceId,
+        max_age: Option<Duration>,
+    ) -> Result<Lease<C>, AcquireError<C::Error>> {
         let mut aborted = 0;
         loop {
-            let mut outcome = match self.shared.lookup(instance)? {
-                Next::Lease(lease) => return Ok(self.shared.wait_for_channel(lease).await),
+            let mut outcome = match self.shared.lookup(instance, max_age)? {
+                Next::Lease(lease) => return Ok(lease),
                 Next::Wait(outcome) => outcome,
             };
             let settled = outcome
@@ -455,14 +499,21 @@ impl<C: Connector> Shared<C> {
             && !idle_too_long
     }
 
-    fn lookup(self: &Arc<Self>, instance: &InstanceId) -> Result<Next<C>, AcquireError<C::Error>> {
+    fn lookup(
+        self: &Arc<Self>,
+        instance: &InstanceId,
+        max_age: Option<Duration>,
+    ) -> Result<Next<C>, AcquireError<C::Error>> {
         let now = Instant::now();
         let mut state = self.lock();
         if state.closed {
             return Err(AcquireError::Closed);
         }
+        let young_enough = |entry: &Entry<C::Conn>| {
+            max_age.is_none_or(|age| now.saturating_duration_since(entry.created) < age)
+        };
         match state.slots.get(instance) {
-            Some(Slot::Ready(entry)) if self.is_usable(entry, now) => {
+            Some(Slot::Ready(entry)) if self.is_usable(entry, now) && young_enough(entry) => {
                 entry.leases.fetch_add(1, Ordering::Relaxed);
                 entry.stamp(now, self.epoch());
                 self.counters.leases.fetch_add(1, Ordering::Relaxed);
@@ -693,6 +744,7 @@ impl<C: Connector> SetupGuard<C> {
             conn,
             created: now,
             channels: Arc::new(Semaphore::new(config.max_ops_per_connection)),
+            shells: Arc::new(Semaphore::new(config.max_shells_per_connection)),
             leases: AtomicUsize::new(0),
             last_used: AtomicU64::new(0),
             retired: AtomicBool::new(false),

@@ -474,12 +474,16 @@ fn split_parent(path: &str) -> Result<(&str, &str), EicError> {
     }
 }
 
-/// A status from the server is the server's answer (`NoSuchFile` → `NotFound`); anything else
+/// A status from the server is the server's answer (`NoSuchFile` → `NotFound`,
+/// `PermissionDenied` → `PermissionDenied`: the instance refused even root); anything else
 /// means the channel failed, which poisons the connection.
 fn sftp_error(err: SftpError) -> EicError {
     match err {
         SftpError::Status(status) if status.status_code == StatusCode::NoSuchFile => {
             EicError::NotFound
+        }
+        SftpError::Status(status) if status.status_code == StatusCode::PermissionDenied => {
+            EicError::PermissionDenied
         }
         SftpError::Status(_) | SftpError::Limited(_) => EicError::Sftp { source: cause(err) },
         other => channel_error(other),

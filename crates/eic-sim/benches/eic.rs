@@ -13,13 +13,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eic_pool::{AwsSettings, EicConfig, EicPool};
+use eic_pool::EicPool;
 use eic_sim::{SimControl, SimInfo, SimProcess, TunnelListener};
-use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing_subscriber::layer::SubscriberExt;
 
-const INSTANCE: &str = "i-0123456789abcdef0";
+mod common;
+
+use common::{INSTANCE, config, median, ms, push_key};
+
 const FILE: &str = "/configs/bench-4k";
 const LIMIT: u64 = 1 << 20;
 
@@ -47,29 +50,6 @@ async fn run_phase(phase: &str, info: &SimInfo, timeline: &Arc<Mutex<Vec<SpanRec
         "aws" => phase_aws(info, timeline).await,
         other => panic!("unknown phase {other}"),
     }
-}
-
-/// Default pool settings, pointed at the simulator of `info` without any process environment.
-fn config(info: &SimInfo) -> EicConfig {
-    EicConfig {
-        os_user: info.os_user.clone(),
-        aws: Some(AwsSettings {
-            endpoint_url: Some(info.aws_endpoint_url.clone()),
-            region: info.region.clone(),
-            access_key_id: info.access_key_id.clone(),
-            secret_access_key: info.secret_access_key.clone().into(),
-        }),
-        ..EicConfig::default()
-    }
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort_unstable();
-    samples[samples.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 async fn timed<T>(work: impl Future<Output = T>) -> (Duration, T) {
@@ -194,33 +174,6 @@ impl russh::client::Handler for AcceptAny {
     async fn check_server_key(&mut self, _: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
         Ok(true)
     }
-}
-
-async fn push_key(info: &SimInfo) -> PrivateKey {
-    use aws_sdk_ec2instanceconnect as eic;
-    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).unwrap();
-    let credentials = aws_credential_types::Credentials::new(
-        &info.access_key_id,
-        &info.secret_access_key,
-        None,
-        None,
-        "bench",
-    );
-    let config = eic::Config::builder()
-        .behavior_version(eic::config::BehaviorVersion::latest())
-        .region(eic::config::Region::new(info.region.clone()))
-        .credentials_provider(credentials)
-        .endpoint_url(&info.aws_endpoint_url)
-        .build();
-    eic::Client::from_conf(config)
-        .send_ssh_public_key()
-        .instance_id(INSTANCE)
-        .instance_os_user(&info.os_user)
-        .ssh_public_key(key.public_key().to_openssh().unwrap())
-        .send()
-        .await
-        .unwrap();
-    key
 }
 
 /// Medians of a bare open + read on an open SFTP session, and of one SFTP round trip (stat).

@@ -17,9 +17,16 @@ use tokio::process::{Child, Command};
 pub const LOGIN_USER: &str = "eicsim";
 const SSHD: &str = "/usr/sbin/sshd";
 const SSH_KEYGEN: &str = "/usr/bin/ssh-keygen";
-/// The SFTP server every session runs (sshd's `ForceCommand`), as `sudo sftp-server` on a host.
+/// The SFTP server every `exec` request runs (sshd's `ForceCommand`), as `sudo -n sftp-server`
+/// on a host: the chroot's copy is setuid root, so it has root's rights over the instance's files.
 const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 const LOGIN_SHELL: &str = "/bin/sh";
+/// Programs a terminal session finds in the chroot besides the shell's builtins.
+const SHELL_TOOLS: [&str; 1] = ["/bin/cat"];
+/// What sshd runs for every session: an `exec` request (whatever its command) gets the SFTP
+/// server, as the pool's `EIC_SFTP_COMMAND` does on a host; a `shell` request (a terminal) gets
+/// an interactive login shell.
+const SESSION_COMMAND: &str = "if [ -n \"$SSH_ORIGINAL_COMMAND\" ]; then exec /usr/lib/openssh/sftp-server; else exec /bin/sh -i; fi";
 const SSHD_READY_TIMEOUT: Duration = Duration::from_secs(10);
 const SSHD_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// The directories the server manages inside an instance, owned by the login user.
@@ -172,8 +179,9 @@ pub fn prepare_instance_root(
 /// request is then served like `sudo sftp-server` on a host. (`ForceCommand internal-sftp` would
 /// need no files, but sshd serves it to `subsystem` requests only and refuses exec requests.)
 fn install_programs(chroot: &Path, user: &LoginUser) -> anyhow::Result<()> {
-    let mut files = vec![PathBuf::from(LOGIN_SHELL), PathBuf::from(SFTP_SERVER)];
-    for program in [LOGIN_SHELL, SFTP_SERVER] {
+    let programs = [LOGIN_SHELL, SFTP_SERVER].into_iter().chain(SHELL_TOOLS);
+    let mut files: Vec<PathBuf> = programs.clone().map(PathBuf::from).collect();
+    for program in programs {
         let output = std::process::Command::new("ldd")
             .arg(program)
             .output()
@@ -199,7 +207,12 @@ fn install_programs(chroot: &Path, user: &LoginUser) -> anyhow::Result<()> {
         // Copies, not links: nothing done inside a chroot can reach the host's files.
         std::fs::copy(&file, &target)
             .with_context(|| format!("cannot copy {} into {}", file.display(), chroot.display()))?;
-        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
+        let mode = if file == Path::new(SFTP_SERVER) {
+            0o4755
+        } else {
+            0o755
+        };
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))?;
     }
     // sftp-server looks its user up by uid.
     let etc = chroot.join("etc");
@@ -212,20 +225,30 @@ fn install_programs(chroot: &Path, user: &LoginUser) -> anyhow::Result<()> {
     std::fs::write(etc.join("passwd"), passwd).context("cannot write the chroot's /etc/passwd")?;
     let group = format!("root:x:0:\n{}:x:{gid}:\n", user.name);
     std::fs::write(etc.join("group"), group).context("cannot write the chroot's /etc/group")?;
-    // sftp-server refuses to start without /dev/null.
+    // sftp-server refuses to start without /dev/null; an interactive shell opens /dev/tty for
+    // job control (sshd itself opens the PTY before it enters the chroot).
     let dev = chroot.join("dev");
     std::fs::create_dir_all(&dev).with_context(|| format!("cannot create {}", dev.display()))?;
-    let null = dev.join("null");
-    if !null.exists() {
-        let status = std::process::Command::new("mknod")
-            .args(["-m", "666"])
-            .arg(&null)
-            .args(["c", "1", "3"])
-            .status()
-            .context("cannot run mknod (package coreutils)")?;
-        if !status.success() {
-            bail!("mknod {} c 1 3 failed: {status}", null.display());
-        }
+    make_device(&dev.join("null"), "1", "3")?;
+    make_device(&dev.join("tty"), "5", "0")
+}
+
+/// A character device node, mode 0666, unless it exists.
+fn make_device(path: &Path, major: &str, minor: &str) -> anyhow::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let status = std::process::Command::new("mknod")
+        .args(["-m", "666"])
+        .arg(path)
+        .args(["c", major, minor])
+        .status()
+        .context("cannot run mknod (package coreutils)")?;
+    if !status.success() {
+        bail!(
+            "mknod {} c {major} {minor} failed: {status}",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -300,13 +323,13 @@ impl Sshd {
              AuthorizedKeysCommand {command} {id} %u\n\
              AuthorizedKeysCommandUser {user}\n\
              ChrootDirectory {chroot}\n\
-             ForceCommand {SFTP_SERVER}\n\
+             ForceCommand {SESSION_COMMAND}\n\
              Subsystem sftp {SFTP_SERVER}\n\
              AllowTcpForwarding no\n\
              AllowAgentForwarding no\n\
              X11Forwarding no\n\
              PermitTunnel no\n\
-             PermitTTY no\n\
+             PermitTTY yes\n\
              MaxSessions 10\n\
              MaxStartups 100\n\
              UseDNS no\n\

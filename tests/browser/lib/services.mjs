@@ -16,12 +16,15 @@ const CONTENT_TYPES = {
   ".css": "text/css; charset=utf-8",
 };
 
-/** Serves `dir` (flat, read-only) on 127.0.0.1 at a free port: one browser origin. */
-export async function serveStatic(dir) {
+/**
+ * Serves `dir` (flat, read-only) on 127.0.0.1 at a free port: one browser origin. `extra` maps
+ * more flat names to files elsewhere (xterm.js from node_modules).
+ */
+export async function serveStatic(dir, extra = {}) {
   const server = createServer((req, res) => {
     const name = normalize(new URL(req.url, "http://x").pathname).replace(/^\/+/, "") || "index.html";
     const type = CONTENT_TYPES[extname(name)];
-    const file = join(dir, name);
+    const file = extra[name] ?? join(dir, name);
     if (name.includes("/") || !type || !existsSync(file)) {
       res.writeHead(404).end("not found");
       return;

@@ -141,13 +141,15 @@ fn unavailable(reason: &str) -> ApiError {
     }
 }
 
-fn step_name(step: Step) -> &'static str {
+/// How the step is named in messages to the client.
+pub fn step_name(step: Step) -> &'static str {
     match step {
         Step::Discovery => "discovery",
         Step::KeyPush => "key push",
         Step::Tunnel => "tunnel",
         Step::Ssh => "SSH",
         Step::Sftp => "SFTP",
+        Step::Shell => "shell",
         Step::Operation => "operation",
     }
 }
@@ -161,6 +163,7 @@ pub fn api_error(error: EicError) -> ApiError {
     };
     match error {
         EicError::NotFound => ApiError::NotFound("file not found on workspace".into()),
+        EicError::PermissionDenied => remote(StatusCode::FORBIDDEN, error.to_string(), error),
         EicError::TooLarge { limit, .. } => super::too_large(limit),
         EicError::Timeout { .. } => {
             remote(StatusCode::GATEWAY_TIMEOUT, TIMEOUT_MESSAGE.into(), error)
@@ -175,7 +178,8 @@ pub fn api_error(error: EicError) -> ApiError {
         | EicError::Tunnel { .. }
         | EicError::Ssh { .. }
         | EicError::Sftp { .. }
-        | EicError::SftpChannel { .. } => {
+        | EicError::SftpChannel { .. }
+        | EicError::Shell { .. } => {
             let step = error.step().map_or("connection", step_name);
             remote(
                 StatusCode::BAD_GATEWAY,
@@ -188,6 +192,7 @@ pub fn api_error(error: EicError) -> ApiError {
             "workspace host unreachable: connection setup failed".into(),
             error,
         ),
+        EicError::ShellsFull { .. } => remote(StatusCode::CONFLICT, error.to_string(), error),
         EicError::Closed => ApiError::Unavailable {
             message: "server is shutting down".into(),
             code: "shutting_down",

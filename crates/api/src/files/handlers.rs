@@ -50,6 +50,11 @@ pub struct ListQuery {
 pub enum WorkspaceErrors {
     #[response(status = 401, description = "Not this workspace")]
     Unauthorized(#[to_schema] ErrorBody),
+    #[response(
+        status = 403,
+        description = "The instance refused the operation even to root"
+    )]
+    PermissionDenied(#[to_schema] ErrorBody),
     #[response(status = 404, description = "Unknown workspace")]
     NotFound(#[to_schema] ErrorBody),
     #[response(status = 409, description = "Instance unavailable")]

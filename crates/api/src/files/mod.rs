@@ -6,7 +6,7 @@
 //! Paths reach a backend only as a validated [`RelPath`] under a [`Root`].
 
 pub mod batch_permits;
-mod eic;
+pub(crate) mod eic;
 pub mod handlers;
 mod local;
 pub mod relpath;

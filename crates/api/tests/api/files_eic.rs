@@ -14,11 +14,10 @@ use sqlx::PgPool;
 
 const INSTANCE: &str = "i-0123456789abcdef0";
 
-async fn pool(info: &SimInfo, operation_timeout: Duration) -> EicPool {
-    EicPool::new(EicConfig {
+/// Default pool settings pointed at the simulator of `info`.
+pub fn sim_config(info: &SimInfo) -> EicConfig {
+    EicConfig {
         os_user: info.os_user.clone(),
-        operation_timeout,
-        step_timeout: operation_timeout,
         aws: Some(AwsSettings {
             endpoint_url: Some(info.aws_endpoint_url.clone()),
             region: info.region.clone(),
@@ -26,6 +25,14 @@ async fn pool(info: &SimInfo, operation_timeout: Duration) -> EicPool {
             secret_access_key: info.secret_access_key.clone().into(),
         }),
         ..EicConfig::default()
+    }
+}
+
+async fn pool(info: &SimInfo, operation_timeout: Duration) -> EicPool {
+    EicPool::new(EicConfig {
+        operation_timeout,
+        step_timeout: operation_timeout,
+        ..sim_config(info)
     })
     .await
     .expect("the pool builds from the simulator's settings")
@@ -411,5 +418,45 @@ async fn an_instance_without_a_pool_is_409(db: PgPool) {
     assert_eq!(
         error(&r),
         "workspace instance is unavailable: EIC is not configured on this server"
+    );
+}
+
+/// The SFTP server runs with root's rights (`sudo -n sftp-server` on a host): files root made
+/// on the instance can be changed; what the instance refuses even to root answers 403 naming it.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn root_made_files_are_changed_and_a_real_refusal_is_named(db: PgPool) {
+    let eic = Eic::start(db, Duration::from_secs(30)).await;
+    let id = eic.workspace("claude-code", INSTANCE).await;
+    // The test runs as root, like an instance's provisioning: a root-owned directory and file.
+    let dir = eic.on_instance("configs/root-made");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("a.md"), "root").unwrap();
+    let deleted = eic.call("DELETE", &id, "/root-made/a.md", None).await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+    assert!(!dir.join("a.md").exists());
+    let written = eic
+        .call("PUT", &id, "/root-made/b.md", Some(json!({"content": "b"})))
+        .await;
+    assert_eq!(written.status, StatusCode::OK, "{}", written.text);
+
+    // An immutable file: even root cannot remove it.
+    let locked = dir.join("locked.md");
+    std::fs::write(&locked, "x").unwrap();
+    let chattr = |flag: &str| {
+        let status = std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&locked)
+            .status();
+        assert!(status.expect("chattr runs (package e2fsprogs)").success());
+    };
+    chattr("+i");
+    let refused = eic.call("DELETE", &id, "/root-made/locked.md", None).await;
+    chattr("-i");
+    assert_eq!(
+        (refused.status, error(&refused)),
+        (
+            StatusCode::FORBIDDEN,
+            "permission denied on the workspace host"
+        )
     );
 }

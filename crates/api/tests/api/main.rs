@@ -24,4 +24,5 @@ mod settings_openapi;
 mod settings_secrets;
 mod settings_tokens;
 mod templates;
+mod terminal_eic;
 mod workspace_cache;

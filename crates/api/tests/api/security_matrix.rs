@@ -232,6 +232,9 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
             ("", with(json!({"content": "x"})), false, false)
         }
         ("DELETE", "/workspaces/{id}/files/{*path}") => ("", None, false, false),
+        ("GET", "/workspaces/{id}/terminal" | "/workspaces/{id}/terminal/diagnose") => {
+            ("", None, false, false)
+        }
         ("GET", "/openapi.json") => ("", None, false, false),
         (
             "GET",

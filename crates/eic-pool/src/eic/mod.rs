@@ -15,10 +15,13 @@
 //! (sshd opens the channel's window only then), `init` + `open`, then `fstat` + `read`.
 
 mod aws;
+mod diagnose;
 mod sftp_channel;
 mod ssh;
 mod tunnel;
 mod xml;
+
+pub use diagnose::DiagnoseStep;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -40,6 +43,55 @@ use self::ssh::{KnownHosts, SshHandle};
 pub(crate) struct EicConnection {
     ssh: SshHandle,
     pub(crate) fs: RemoteFs,
+}
+
+impl EicConnection {
+    /// Whether the SSH transport is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.ssh.is_closed()
+    }
+
+    /// A session channel with a PTY and a login shell. Both requests go out together and their
+    /// replies are awaited together: one round trip after the channel opens.
+    pub(crate) async fn open_shell_channel(
+        &self,
+        size: crate::ShellSize,
+    ) -> Result<russh::Channel<russh::client::Msg>, EicError> {
+        open_shell_channel(&self.ssh, size).await
+    }
+}
+
+/// See [`EicConnection::open_shell_channel`].
+async fn open_shell_channel(
+    handle: &SshHandle,
+    size: crate::ShellSize,
+) -> Result<russh::Channel<russh::client::Msg>, EicError> {
+    let ssh = |e: russh::Error| EicError::Ssh { source: cause(e) };
+    let mut channel = handle.channel_open_session().await.map_err(ssh)?;
+    channel
+        .request_pty(true, crate::shell::TERM, size.cols, size.rows, 0, 0, &[])
+        .await
+        .map_err(ssh)?;
+    channel.request_shell(true).await.map_err(ssh)?;
+    let mut granted = 0;
+    while granted < 2 {
+        match channel.wait().await {
+            Some(russh::ChannelMsg::Success) => granted += 1,
+            Some(russh::ChannelMsg::Failure) => {
+                let what = if granted == 0 { "a PTY" } else { "a shell" };
+                return Err(EicError::Shell {
+                    source: cause_msg(format!("sshd refused {what} on the instance")),
+                });
+            }
+            Some(_) => {}
+            None => {
+                return Err(EicError::Ssh {
+                    source: cause_msg("the channel closed before the shell started"),
+                });
+            }
+        }
+    }
+    Ok(channel)
 }
 
 /// Builds [`EicConnection`]s; shared by the pool's setups.

@@ -92,6 +92,8 @@ fn config() -> PoolConfig {
         max_connections: 32,
         max_tunnels: 16,
         max_ops_per_connection: 8,
+        max_shells_per_connection: 3,
+        shell_max_age: Duration::from_secs(1800),
     }
 }
 
@@ -453,4 +455,47 @@ async fn the_reaper_stops_when_the_pool_is_dropped() {
     settle().await;
     assert!(weak.upgrade().is_none());
     assert_eq!(fake.dropped(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shells_hold_no_operation_slot_and_are_capped_per_connection() {
+    let (pool, fake) = pool_with(PoolConfig {
+        max_ops_per_connection: 1,
+        ..config()
+    });
+    let a = id("i-a");
+    let mut shells = Vec::new();
+    for _ in 0..3 {
+        shells.push(pool.acquire_shell(&a).await.unwrap());
+    }
+    assert!(matches!(
+        pool.acquire_shell(&a).await,
+        Err(AcquireError::ShellsFull(3))
+    ));
+    // The one operation slot is still free while three shells are open.
+    let operation = tokio::time::timeout(Duration::from_secs(1), pool.acquire(&a)).await;
+    assert!(operation.is_ok(), "an operation waited behind shells");
+    drop(operation);
+    drop(shells.pop());
+    assert!(
+        pool.acquire_shell(&a).await.is_ok(),
+        "a closed shell frees its slot"
+    );
+    assert_eq!(fake.setups(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shell_gets_a_fresh_connection_near_the_tunnel_deadline() {
+    let (pool, fake) = pool_with(config());
+    let a = id("i-a");
+    let old = pool.acquire(&a).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1801)).await;
+    let shell = pool.acquire_shell(&a).await.unwrap();
+    assert_eq!((old.setup, shell.setup), (1, 2));
+    // The old connection finishes its lease, then closes; operations move to the new one.
+    assert_eq!(pool.acquire(&a).await.unwrap().setup, 2);
+    drop(old);
+    settle().await;
+    assert_eq!(fake.disconnects(), 1);
+    assert_eq!(pool.status().connections, 1);
 }
