@@ -15,6 +15,7 @@ pub mod extract;
 pub mod files;
 pub mod json;
 pub mod liveness;
+pub mod messaging;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;

@@ -23,7 +23,7 @@ use crate::AppState;
 use crate::agents::{activity, discovery, registry};
 use crate::files::handlers as files;
 use crate::workspaces::model;
-use crate::{admin, events, openapi, ops, templates, workspaces};
+use crate::{admin, events, messaging, openapi, ops, templates, workspaces};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +125,9 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(GET "/ws", Public, events::socket),
         route!(POST "/workspaces/{id}/activity", Workspace, activity::report),
         route!(GET "/workspaces/{id}/activity", Workspace, activity::list),
+        // No guard, as in the original: the handler identifies the caller (canvas, peer, self)
+        // and checks a peer's token and the hierarchy itself.
+        route!(POST "/workspaces/{id}/a2a", Public, messaging::proxy::proxy),
         route!(GET "/templates", Admin, templates::list),
         route!(POST "/templates/import", Admin, templates::import),
         route!(GET "/workspaces/{id}/files", Workspace, files::list),

@@ -129,6 +129,28 @@ pub struct Config {
     #[arg(long, env = "REMOTE_LIVENESS_STALE_AFTER", default_value = "90s", value_parser = parse_duration, global = true)]
     pub heartbeat_ttl: Duration,
 
+    /// `saas` or self-hosted (`self-hosted`, `standalone`); unset, MOLECULE_ORG_ID means SaaS.
+    #[arg(long, env = "MOLECULE_DEPLOY_MODE", default_value = "", global = true)]
+    pub deploy_mode: String,
+
+    /// Seconds of silence after which an agent call through `/a2a` is abandoned.
+    #[arg(
+        long,
+        env = "A2A_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub a2a_idle_timeout_seconds: u64,
+
+    /// Seconds one agent call through `/a2a` may take at most.
+    #[arg(
+        long,
+        env = "A2A_CALL_LIMIT_SECONDS",
+        default_value_t = 1800,
+        global = true
+    )]
+    pub a2a_call_limit_seconds: u64,
+
     /// AWS region of the workspaces' EC2 instances.
     #[arg(long, env = "AWS_REGION", default_value = "us-east-2", global = true)]
     pub aws_region: String,
@@ -219,6 +241,9 @@ impl Config {
             heartbeat_ttl: self.heartbeat_ttl,
             git_sha: crate::GIT_SHA.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            deploy_mode: self.deploy_mode.clone(),
+            a2a_idle_window: Duration::from_secs(self.a2a_idle_timeout_seconds),
+            a2a_call_limit: Duration::from_secs(self.a2a_call_limit_seconds),
             ..api::ApiConfig::default()
         }
     }

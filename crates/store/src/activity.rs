@@ -20,6 +20,8 @@ pub struct NewActivity<'a> {
     pub duration_ms: Option<i32>,
     pub status: &'a str,
     pub error_detail: Option<&'a str>,
+    /// The agent's tool calls behind an answer (`result.metadata.tool_trace`).
+    pub tool_trace: Option<&'a serde_json::Value>,
 }
 
 /// One row of `activity_logs` as listed.
@@ -60,8 +62,8 @@ pub async fn insert(
     let id = sqlx::query_scalar!(
         "INSERT INTO activity_logs (workspace_id, activity_type, source_id, target_id, method,
                                     summary, request_body, response_body, duration_ms, status,
-                                    error_detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                    error_detail, tool_trace)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          RETURNING id",
         activity.workspace_id,
         activity.activity_type,
@@ -73,7 +75,8 @@ pub async fn insert(
         activity.response_body,
         activity.duration_ms,
         activity.status,
-        activity.error_detail
+        activity.error_detail,
+        activity.tool_trace
     )
     .fetch_one(executor)
     .await?;

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod file_targets;
 pub mod layouts;
+pub mod messaging;
 pub mod migrate;
 pub mod registry;
 pub mod secrets;

@@ -85,23 +85,9 @@ pub async fn report(
     let body: ReportBody = parse_body(&body, "invalid request body")?;
     let activity = new_activity(&body, workspace_id)?;
 
-    let mut tx = state.db.begin().await.context("failed to log activity")?;
-    store::activity::insert(&mut *tx, &activity)
+    log(&state.db, &activity)
         .await
         .context("failed to log activity")?; // an unknown workspace is 404
-    let announced = json!({
-        "activity_type": activity.activity_type,
-        "duration_ms": activity.duration_ms,
-        "method": activity.method,
-        "source_id": activity.source_id,
-        "status": activity.status,
-        "summary": activity.summary,
-        "target_id": activity.target_id,
-    });
-    store::events::announce(&mut *tx, "ACTIVITY_LOGGED", workspace_id, &announced)
-        .await
-        .context("failed to log activity")?;
-    tx.commit().await.context("failed to log activity")?;
     Ok(Json(StatusBody { status: "logged" }))
 }
 
@@ -153,7 +139,44 @@ fn new_activity(body: &ReportBody, workspace_id: Uuid) -> ApiResult<NewActivity<
         duration_ms: body.duration_ms,
         status,
         error_detail: non_empty(&body.error_detail),
+        tool_trace: None,
     })
+}
+
+/// Records one activity and announces `ACTIVITY_LOGGED` to the row's workspace (the original's
+/// `LogActivity`, `handlers/activity.go:621-699` at 624ef4d0): the bodies only when present, the
+/// tool trace only when there is one.
+pub async fn log(db: &sqlx::PgPool, activity: &NewActivity<'_>) -> Result<Uuid, store::StoreError> {
+    let mut announced = json!({
+        "activity_type": activity.activity_type,
+        "duration_ms": activity.duration_ms,
+        "method": activity.method,
+        "source_id": activity.source_id,
+        "status": activity.status,
+        "summary": activity.summary,
+        "target_id": activity.target_id,
+    });
+    let optional = [
+        ("request_body", activity.request_body),
+        ("response_body", activity.response_body),
+        ("tool_trace", activity.tool_trace),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            announced[key] = value.clone();
+        }
+    }
+    let mut tx = db.begin().await?;
+    let id = store::activity::insert(&mut *tx, activity).await?;
+    store::events::announce(
+        &mut *tx,
+        "ACTIVITY_LOGGED",
+        activity.workspace_id,
+        &announced,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(id)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod a2a_proxy;
 mod events_stream;
 mod files_eic;
 mod files_local;

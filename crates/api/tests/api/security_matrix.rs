@@ -206,6 +206,13 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
             false,
         ),
         ("GET", "/workspaces/{id}/activity") => ("", None, false, false),
+        // Through the caller checks to the payload's own 400: no agent is called.
+        ("POST", "/workspaces/{id}/a2a") => (
+            "",
+            with(json!({"method": "message/send", "params": {"message": {"role": "user"}}})),
+            false,
+            false,
+        ),
         ("POST", "/templates/import") => (
             "",
             with(json!({"name": format!("matrix-template-{n}"), "files": {"a.txt": "x"}})),

@@ -49,6 +49,7 @@ pub fn test_services(db: PgPool, config: ApiConfig) -> Services {
         crypto: Arc::new(store::crypto::Crypto::disabled()),
         events: api::events_hub::EventsHub::default(),
         eic: None,
+        messaging: api::messaging::Messaging::default(),
     }
 }
 
@@ -140,4 +141,31 @@ pub async fn insert_workspace(
     .fetch_one(db)
     .await
     .unwrap()
+}
+
+/// A state over `db` with `config` whose hub is listening (the listener has ticked once it has
+/// issued `LISTEN`); cancel the token to stop it.
+pub async fn listening_state(
+    db: &PgPool,
+    config: ApiConfig,
+) -> (AppState, tokio_util::sync::CancellationToken) {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut services = test_services(db.clone(), config);
+    services.events = api::events_hub::EventsHub::new(shutdown.clone());
+    let state = AppState::new(services);
+    state
+        .events
+        .spawn_listener(db.clone(), state.liveness.clone());
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while !state
+            .liveness
+            .snapshot()
+            .contains_key(api::events_hub::LIVENESS_NAME)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the hub starts listening");
+    (state, shutdown)
 }
