@@ -128,6 +128,10 @@ pub(crate) fn routes() -> Vec<Route> {
         // No guard, as in the original: the handler identifies the caller (canvas, peer, self)
         // and checks a peer's token and the hierarchy itself.
         route!(POST "/workspaces/{id}/a2a", Public, messaging::proxy::proxy),
+        route!(POST "/workspaces/{id}/notify", Workspace, messaging::notify::notify),
+        // No guard: the caller that queued the request, or its target, identified by the handler.
+        route!(GET "/workspaces/{id}/a2a/queue/{queue_id}", Public, messaging::queue::status),
+        route!(POST "/admin/a2a-queue/drop-stale", Admin, messaging::queue::drop_stale),
         route!(GET "/templates", Admin, templates::list),
         route!(POST "/templates/import", Admin, templates::import),
         route!(GET "/workspaces/{id}/files", Workspace, files::list),

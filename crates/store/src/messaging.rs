@@ -178,3 +178,141 @@ pub async fn enqueue(
     .await?;
     Ok((row.id, row.depth))
 }
+
+/// A queued request taken for dispatch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedItem {
+    pub id: Uuid,
+    pub caller_id: Option<Uuid>,
+    pub body: serde_json::Value,
+    pub attempts: i32,
+}
+
+/// After this many attempts a queued request is reported failed instead of retried.
+pub const MAX_QUEUE_ATTEMPTS: i32 = 5;
+
+/// Takes the workspace's next unexpired request (highest priority, then oldest) for dispatch.
+pub async fn claim_next(
+    executor: impl PgExecutor<'_>,
+    workspace_id: Uuid,
+) -> Result<Option<ClaimedItem>, StoreError> {
+    let item = sqlx::query_as!(
+        ClaimedItem,
+        r#"UPDATE a2a_queue SET status = 'dispatched', dispatched_at = now(),
+                                attempts = attempts + 1
+           WHERE id = (SELECT id FROM a2a_queue
+                       WHERE workspace_id = $1 AND status = 'queued'
+                         AND (expires_at IS NULL OR expires_at > now())
+                       ORDER BY priority DESC, enqueued_at ASC
+                       LIMIT 1 FOR UPDATE SKIP LOCKED)
+           RETURNING id, caller_id, body, attempts"#,
+        workspace_id
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(item)
+}
+
+/// The dispatched request was delivered.
+pub async fn complete(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE a2a_queue SET status = 'completed', completed_at = now() WHERE id = $1",
+        id
+    )
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// The dispatched request was not delivered: queued again, or failed after
+/// [`MAX_QUEUE_ATTEMPTS`].
+pub async fn retry_or_fail(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    error: &str,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE a2a_queue SET last_error = $2, dispatched_at = NULL,
+           status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'queued' END
+         WHERE id = $1",
+        id,
+        error,
+        MAX_QUEUE_ATTEMPTS
+    )
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// One queued request as its status route shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueItem {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub caller_id: Option<Uuid>,
+    pub status: String,
+    pub priority: i16,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub enqueued_at: chrono::DateTime<chrono::Utc>,
+    pub dispatched_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn queue_item(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<QueueItem>, StoreError> {
+    let item = sqlx::query_as!(
+        QueueItem,
+        "SELECT id, workspace_id, caller_id, status, priority, attempts, last_error, enqueued_at,
+                dispatched_at, completed_at, expires_at
+         FROM a2a_queue WHERE id = $1",
+        id
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(item)
+}
+
+/// Drops requests queued longer than `max_age_minutes` (of one workspace, or all); returns how
+/// many.
+pub async fn drop_stale(
+    executor: impl PgExecutor<'_>,
+    max_age_minutes: i64,
+    workspace_id: Option<Uuid>,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query!(
+        r#"UPDATE a2a_queue SET status = 'dropped',
+             last_error = COALESCE(last_error || E'\n', '')
+               || '[DropStaleQueueItems] auto-dropped: queue item age exceeded the post-incident TTL. Dropped at '
+               || now()::text
+           WHERE id IN (SELECT id FROM a2a_queue
+                        WHERE status = 'queued'
+                          AND enqueued_at < now() - make_interval(mins => $1::int)
+                          AND ($2::uuid IS NULL OR workspace_id = $2)
+                        FOR UPDATE SKIP LOCKED)"#,
+        max_age_minutes as i32,
+        workspace_id
+    )
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Whether an agent reporting `active_tasks` can take one more.
+pub async fn has_capacity(
+    executor: impl PgExecutor<'_>,
+    workspace_id: Uuid,
+    active_tasks: i32,
+) -> Result<bool, StoreError> {
+    let capacity = sqlx::query_scalar!(
+        r#"SELECT max_concurrent_tasks > $2 AS "free!" FROM workspaces WHERE id = $1"#,
+        workspace_id,
+        active_tasks
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(capacity.unwrap_or(false))
+}

@@ -236,6 +236,14 @@ pub async fn heartbeat(
     tx.commit().await.context("failed to update")?;
     let idle = body.runtime_metadata.idle_timeout_seconds;
     state.messaging.set_idle_override(id, idle);
+    // Spare capacity: one queued request goes out (`handlers/registry.go:785-797` at 624ef4d0).
+    match store::messaging::has_capacity(&state.db, id, body.active_tasks).await {
+        Ok(true) => {
+            tokio::spawn(crate::messaging::queue::drain_one(state.clone(), id));
+        }
+        Ok(false) => {}
+        Err(error) => tracing::warn!(error = %error, "cannot read the agent's capacity"),
+    }
     Ok(Json(HeartbeatAnswer {
         platform_inbound_secret: secret,
         status: "ok",

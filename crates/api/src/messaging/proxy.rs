@@ -105,7 +105,13 @@ pub async fn proxy(
         return Err(ApiError::with_body(StatusCode::PAYMENT_REQUIRED, &body));
     }
     let request = payload::normalise(&raw)?;
+    let total = call_limit(&headers, &state.config);
     let call = Call::new(state, target_id, target, caller, request);
+    deliver(call, total, started).await
+}
+
+/// Delivers a checked call: into a poll-mode agent's inbox, or to the agent's URL.
+pub(super) async fn deliver(call: Call, total: Duration, started: Instant) -> ApiResult<Response> {
     if call.target.polls() {
         call.log_queued_for_poll();
         let receipt = PollQueued {
@@ -116,7 +122,6 @@ pub async fn proxy(
         return Ok(axum::Json(receipt).into_response());
     }
     let url = resolve_url(&call).await?;
-    let total = call_limit(&headers, &call.state.config);
     forward(call, &url, total, started).await
 }
 

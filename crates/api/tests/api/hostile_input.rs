@@ -369,6 +369,8 @@ fn json_routes(id: Uuid) -> Vec<(String, String)> {
     api::routes::table()
         .into_iter()
         .filter(|spec| matches!(spec.method.as_str(), "POST" | "PUT" | "PATCH"))
+        // Its parameters are in the query; it reads no body.
+        .filter(|spec| spec.path != "/admin/a2a-queue/drop-stale")
         .map(|spec| {
             let uri = spec
                 .path

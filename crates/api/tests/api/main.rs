@@ -8,6 +8,7 @@ mod events_stream;
 mod files_eic;
 mod files_local;
 mod hostile_input;
+mod messaging_routes;
 mod metadata_auth;
 mod metadata_middleware;
 mod metadata_model;

@@ -206,6 +206,11 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
             false,
         ),
         ("GET", "/workspaces/{id}/activity") => ("", None, false, false),
+        ("POST", "/workspaces/{id}/notify") => {
+            ("", with(json!({"message": "matrix"})), false, false)
+        }
+        ("GET", "/workspaces/{id}/a2a/queue/{queue_id}") => ("", None, false, false),
+        ("POST", "/admin/a2a-queue/drop-stale") => ("?max_age_minutes=600", None, false, false),
         // Through the caller checks to the payload's own 400: no agent is called.
         ("POST", "/workspaces/{id}/a2a") => (
             "",
@@ -244,6 +249,7 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
         .path
         .replace("{id}", &subject.to_string())
         .replace("{workspaceId}", &subject.to_string())
+        .replace("{queue_id}", &Uuid::new_v4().to_string())
         .replace("{*path}", file);
     Some(Recipe {
         uri: format!("{path}{suffix}"),
