@@ -42,3 +42,15 @@ CREATE INDEX IF NOT EXISTS idx_a2a_queue_expiry
 CREATE UNIQUE INDEX IF NOT EXISTS idx_a2a_queue_idempotency
   ON a2a_queue (workspace_id, idempotency_key)
   WHERE idempotency_key IS NOT NULL AND status IN ('queued', 'dispatched');
+
+-- Live events too large for a NOTIFY payload (8000 bytes), kept just long enough for every
+-- replica's hub to load them by the id the announcement carries (agent replies often are).
+CREATE TABLE IF NOT EXISTS large_announcements (
+  id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  event_type   text NOT NULL,
+  workspace_id uuid NOT NULL,
+  payload      jsonb NOT NULL,
+  created_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS idx_large_announcements_created
+  ON large_announcements (created_at);

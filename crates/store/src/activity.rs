@@ -140,7 +140,7 @@ pub async fn list(
              AND ($7::timestamptz IS NULL OR (created_at, id) > ($7, $8::uuid))
            ORDER BY CASE WHEN $7::timestamptz IS NOT NULL THEN created_at END ASC,
                     CASE WHEN $7::timestamptz IS NOT NULL THEN id END ASC,
-                    created_at DESC
+                    created_at DESC, id DESC
            LIMIT $9"#,
         workspace_id,
         filter.activity_type.as_deref(),

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::agent::Failure;
 use super::payload::Normalised;
 use super::proxy::{BusyQueued, answer_failure, bad_gateway, busy_body, error_body};
-use crate::error::ApiResult;
+use crate::error::{ApiResult, StoreContext};
 use crate::{ApiError, AppState};
 
 /// A checked call to `target_id` on behalf of `caller` (`None`: the canvas class).
@@ -46,17 +46,22 @@ impl Call {
         }
     }
 
-    /// The poll-mode agent finds the request in its activity (its inbox).
-    pub fn log_queued_for_poll(&self) {
+    /// The poll-mode agent finds the request in its activity (its inbox). Written before the
+    /// caller is answered, so an accepted request is in the inbox, in the order it was accepted.
+    pub async fn queue_for_poll(&self) -> ApiResult<()> {
         let summary = format!(
             "{} → {} (queued for poll)",
             self.request.method, self.target.name
         );
-        self.log(Row {
+        let row = Row {
             summary,
             status: "ok",
             ..Row::default()
-        });
+        };
+        crate::agents::activity::log(&self.state.db, &self.activity(&row))
+            .await
+            .context("failed to queue for poll")?;
+        Ok(())
     }
 
     /// The agent answered (any status) and its answer was read.
@@ -210,26 +215,30 @@ impl Call {
     fn log(&self, row: Row) {
         let call = self.clone();
         tokio::spawn(async move {
-            let activity = NewActivity {
-                workspace_id: call.target_id,
-                activity_type: "a2a_receive",
-                source_id: call.caller,
-                target_id: Some(call.target_id),
-                method: Some(call.request.method.as_str()),
-                summary: Some(row.summary.as_str()),
-                request_body: Some(&call.request.body),
-                response_body: row.response_body.as_ref(),
-                duration_ms: row
-                    .duration
-                    .map(|d| d.as_millis().min(i32::MAX as u128) as i32),
-                status: row.status,
-                error_detail: row.error_detail.as_deref(),
-                tool_trace: row.tool_trace.as_ref(),
-            };
-            if let Err(error) = crate::agents::activity::log(&call.state.db, &activity).await {
+            let logged = crate::agents::activity::log(&call.state.db, &call.activity(&row)).await;
+            if let Err(error) = logged {
                 tracing::warn!(error = %error, "cannot log an A2A activity");
             }
         });
+    }
+
+    fn activity<'a>(&'a self, row: &'a Row) -> NewActivity<'a> {
+        NewActivity {
+            workspace_id: self.target_id,
+            activity_type: "a2a_receive",
+            source_id: self.caller,
+            target_id: Some(self.target_id),
+            method: Some(self.request.method.as_str()),
+            summary: Some(row.summary.as_str()),
+            request_body: Some(&self.request.body),
+            response_body: row.response_body.as_ref(),
+            duration_ms: row
+                .duration
+                .map(|d| d.as_millis().min(i32::MAX as u128) as i32),
+            status: row.status,
+            error_detail: row.error_detail.as_deref(),
+            tool_trace: row.tool_trace.as_ref(),
+        }
     }
 }
 

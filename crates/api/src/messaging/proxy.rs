@@ -113,7 +113,7 @@ pub async fn proxy(
 /// Delivers a checked call: into a poll-mode agent's inbox, or to the agent's URL.
 pub(super) async fn deliver(call: Call, total: Duration, started: Instant) -> ApiResult<Response> {
     if call.target.polls() {
-        call.log_queued_for_poll();
+        call.queue_for_poll().await?;
         let receipt = PollQueued {
             delivery_mode: "poll",
             method: call.request.method.clone(),

@@ -306,3 +306,19 @@ async fn operators_drop_requests_that_waited_too_long(db: PgPool) {
             .starts_with("[DropStaleQueueItems] auto-dropped")
     );
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn an_announcement_too_large_for_notify_is_delivered_whole(db: PgPool) {
+    let (state, shutdown) =
+        common::listening_state(&db, common::test_config(&std::env::temp_dir())).await;
+    let id = workspace(&db, "Big", None).await;
+    let mut events = state.events.subscribe();
+    let payload = json!({"response_body": "y".repeat(1024 * 1024)});
+    store::events::announce(&db, "A2A_RESPONSE", id, &payload)
+        .await
+        .unwrap();
+    let event = next_of(&mut events, "A2A_RESPONSE").await;
+    assert_eq!(event.payload, payload);
+    assert_eq!(event.workspace_id, id.to_string());
+    shutdown.cancel();
+}

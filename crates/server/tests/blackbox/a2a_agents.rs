@@ -207,3 +207,49 @@ async fn a_poll_mode_agent_reads_each_message_once() {
         "nothing was read twice in between: {line}"
     );
 }
+
+/// Waits until the server's hub has issued `LISTEN` (only then is no event missed).
+async fn hub_listening(server: &TestServer) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let (_, body) = server.get("/admin/liveness").await;
+            if body["subsystems"].get("events-hub").is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the replica's hub is listening");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_mebibyte_reply_reaches_the_canvas_on_another_replica() {
+    let (first, id) = dev_server_with_workspace("Big").await;
+    let url = first.database_url.clone().expect("a fresh database");
+    let second = TestServer::builder()
+        .env("MOLECULE_ENV", "development")
+        .database_url(&url)
+        .start()
+        .await;
+    hub_listening(&second).await;
+    let frames = canvas(&second).await;
+    let _agent = Agent::start(&first, &id, "push").await;
+
+    let size = 1024 * 1024;
+    let (status, answer) = first
+        .post(
+            &format!("/workspaces/{id}/a2a"),
+            &message(&format!("big: {size}")),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(answer.to_string().len() > size);
+    let response = frame(&frames, "A2A_RESPONSE", |f| {
+        f["workspace_id"] == id.as_str()
+    })
+    .await;
+    let text = response["payload"]["response_body"].to_string();
+    let longest_run = text.split(|c| c != 'x').map(str::len).max().unwrap_or(0);
+    assert_eq!(longest_run, size, "the whole reply, not a placeholder");
+}
