@@ -132,6 +132,7 @@ pub(crate) fn routes() -> Vec<Route> {
         // No guard: the caller that queued the request, or its target, identified by the handler.
         route!(GET "/workspaces/{id}/a2a/queue/{queue_id}", Public, messaging::queue::status),
         route!(POST "/admin/a2a-queue/drop-stale", Admin, messaging::queue::drop_stale),
+        route!(GET "/workspaces/{id}/events/stream", Workspace, messaging::stream::stream),
         route!(GET "/templates", Admin, templates::list),
         route!(POST "/templates/import", Admin, templates::import),
         route!(GET "/workspaces/{id}/files", Workspace, files::list),

@@ -1,7 +1,7 @@
 //! Agent messaging: the A2A proxy (`proxy.rs`: who may call, `caller.rs`; JSON-RPC
 //! normalisation, `payload.rs`; which addresses may be called, `address.rs`; the wire to the
 //! agent, `agent.rs`; its timeouts, `watch.rs`; what a call records, `call.rs`; token usage,
-//! `usage.rs`); agents' messages to the canvas (`notify.rs`); the busy queue (`queue.rs`).
+//! `usage.rs`); agents' messages to the canvas (`notify.rs`); the busy queue (`queue.rs`); a workspace's live events as server-sent events (`stream.rs`).
 
 pub mod address;
 pub mod agent;
@@ -11,6 +11,7 @@ pub mod notify;
 pub mod payload;
 pub mod proxy;
 pub mod queue;
+pub mod stream;
 pub mod usage;
 pub mod watch;
 

@@ -322,3 +322,44 @@ async fn an_announcement_too_large_for_notify_is_delivered_whole(db: PgPool) {
     assert_eq!(event.workspace_id, id.to_string());
     shutdown.cancel();
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn the_event_stream_carries_the_workspaces_events_only(db: PgPool) {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let (state, shutdown) =
+        common::listening_state(&db, common::test_config(&std::env::temp_dir())).await;
+    let id = workspace(&db, "Streamed", None).await;
+    let other = workspace(&db, "Other", None).await;
+    let request = axum::http::Request::get(format!("/workspaces/{id}/events/stream"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = common::app(state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    let mut next = async || {
+        let frame = tokio::time::timeout(WAIT, body.frame()).await.unwrap();
+        String::from_utf8(frame.unwrap().unwrap().into_data().unwrap().to_vec()).unwrap()
+    };
+    assert_eq!(next().await, ": ping\n\n");
+    for (workspace, text) in [(other, "not mine"), (id, "mine")] {
+        store::events::announce(&db, "AGENT_MESSAGE", workspace, &json!({"message": text}))
+            .await
+            .unwrap();
+    }
+    let line = next().await;
+    let event: Value = serde_json::from_str(line.strip_prefix("data: ").unwrap().trim()).unwrap();
+    assert_eq!(event["type"], "AGENT_MESSAGE");
+    assert_eq!(event["data"], json!({"message": "mine"}));
+    assert!(event["timestamp"].as_i64().unwrap() > 1_700_000_000_000);
+    let missing = common::send(
+        &common::app(state),
+        "GET",
+        &format!("/workspaces/{}/events/stream", Uuid::new_v4()),
+        None,
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    shutdown.cancel();
+}

@@ -114,7 +114,18 @@ pub async fn send_raw_with(
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let streams = headers
+        .get("content-type")
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+    let bytes = if streams {
+        // An event stream does not end: its first frame is the answer.
+        let mut body = response.into_body();
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame()).await;
+        let frame = frame.expect("a first frame").expect("a frame").unwrap();
+        frame.into_data().unwrap_or_default()
+    } else {
+        response.into_body().collect().await.unwrap().to_bytes()
+    };
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Reply {
