@@ -133,6 +133,7 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(GET "/workspaces/{id}/a2a/queue/{queue_id}", Public, messaging::queue::status),
         route!(POST "/admin/a2a-queue/drop-stale", Admin, messaging::queue::drop_stale),
         route!(GET "/workspaces/{id}/events/stream", Workspace, messaging::stream::stream),
+        route!(GET "/workspaces/{id}/chat-history", Workspace, messaging::history::history),
         route!(GET "/templates", Admin, templates::list),
         route!(POST "/templates/import", Admin, templates::import),
         route!(GET "/workspaces/{id}/files", Workspace, files::list),

@@ -1,12 +1,13 @@
 //! Agent messaging: the A2A proxy (`proxy.rs`: who may call, `caller.rs`; JSON-RPC
 //! normalisation, `payload.rs`; which addresses may be called, `address.rs`; the wire to the
 //! agent, `agent.rs`; its timeouts, `watch.rs`; what a call records, `call.rs`; token usage,
-//! `usage.rs`); agents' messages to the canvas (`notify.rs`); the busy queue (`queue.rs`); a workspace's live events as server-sent events (`stream.rs`).
+//! `usage.rs`); agents' messages to the canvas (`notify.rs`); the chat history (`history.rs`); the busy queue (`queue.rs`); a workspace's live events as server-sent events (`stream.rs`).
 
 pub mod address;
 pub mod agent;
 pub mod call;
 pub mod caller;
+pub mod history;
 pub mod notify;
 pub mod payload;
 pub mod proxy;

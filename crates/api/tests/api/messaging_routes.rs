@@ -363,3 +363,56 @@ async fn the_event_stream_carries_the_workspaces_events_only(db: PgPool) {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     shutdown.cancel();
 }
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn chat_history_pairs_each_message_with_its_answer(db: PgPool) {
+    let state = common::test_state(db.clone(), common::test_config(&std::env::temp_dir()));
+    let app = common::app(state);
+    let id = workspace(&db, "Chat", None).await;
+    let request = json!({"params": {"message": {"parts": [{"kind": "text", "text": "hello"}]}}});
+    let answer = json!({"result": {"parts": [{"kind": "text", "text": "hi there"}]}});
+    sqlx::query(
+        "INSERT INTO activity_logs (workspace_id, activity_type, request_body, response_body, created_at)
+         VALUES ($1, 'a2a_receive', $2, $3, now() - interval '1 minute'),
+                ($1, 'a2a_receive', NULL, '{\"result\":\"Agent message: done\"}', now()),
+                ($1, 'a2a_receive', $2, NULL, now())",
+    )
+    .bind(id)
+    .bind(&request)
+    .bind(&answer)
+    .execute(&db)
+    .await
+    .unwrap();
+    let reply = common::send(
+        &app,
+        "GET",
+        &format!("/workspaces/{id}/chat-history?limit=10"),
+        None,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.json["reached_end"], true);
+    let messages = reply.json["messages"].as_array().unwrap();
+    let said: Vec<(&str, &str)> = messages
+        .iter()
+        .map(|m| (m["role"].as_str().unwrap(), m["content"].as_str().unwrap()))
+        .collect();
+    assert_eq!(said.len(), 4, "{said:?}");
+    assert_eq!(&said[2..], [("user", "hello"), ("agent", "hi there")]);
+    let page = common::send(
+        &app,
+        "GET",
+        &format!("/workspaces/{id}/chat-history?limit=1"),
+        None,
+    )
+    .await;
+    assert_eq!(page.json["reached_end"], false);
+    let bad = common::send(
+        &app,
+        "GET",
+        &format!("/workspaces/{id}/chat-history?before_ts=x"),
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}

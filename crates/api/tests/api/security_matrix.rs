@@ -211,6 +211,7 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
         }
         ("GET", "/workspaces/{id}/a2a/queue/{queue_id}") => ("", None, false, false),
         ("GET", "/workspaces/{id}/events/stream") => ("", None, false, false),
+        ("GET", "/workspaces/{id}/chat-history") => ("", None, false, false),
         ("POST", "/admin/a2a-queue/drop-stale") => ("?max_age_minutes=600", None, false, false),
         // Through the caller checks to the payload's own 400: no agent is called.
         ("POST", "/workspaces/{id}/a2a") => (
