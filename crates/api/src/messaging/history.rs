@@ -135,9 +135,8 @@ fn messages_of(row: &ActivityRow) -> Vec<ChatMessage> {
         let parts = request.get("parts");
         let text = parts.and_then(first_text).unwrap_or_default();
         let files = parts.map(files_of).unwrap_or_default();
-        if !text.starts_with("Delegation results are ready")
-            && !(text.is_empty() && files.is_empty())
-        {
+        let empty = text.is_empty() && files.is_empty();
+        if !empty && !text.starts_with("Delegation results are ready") {
             messages.push(message("user", text, files));
         }
     }
