@@ -57,12 +57,35 @@ pub struct ApiConfig {
     /// `EXTERNAL_PLATFORM_URL`: the URL external agents reach this server at (else the
     /// request's forwarded or own scheme and host).
     pub external_platform_url: Option<String>,
+    /// `MOLECULE_DEPLOY_MODE`: `saas`, or self-hosted (`self-hosted`, `standalone`, …); unset,
+    /// a set `MOLECULE_ORG_ID` means SaaS. Decides which agent addresses the proxy may call.
+    pub deploy_mode: String,
+    /// `A2A_IDLE_TIMEOUT_SECONDS`: an agent call silent this long is abandoned (zero: 5 minutes).
+    pub a2a_idle_window: std::time::Duration,
+    /// `A2A_CALL_LIMIT_SECONDS`: the ceiling of one agent call (zero: 30 minutes).
+    pub a2a_call_limit: std::time::Duration,
 }
 
 impl ApiConfig {
     /// Dev mode: `ADMIN_TOKEN` unset and `MOLECULE_ENV` is `development` or `dev`.
     pub fn dev_mode(&self) -> bool {
         self.admin_token.is_none() && matches!(self.molecule_env.as_str(), "development" | "dev")
+    }
+
+    /// The idle window of agent calls (the original's default: 5 minutes).
+    pub fn a2a_idle_timeout(&self) -> std::time::Duration {
+        match self.a2a_idle_window.is_zero() {
+            true => std::time::Duration::from_secs(5 * 60),
+            false => self.a2a_idle_window,
+        }
+    }
+
+    /// The ceiling of one agent call (the original's: 30 minutes).
+    pub fn a2a_total_timeout(&self) -> std::time::Duration {
+        match self.a2a_call_limit.is_zero() {
+            true => std::time::Duration::from_secs(30 * 60),
+            false => self.a2a_call_limit,
+        }
     }
 
     /// Production: `MOLECULE_ENV` is `production` or `prod`.

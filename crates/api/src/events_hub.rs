@@ -205,6 +205,16 @@ impl EventsHub {
                     return;
                 }
             },
+            Some(Announcement::LargeId(id)) => {
+                match store::events::large_announcement(pool, id).await {
+                    Ok(Some(event)) => event,
+                    Ok(None) => return,
+                    Err(error) => {
+                        tracing::warn!(error = %error, event_id = %id, "cannot fetch a large announcement");
+                        return;
+                    }
+                }
+            }
             None => {
                 tracing::debug!("ignoring a foreign notification on the event channel");
                 return;

@@ -17,6 +17,7 @@ pub mod files;
 pub mod json;
 pub mod liveness;
 pub mod memories;
+pub mod messaging;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;

@@ -28,7 +28,7 @@ use crate::panels::{approvals, audit, budget, traces, viewport};
 use crate::schedules::{handlers as schedules, health as schedule_health};
 use crate::settings::{config, org_tokens, secrets, tokens, transcript};
 use crate::workspaces::model;
-use crate::{admin, events, openapi, ops, templates, terminal, workspaces};
+use crate::{admin, events, messaging, openapi, ops, templates, terminal, workspaces};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +144,15 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(GET "/ws", LiveStream, events::socket),
         route!(POST "/workspaces/{id}/activity", Workspace, activity::report),
         route!(GET "/workspaces/{id}/activity", Workspace, activity::list),
+        // No guard, as in the original: the handler identifies the caller (canvas, peer, self)
+        // and checks a peer's token and the hierarchy itself.
+        route!(POST "/workspaces/{id}/a2a", Public, messaging::proxy::proxy),
+        route!(POST "/workspaces/{id}/notify", Workspace, messaging::notify::notify),
+        // No guard: the caller that queued the request, or its target, identified by the handler.
+        route!(GET "/workspaces/{id}/a2a/queue/{queue_id}", Public, messaging::queue::status),
+        route!(POST "/admin/a2a-queue/drop-stale", Admin, messaging::queue::drop_stale),
+        route!(GET "/workspaces/{id}/events/stream", Workspace, messaging::stream::stream),
+        route!(GET "/workspaces/{id}/chat-history", Workspace, messaging::history::history),
         route!(GET "/templates", Admin, templates::list),
         route!(POST "/templates/import", Admin, templates::import),
         route!(GET "/workspaces/{id}/files", Workspace, files::list),

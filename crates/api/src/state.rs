@@ -43,4 +43,6 @@ pub struct Services {
     /// Remote files on EC2 instances (lazy: no AWS call before the first operation);
     /// `None` only in tests that never reach an instance.
     pub eic: Option<eic_pool::EicPool>,
+    /// The A2A proxy's HTTP client and agents' idle windows.
+    pub messaging: crate::messaging::Messaging,
 }

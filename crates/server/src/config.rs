@@ -169,6 +169,27 @@ pub struct Config {
     /// How often the schedules' firing loop looks for due schedules (0 turns firing off).
     #[arg(long, env = "SCHEDULER_POLL_INTERVAL", default_value = "30s", value_parser = parse_duration, global = true)]
     pub scheduler_poll: Duration,
+    /// `saas` or self-hosted (`self-hosted`, `standalone`); unset, MOLECULE_ORG_ID means SaaS.
+    #[arg(long, env = "MOLECULE_DEPLOY_MODE", default_value = "", global = true)]
+    pub deploy_mode: String,
+
+    /// Seconds of silence after which an agent call through `/a2a` is abandoned.
+    #[arg(
+        long,
+        env = "A2A_IDLE_TIMEOUT_SECONDS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub a2a_idle_timeout_seconds: u64,
+
+    /// Seconds one agent call through `/a2a` may take at most.
+    #[arg(
+        long,
+        env = "A2A_CALL_LIMIT_SECONDS",
+        default_value_t = 1800,
+        global = true
+    )]
+    pub a2a_call_limit_seconds: u64,
 
     /// AWS region of the workspaces' EC2 instances.
     #[arg(long, env = "AWS_REGION", default_value = "us-east-2", global = true)]
@@ -326,6 +347,9 @@ impl Config {
             git_sha: crate::GIT_SHA.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             external_platform_url: non_empty(&self.external_platform_url),
+            deploy_mode: self.deploy_mode.clone(),
+            a2a_idle_window: Duration::from_secs(self.a2a_idle_timeout_seconds),
+            a2a_call_limit: Duration::from_secs(self.a2a_call_limit_seconds),
             ..api::ApiConfig::default()
         }
     }

@@ -114,6 +114,7 @@ pub async fn build_state(
         crypto: Arc::new(crypto),
         events: api::events_hub::EventsHub::default(),
         eic: Some(eic),
+        messaging: api::messaging::Messaging::default(),
     }))
 }
 

@@ -20,6 +20,8 @@ pub struct NewActivity<'a> {
     pub duration_ms: Option<i32>,
     pub status: &'a str,
     pub error_detail: Option<&'a str>,
+    /// The agent's tool calls behind an answer (`result.metadata.tool_trace`).
+    pub tool_trace: Option<&'a serde_json::Value>,
 }
 
 /// One row of `activity_logs` as listed.
@@ -38,18 +40,53 @@ pub struct ActivityRow {
     pub status: String,
     pub error_detail: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub tool_trace: Option<serde_json::Value>,
 }
 
 /// Which rows a listing keeps.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ActivityFilter {
     /// Only this `activity_type`.
     pub activity_type: Option<String>,
     /// `Some(true)`: only rows with a `source_id` (reported by an agent); `Some(false)`: only rows
     /// without one (the canvas's own).
     pub from_agent: Option<bool>,
-    /// At most this many rows, newest first.
+    /// Only rows from or to this workspace.
+    pub peer_id: Option<Uuid>,
+    /// Only rows older than this.
+    pub before: Option<DateTime<Utc>>,
+    /// Only rows of the last this many seconds.
+    pub since_secs: Option<i64>,
+    /// Only rows after this one (`created_at`, then `id`), oldest first: an inbox cursor.
+    pub after: Option<Cursor>,
+    /// At most this many rows, newest first (oldest first after a cursor).
     pub limit: i64,
+}
+
+/// A position in a workspace's activity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+/// The position of row `id` in the workspace's activity; `None` when the row is not there (pruned,
+/// or another workspace's).
+pub async fn cursor(
+    executor: impl PgExecutor<'_>,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Cursor>, StoreError> {
+    let cursor = sqlx::query_as!(
+        Cursor,
+        r#"SELECT created_at AS "created_at!", id FROM activity_logs
+           WHERE id = $1 AND workspace_id = $2"#,
+        id,
+        workspace_id
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(cursor)
 }
 
 /// Inserts one activity and returns its id.
@@ -60,8 +97,8 @@ pub async fn insert(
     let id = sqlx::query_scalar!(
         "INSERT INTO activity_logs (workspace_id, activity_type, source_id, target_id, method,
                                     summary, request_body, response_body, duration_ms, status,
-                                    error_detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                    error_detail, tool_trace)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          RETURNING id",
         activity.workspace_id,
         activity.activity_type,
@@ -73,14 +110,15 @@ pub async fn insert(
         activity.response_body,
         activity.duration_ms,
         activity.status,
-        activity.error_detail
+        activity.error_detail,
+        activity.tool_trace
     )
     .fetch_one(executor)
     .await?;
     Ok(id)
 }
 
-/// A workspace's activities, newest first.
+/// A workspace's activities, newest first, or oldest first after a cursor.
 pub async fn list(
     executor: impl PgExecutor<'_>,
     workspace_id: Uuid,
@@ -91,16 +129,27 @@ pub async fn list(
         r#"SELECT id, workspace_id, activity_type, source_id, target_id, method, summary,
                   request_body, response_body, duration_ms,
                   COALESCE(status, 'ok') AS "status!", error_detail,
-                  created_at AS "created_at!"
+                  created_at AS "created_at!", tool_trace
            FROM activity_logs
            WHERE workspace_id = $1
              AND ($2::text IS NULL OR activity_type = $2)
              AND ($3::bool IS NULL OR (source_id IS NOT NULL) = $3)
-           ORDER BY created_at DESC
-           LIMIT $4"#,
+             AND ($4::uuid IS NULL OR source_id = $4 OR target_id = $4)
+             AND ($5::timestamptz IS NULL OR created_at < $5)
+             AND ($6::float8 IS NULL OR created_at >= now() - make_interval(secs => $6))
+             AND ($7::timestamptz IS NULL OR (created_at, id) > ($7, $8::uuid))
+           ORDER BY CASE WHEN $7::timestamptz IS NOT NULL THEN created_at END ASC,
+                    CASE WHEN $7::timestamptz IS NOT NULL THEN id END ASC,
+                    created_at DESC, id DESC
+           LIMIT $9"#,
         workspace_id,
         filter.activity_type.as_deref(),
         filter.from_agent,
+        filter.peer_id,
+        filter.before,
+        filter.since_secs.map(|s| s as f64),
+        filter.after.map(|c| c.created_at),
+        filter.after.map(|c| c.id),
         filter.limit
     )
     .fetch_all(executor)

@@ -18,7 +18,7 @@ pub const CHANNEL: &str = "structure_events";
 /// How many events a listing returns at most (the original's `LIMIT 100`).
 pub const LIST_LIMIT: i64 = 100;
 
-/// NOTIFY payloads must stay under 8000 bytes; an announcement larger than this drops its payload.
+/// NOTIFY payloads must stay under 8000 bytes; a larger announcement carries only an id.
 const MAX_ANNOUNCEMENT_BYTES: usize = 7000;
 
 /// One row of `structure_events`.
@@ -92,27 +92,68 @@ pub async fn ping(executor: impl PgExecutor<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Announces an event to every replica's live subscribers without storing it (the original's
-/// `BroadcastOnly`: heartbeats, task and activity updates, which have tables of their own).
+/// How long a large announcement's payload is kept for the replicas' hubs to load it.
+const LARGE_ANNOUNCEMENT_TTL_SECONDS: f64 = 600.0;
+
+/// Announces an event to every replica's live subscribers without storing it as an event (the
+/// original's `BroadcastOnly`: heartbeats, task and activity updates, agent replies). A payload too
+/// large for NOTIFY is kept in `large_announcements` and announced by id; each hub loads it.
 pub async fn announce(
     executor: impl PgExecutor<'_>,
     event_type: &str,
     workspace_id: Uuid,
     payload: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    let mut message = serde_json::json!({
+    let message = serde_json::json!({
         "event_type": event_type,
         "workspace_id": workspace_id,
         "payload": payload,
         "created_at": Utc::now(),
     });
-    if message.to_string().len() > MAX_ANNOUNCEMENT_BYTES {
-        message["payload"] = serde_json::json!({});
+    if message.to_string().len() <= MAX_ANNOUNCEMENT_BYTES {
+        sqlx::query!("SELECT pg_notify($1, $2)", CHANNEL, message.to_string())
+            .execute(executor)
+            .await?;
+        return Ok(());
     }
-    sqlx::query!("SELECT pg_notify($1, $2)", CHANNEL, message.to_string())
-        .execute(executor)
-        .await?;
+    // One statement: prune expired payloads, keep this one, announce its id.
+    sqlx::query!(
+        "WITH expired AS (
+           DELETE FROM large_announcements
+           WHERE created_at < now() - make_interval(secs => $5)
+         ), kept AS (
+           INSERT INTO large_announcements (event_type, workspace_id, payload)
+           VALUES ($2, $3, $4) RETURNING id
+         )
+         SELECT pg_notify($1, json_build_object('large_id', id)::text) FROM kept",
+        CHANNEL,
+        event_type,
+        workspace_id,
+        payload,
+        LARGE_ANNOUNCEMENT_TTL_SECONDS
+    )
+    .execute(executor)
+    .await?;
     Ok(())
+}
+
+/// A large announcement's event, by the id its announcement carried.
+pub async fn large_announcement(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<AnnouncedEvent>, StoreError> {
+    let row = sqlx::query!(
+        "SELECT event_type, workspace_id, payload, created_at FROM large_announcements WHERE id = $1",
+        id
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(row.map(|row| AnnouncedEvent {
+        event_type: row.event_type,
+        workspace_id: Some(row.workspace_id),
+        payload: Some(row.payload),
+        created_at: row.created_at,
+    }))
 }
 
 /// An announcement as received on [`CHANNEL`].
@@ -122,11 +163,15 @@ pub enum Announcement {
     Event(AnnouncedEvent),
     /// Only the id of a stored event too large to announce: fetch it with [`get`].
     StoredId(Uuid),
+    /// Only the id of an unstored event too large to announce: fetch it with
+    /// [`large_announcement`].
+    LargeId(Uuid),
 }
 
 #[derive(Deserialize)]
 struct Wire {
     id: Option<Uuid>,
+    large_id: Option<Uuid>,
     event_type: Option<String>,
     workspace_id: Option<Uuid>,
     payload: Option<serde_json::Value>,
@@ -137,6 +182,9 @@ impl Announcement {
     /// Parses a NOTIFY payload; `None` when it is not one of ours.
     pub fn parse(text: &str) -> Option<Self> {
         let wire: Wire = serde_json::from_str(text).ok()?;
+        if let Some(id) = wire.large_id {
+            return Some(Self::LargeId(id));
+        }
         match (wire.event_type, wire.created_at, wire.id) {
             (Some(event_type), Some(created_at), _) => Some(Self::Event(AnnouncedEvent {
                 event_type,

@@ -14,6 +14,7 @@ pub mod events;
 pub mod file_targets;
 pub mod layouts;
 pub mod memories;
+pub mod messaging;
 pub mod migrate;
 pub mod registry;
 pub mod schedules;

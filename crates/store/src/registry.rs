@@ -10,31 +10,49 @@ use crate::workspace_status::WorkspaceStatus;
 /// How far up a parent chain the access check walks (a corrupt cycle cannot loop forever).
 pub const MAX_ANCESTOR_WALK: i32 = 32;
 
-/// Marks a registered agent online with its URL and card; `None` when the workspace does not
-/// exist or is removed (a late registration never resurrects a removed workspace). Returns the
-/// URL now stored: a provisioner-set `http://127.0.0.1…` URL is kept over the agent's own.
+/// Marks a registered agent online with its URL, card and delivery mode; `None` when the
+/// workspace does not exist or is removed (a late registration never resurrects a removed
+/// workspace). Returns the URL now stored (`""` when none): a provisioner-set
+/// `http://127.0.0.1…` URL is kept over the agent's own.
 pub async fn register(
     executor: impl PgExecutor<'_>,
     workspace_id: Uuid,
     url: &str,
     agent_card: &serde_json::Value,
+    delivery_mode: &str,
 ) -> Result<Option<String>, StoreError> {
     let stored_url = sqlx::query_scalar!(
         r#"UPDATE workspaces SET
-             url = CASE WHEN url LIKE 'http://127.0.0.1%' THEN url ELSE $2 END,
+             url = CASE WHEN url LIKE 'http://127.0.0.1%' THEN url ELSE NULLIF($2, '') END,
              agent_card = $3,
+             delivery_mode = $4,
              status = 'online',
              last_heartbeat_at = now(),
              updated_at = now()
            WHERE id = $1 AND status <> 'removed'
-           RETURNING url AS "url!""#,
+           RETURNING COALESCE(url, '') AS "url!""#,
         workspace_id,
         url,
-        agent_card
+        agent_card,
+        delivery_mode
     )
     .fetch_optional(executor)
     .await?;
     Ok(stored_url)
+}
+
+/// The delivery mode a workspace has now; `None` when it does not exist.
+pub async fn delivery_mode(
+    executor: impl PgExecutor<'_>,
+    workspace_id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    let mode = sqlx::query_scalar!(
+        "SELECT delivery_mode FROM workspaces WHERE id = $1",
+        workspace_id
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(mode)
 }
 
 /// What an agent reports on each heartbeat.

@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use store::activity::{ActivityFilter, ActivityRow, NewActivity};
+use store::activity::{ActivityFilter, ActivityRow, Cursor, NewActivity};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -85,23 +85,9 @@ pub async fn report(
     let body: ReportBody = parse_body(&body, "invalid request body")?;
     let activity = new_activity(&body, workspace_id)?;
 
-    let mut tx = state.db.begin().await.context("failed to log activity")?;
-    store::activity::insert(&mut *tx, &activity)
+    log(&state.db, &activity)
         .await
         .context("failed to log activity")?; // an unknown workspace is 404
-    let announced = json!({
-        "activity_type": activity.activity_type,
-        "duration_ms": activity.duration_ms,
-        "method": activity.method,
-        "source_id": activity.source_id,
-        "status": activity.status,
-        "summary": activity.summary,
-        "target_id": activity.target_id,
-    });
-    store::events::announce(&mut *tx, "ACTIVITY_LOGGED", workspace_id, &announced)
-        .await
-        .context("failed to log activity")?;
-    tx.commit().await.context("failed to log activity")?;
     Ok(Json(StatusBody { status: "logged" }))
 }
 
@@ -153,7 +139,44 @@ fn new_activity(body: &ReportBody, workspace_id: Uuid) -> ApiResult<NewActivity<
         duration_ms: body.duration_ms,
         status,
         error_detail: non_empty(&body.error_detail),
+        tool_trace: None,
     })
+}
+
+/// Records one activity and announces `ACTIVITY_LOGGED` to the row's workspace (the original's
+/// `LogActivity`, `handlers/activity.go:621-699` at 624ef4d0): the bodies only when present, the
+/// tool trace only when there is one.
+pub async fn log(db: &sqlx::PgPool, activity: &NewActivity<'_>) -> Result<Uuid, store::StoreError> {
+    let mut announced = json!({
+        "activity_type": activity.activity_type,
+        "duration_ms": activity.duration_ms,
+        "method": activity.method,
+        "source_id": activity.source_id,
+        "status": activity.status,
+        "summary": activity.summary,
+        "target_id": activity.target_id,
+    });
+    let optional = [
+        ("request_body", activity.request_body),
+        ("response_body", activity.response_body),
+        ("tool_trace", activity.tool_trace),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            announced[key] = value.clone();
+        }
+    }
+    let mut tx = db.begin().await?;
+    let id = store::activity::insert(&mut *tx, activity).await?;
+    store::events::announce(
+        &mut *tx,
+        "ACTIVITY_LOGGED",
+        activity.workspace_id,
+        &announced,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(id)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -165,43 +188,118 @@ pub struct ListQuery {
     /// `canvas` or `agent`.
     #[serde(default)]
     source: String,
+    /// Only rows from or to this workspace.
+    #[serde(default)]
+    peer_id: String,
+    /// Only rows older than this RFC 3339 time.
+    #[serde(default)]
+    before_ts: String,
+    /// Only rows of the last this many seconds (at most 30 days).
+    #[serde(default)]
+    since_secs: String,
+    /// Only rows after this one, oldest first (410 when it is gone).
+    #[serde(default)]
+    since_id: String,
     /// At most this many (100 by default, 500 at most).
     #[serde(default)]
     limit: String,
 }
 
-/// `GET /workspaces/{id}/activity?type=&source=&limit=`: newest first, 100 by default, at most 500.
+/// The longest `since_secs` window: 30 days.
+const MAX_SINCE_SECS: i64 = 30 * 24 * 3600;
+const BEFORE_TS_ERROR: &str = "before_ts must be an RFC3339 timestamp (e.g. 2026-05-01T00:00:00Z)";
+
+/// A 410 answer whose body is the error alone.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CursorGone {
+    error: &'static str,
+}
+
+/// `GET /workspaces/{id}/activity`: newest first, 100 by default, at most 500; after a `since_id`
+/// cursor, oldest first (a poll-mode agent's inbox: each row is read once).
 #[utoipa::path(get, path = "/workspaces/{id}/activity", tag = "activity",
     params(("id" = Uuid, Path), ListQuery),
     responses(
-    (status = 200, description = "Newest first", body = Vec<Activity>),
+    (status = 200, description = "Newest first, or oldest first after since_id", body = Vec<Activity>),
     (status = 400, description = "Invalid id or filter", body = ErrorBody),
     (status = 401, description = "Not this workspace", body = ErrorBody),
+    (status = 410, description = "The since_id row is gone", body = CursorGone),
     (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     WorkspaceId(workspace_id): WorkspaceId,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<Activity>>> {
-    let from_agent = match query.source.as_str() {
-        "" => None,
-        "agent" => Some(true),
-        "canvas" => Some(false),
-        _ => {
-            return Err(ApiError::BadRequest(
-                "source must be 'canvas' or 'agent'".to_string(),
-            ));
-        }
-    };
-    let filter = ActivityFilter {
-        activity_type: non_empty(&query.activity_type).map(str::to_string),
-        from_agent,
-        limit: parse_limit(&query.limit),
-    };
+    let filter = filter_of(&state, workspace_id, &query).await?;
     let rows = store::activity::list(&state.db, workspace_id, &filter)
         .await
         .context("query failed")?;
     Ok(Json(rows.into_iter().map(Activity::from).collect()))
+}
+
+/// The filter, validated in the original's order (`handlers/activity.go:72-173` at 624ef4d0).
+async fn filter_of(
+    state: &AppState,
+    workspace_id: Uuid,
+    query: &ListQuery,
+) -> ApiResult<ActivityFilter> {
+    let bad = |message: &str| ApiError::BadRequest(message.to_string());
+    let peer_id = match query.peer_id.as_str() {
+        "" => None,
+        text => Some(Uuid::parse_str(text).map_err(|_| bad("peer_id must be a UUID"))?),
+    };
+    let before = match query.before_ts.as_str() {
+        "" => None,
+        text => Some(
+            chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|_| bad(BEFORE_TS_ERROR))?
+                .with_timezone(&chrono::Utc),
+        ),
+    };
+    let limit = parse_limit(&query.limit);
+    let since_secs = match query.since_secs.as_str() {
+        "" => None,
+        text => match text.parse::<i64>() {
+            Ok(n) if n > 0 => Some(n.min(MAX_SINCE_SECS)),
+            _ => return Err(bad("since_secs must be a positive integer")),
+        },
+    };
+    let after = match query.since_id.as_str() {
+        "" => None,
+        text => Some(cursor(state, workspace_id, text).await?),
+    };
+    let from_agent = match query.source.as_str() {
+        "" => None,
+        "agent" => Some(true),
+        "canvas" => Some(false),
+        _ => return Err(bad("source must be 'canvas' or 'agent'")),
+    };
+    Ok(ActivityFilter {
+        activity_type: non_empty(&query.activity_type).map(str::to_string),
+        from_agent,
+        peer_id,
+        before,
+        since_secs,
+        after,
+        limit,
+    })
+}
+
+async fn cursor(state: &AppState, workspace_id: Uuid, text: &str) -> ApiResult<Cursor> {
+    let Ok(id) = Uuid::parse_str(text) else {
+        return Err(gone());
+    };
+    store::activity::cursor(&state.db, workspace_id, id)
+        .await
+        .context("cursor lookup failed")?
+        .ok_or_else(gone)
+}
+
+fn gone() -> ApiError {
+    let body = CursorGone {
+        error: "since_id cursor not found (row may have been pruned or belongs to a different workspace); omit since_id to reset",
+    };
+    ApiError::with_body(StatusCode::GONE, &body)
 }
 
 /// A positive limit, capped; anything else means the default (as the original).
@@ -232,6 +330,9 @@ pub struct Activity {
     status: String,
     summary: Option<String>,
     target_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    tool_trace: Option<Value>,
     workspace_id: Uuid,
 }
 
@@ -250,6 +351,7 @@ impl From<ActivityRow> for Activity {
             status: row.status,
             summary: row.summary,
             target_id: row.target_id,
+            tool_trace: row.tool_trace,
             workspace_id: row.workspace_id,
         }
     }

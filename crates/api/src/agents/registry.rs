@@ -26,9 +26,15 @@ pub(super) const INVALID_BODY: &str = "invalid request body";
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterBody {
     pub id: Uuid,
+    /// Where the agent listens; required in push mode only.
+    #[serde(default)]
     pub url: String,
     #[schema(value_type = Object)]
     pub agent_card: Value,
+    /// `push` (the platform calls the agent's URL) or `poll` (the agent reads its inbox, the
+    /// activity log); unset keeps the workspace's mode.
+    #[serde(default)]
+    pub delivery_mode: String,
 }
 
 /// `registered`, with the workspace's token on its first registration only.
@@ -36,6 +42,10 @@ pub struct RegisterBody {
 pub struct Registered {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<String>,
+    pub delivery_mode: String,
+    /// The secret the platform presents when it calls the agent (chat uploads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform_inbound_secret: Option<String>,
     pub status: &'static str,
 }
 
@@ -55,18 +65,30 @@ pub async fn register(
     body: Bytes,
 ) -> ApiResult<Json<Registered>> {
     let body: RegisterBody = parse_body(&body, INVALID_BODY)?;
+    if !matches!(body.delivery_mode.as_str(), "" | "push" | "poll") {
+        return Err(ApiError::BadRequest(
+            "delivery_mode must be 'push' or 'poll'".into(),
+        ));
+    }
     check_card_size(&body.agent_card)?;
     // The bearer first, as in the original (`registry.go` Register): an unauthenticated caller
     // never reaches the URL rules and their DNS lookup.
     let caller = require_agent_token(&state, &headers, body.id).await?;
-    crate::agents::url::validate(&body.url, state.config.org_id.is_some())
-        .await
-        .map_err(ApiError::BadRequest)?;
+    let mode = effective_mode(&state, &body).await?;
+    if mode == "push" {
+        if body.url.is_empty() {
+            let message = "url is required for push-mode workspaces";
+            return Err(ApiError::BadRequest(message.into()));
+        }
+        crate::agents::url::validate(&body.url, state.config.org_id.is_some())
+            .await
+            .map_err(ApiError::BadRequest)?;
+    }
 
     let mut tx = state.db.begin().await.context("registration failed")?;
     // The UPDATE locks the workspace's row, so concurrent first registrations queue here and
     // each sees the token a previous one committed.
-    let url = store::registry::register(&mut *tx, body.id, &body.url, &body.agent_card)
+    let url = store::registry::register(&mut *tx, body.id, &body.url, &body.agent_card, &mode)
         .await
         .context("registration failed")?
         .ok_or_else(ApiError::workspace_not_found)?;
@@ -80,7 +102,7 @@ pub async fn register(
             Some(_) => invalid_token(),
         });
     }
-    let payload = json!({ "agent_card": body.agent_card, "url": url });
+    let payload = json!({ "agent_card": body.agent_card, "delivery_mode": mode, "url": url });
     store::events::record(&mut *tx, "WORKSPACE_ONLINE", Some(body.id), &payload)
         .await
         .context("registration failed")?;
@@ -92,13 +114,29 @@ pub async fn register(
                 .context("registration failed")?,
         ),
     };
+    let secret = store::messaging::inbound_secret(&mut *tx, body.id)
+        .await
+        .context("registration failed")?;
     tx.commit().await.context("registration failed")?;
     state.events.workspace_cache().invalidate(body.id);
 
     Ok(Json(Registered {
         auth_token: minted,
+        delivery_mode: mode,
+        platform_inbound_secret: secret,
         status: "registered",
     }))
+}
+
+/// The mode asked for, else the workspace's own (`handlers/registry.go:142-165` at 624ef4d0).
+async fn effective_mode(state: &AppState, body: &RegisterBody) -> ApiResult<String> {
+    if !body.delivery_mode.is_empty() {
+        return Ok(body.delivery_mode.clone());
+    }
+    let stored = store::registry::delivery_mode(&state.db, body.id)
+        .await
+        .context("registration failed")?;
+    Ok(stored.unwrap_or_else(|| "push".to_string()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -119,13 +157,31 @@ pub struct HeartbeatBody {
     /// `wedged` when the agent is alive but its runtime is stuck; empty when healthy.
     #[serde(default)]
     pub runtime_state: String,
+    #[serde(default)]
+    pub runtime_metadata: RuntimeMetadata,
+}
+
+/// What the agent's runtime declares about itself.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct RuntimeMetadata {
+    /// Seconds of silence after which a call to this agent is abandoned; absent or not positive
+    /// restores the server's window.
+    pub idle_timeout_seconds: Option<i64>,
+}
+
+/// `ok`, with the platform's secret for the agent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeartbeatAnswer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform_inbound_secret: Option<String>,
+    pub status: &'static str,
 }
 
 /// `POST /registry/heartbeat`: stores the agent's load and health and moves the workspace between
 /// `online`, `degraded` and back (and out of `offline`, `provisioning`, `awaiting_agent`).
 #[utoipa::path(post, path = "/registry/heartbeat", tag = "registry",
     request_body = HeartbeatBody, responses(
-    (status = 200, description = "Recorded", body = StatusBody),
+    (status = 200, description = "Recorded", body = HeartbeatAnswer),
     (status = 400, description = "Invalid body", body = ErrorBody),
     (status = 401, description = "Not the workspace's token", body = ErrorBody),
     (status = 404, description = "Unknown", body = ErrorBody),
@@ -135,7 +191,7 @@ pub async fn heartbeat(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> ApiResult<Json<StatusBody>> {
+) -> ApiResult<Json<HeartbeatAnswer>> {
     let body: HeartbeatBody = parse_body(&body, INVALID_BODY)?;
     require_agent_token(&state, &headers, body.workspace_id).await?;
     let id = body.workspace_id;
@@ -180,9 +236,25 @@ pub async fn heartbeat(
     store::events::announce(&mut *tx, "WORKSPACE_HEARTBEAT", id, &load)
         .await
         .context("failed to update")?;
+    let secret = store::messaging::inbound_secret(&mut *tx, id)
+        .await
+        .context("failed to update")?;
     tx.commit().await.context("failed to update")?;
+    let idle = body.runtime_metadata.idle_timeout_seconds;
+    state.messaging.set_idle_override(id, idle);
+    // Spare capacity: one queued request goes out (`handlers/registry.go:785-797` at 624ef4d0).
+    match store::messaging::has_capacity(&state.db, id, body.active_tasks).await {
+        Ok(true) => {
+            tokio::spawn(crate::messaging::queue::drain_one(state.clone(), id));
+        }
+        Ok(false) => {}
+        Err(error) => tracing::warn!(error = %error, "cannot read the agent's capacity"),
+    }
     state.events.workspace_cache().invalidate(id);
-    Ok(Json(StatusBody { status: "ok" }))
+    Ok(Json(HeartbeatAnswer {
+        platform_inbound_secret: secret,
+        status: "ok",
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -148,6 +148,7 @@ async fn audit_global(
         request["reason"] = serde_json::Value::from(reason);
     }
     let activity = store::activity::NewActivity {
+        tool_trace: None,
         workspace_id,
         activity_type,
         source_id: Some(workspace_id),

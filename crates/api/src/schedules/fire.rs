@@ -135,6 +135,7 @@ async fn record(
         ),
     };
     let history = store::activity::NewActivity {
+        tool_trace: None,
         workspace_id: schedule.workspace_id,
         activity_type: "cron_run",
         source_id: None,

@@ -7,7 +7,7 @@ use crate::common;
 use std::time::Duration;
 
 use api::AppState;
-use api::events_hub::{EventsHub, LiveEvent};
+use api::events_hub::LiveEvent;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -20,31 +20,12 @@ use uuid::Uuid;
 /// Bounds every wait so a missing event fails the test instead of hanging it.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A state whose hub is listening (the listener has ticked once it has issued `LISTEN`).
+/// A state whose hub is listening.
 async fn listening_state(db: &PgPool) -> (AppState, CancellationToken) {
-    let shutdown = CancellationToken::new();
-    let mut services =
-        common::test_services(db.clone(), common::test_config(&std::env::temp_dir()));
-    services.events = EventsHub::new(shutdown.clone());
-    let state = AppState::new(services);
-    state
-        .events
-        .spawn_listener(db.clone(), state.liveness.clone());
-    tokio::time::timeout(WAIT, async {
-        while !state
-            .liveness
-            .snapshot()
-            .contains_key(api::events_hub::LIVENESS_NAME)
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the hub starts listening");
-    (state, shutdown)
+    common::listening_state(db, common::test_config(&std::env::temp_dir())).await
 }
 
-async fn next_of(
+pub(crate) async fn next_of(
     events: &mut broadcast::Receiver<std::sync::Arc<LiveEvent>>,
     kind: &str,
 ) -> LiveEvent {
@@ -116,7 +97,7 @@ async fn recorded_and_announced_events_reach_subscribers(db: PgPool) {
     assert_eq!(online.workspace_id, id.to_string());
     assert_eq!(
         online.payload,
-        json!({ "agent_card": card, "url": "http://localhost:8001" })
+        json!({ "agent_card": card, "delivery_mode": "push", "url": "http://localhost:8001" })
     );
 
     let beat = json!({ "workspace_id": id, "active_tasks": 2, "uptime_seconds": 120, "current_task": "Reading" });

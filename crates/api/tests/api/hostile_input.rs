@@ -381,6 +381,8 @@ fn json_routes(id: Uuid) -> Vec<(String, String)> {
         .filter(|spec| !BODYLESS.contains(&spec.path))
         // A schedule's "run now" reads no body (the canvas sends `{}`), as the original.
         .filter(|spec| !spec.path.ends_with("/run"))
+        // Its parameters are in the query; it reads no body.
+        .filter(|spec| spec.path != "/admin/a2a-queue/drop-stale")
         .map(|spec| {
             let uri = spec
                 .path
@@ -1003,7 +1005,12 @@ fn json_body(id: Uuid) -> impl Strategy<Value = Value> {
 async fn generated_json_bodies_never_cause_a_server_error(db: PgPool) {
     let h = Harness::new(db).await;
     let id = h.workspace("generated-bodies").await;
-    let routes = json_routes(id);
+    // A well-formed A2A request to this URL-less workspace is answered 503 `workspace has no URL`
+    // (a fact about its agent, not the body); the proxy's bodies are covered in `a2a_proxy`.
+    let routes: Vec<_> = json_routes(id)
+        .into_iter()
+        .filter(|(_, uri)| !uri.ends_with("/a2a"))
+        .collect();
     let mut runner = TestRunner::deterministic();
     let strategy = json_body(id);
     let mut answered = BTreeMap::<u16, usize>::new();

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod a2a_proxy;
 mod background_tasks;
 mod events_stream;
 mod external;
@@ -10,6 +11,7 @@ mod files_eic;
 mod files_local;
 mod hostile_input;
 mod memories;
+mod messaging_routes;
 mod metadata_auth;
 mod metadata_middleware;
 mod metadata_model;

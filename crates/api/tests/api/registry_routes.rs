@@ -151,7 +151,7 @@ async fn first_registration_mints_a_token_and_later_ones_need_it(db: PgPool) {
     assert_eq!(events[0].0, "WORKSPACE_ONLINE");
     assert_eq!(
         events[0].1,
-        json!({ "agent_card": card("A"), "url": "http://localhost:8001" })
+        json!({ "agent_card": card("A"), "delivery_mode": "push", "url": "http://localhost:8001" })
     );
 
     let again = json!({ "id": id, "url": "http://localhost:8001", "agent_card": card("A") });
@@ -197,7 +197,9 @@ async fn first_registration_mints_a_token_and_later_ones_need_it(db: PgPool) {
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(reply.text, r#"{"status":"registered"}"#, "no second token");
+    assert!(reply.json.get("auth_token").is_none(), "no second token");
+    assert_eq!(reply.json["status"], "registered");
+    assert_eq!(reply.json["delivery_mode"], "push");
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -219,6 +221,16 @@ async fn registration_refuses_bad_input(db: PgPool) {
             json!({ "id": id, "url": "http://localhost:1" }),
             StatusCode::BAD_REQUEST,
             "invalid request body",
+        ),
+        (
+            json!({ "id": id, "url": "http://localhost:1", "agent_card": {}, "delivery_mode": "pull" }),
+            StatusCode::BAD_REQUEST,
+            "delivery_mode must be 'push' or 'poll'",
+        ),
+        (
+            json!({ "id": id, "agent_card": {} }),
+            StatusCode::BAD_REQUEST,
+            "url is required for push-mode workspaces",
         ),
         (
             json!({ "id": id, "url": "http://169.254.169.254/", "agent_card": {} }),
@@ -296,8 +308,8 @@ async fn heartbeats_store_load_and_move_between_online_and_degraded(db: PgPool) 
     let beat = json!({ "workspace_id": id, "error_rate": 0.0, "sample_error": "", "active_tasks": 2, "uptime_seconds": 120, "current_task": "Analyzing", "monthly_spend": 1500 });
     let reply = heartbeat(&app, &token, beat).await;
     assert_eq!(
-        (reply.status, reply.text.as_str()),
-        (StatusCode::OK, r#"{"status":"ok"}"#)
+        (reply.status, &reply.json["status"]),
+        (StatusCode::OK, &json!("ok"))
     );
     let row: (i32, i32, String, i64, f64) = sqlx::query_as(
         "SELECT active_tasks, uptime_seconds, current_task, monthly_spend, last_error_rate FROM workspaces WHERE id = $1",
@@ -1256,4 +1268,48 @@ async fn the_retention_sweep_deletes_old_activity(db: PgPool) {
             .await
             .unwrap();
     assert_eq!(left, ["0 days old", "29 days old"]);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn poll_mode_agents_register_without_a_url_and_share_a_secret(db: PgPool) {
+    let app = app(&db);
+    let id = workspace(&db, "Poller", None).await;
+    let body = json!({ "id": id, "agent_card": card("P"), "delivery_mode": "poll" });
+    let reply = call(&app, "POST", "/registry/register", Some(body), None, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.json["delivery_mode"], "poll");
+    let secret = reply.json["platform_inbound_secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(secret.len(), 43);
+    let token = reply.json["auth_token"].as_str().unwrap().to_string();
+    let stored: (Option<String>, String) =
+        sqlx::query_as("SELECT url, delivery_mode FROM workspaces WHERE id = $1")
+            .bind(id)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(stored, (None, "poll".to_string()));
+    let events = events_of(&db, id).await;
+    assert_eq!(events[0].1["delivery_mode"], "poll");
+
+    // A later registration without a mode keeps poll; the heartbeat hands out the same secret.
+    let again = json!({ "id": id, "agent_card": card("P") });
+    let reply = call(
+        &app,
+        "POST",
+        "/registry/register",
+        Some(again),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(reply.json["delivery_mode"], "poll");
+    assert_eq!(reply.json["platform_inbound_secret"], secret.as_str());
+    let reply = heartbeat(&app, &token, json!({ "workspace_id": id })).await;
+    assert_eq!(
+        reply.json,
+        json!({ "platform_inbound_secret": secret, "status": "ok" })
+    );
 }

@@ -214,6 +214,20 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
             false,
         ),
         ("GET", "/workspaces/{id}/activity") => ("", None, false, false),
+        ("POST", "/workspaces/{id}/notify") => {
+            ("", with(json!({"message": "matrix"})), false, false)
+        }
+        ("GET", "/workspaces/{id}/a2a/queue/{queue_id}") => ("", None, false, false),
+        ("GET", "/workspaces/{id}/events/stream") => ("", None, false, false),
+        ("GET", "/workspaces/{id}/chat-history") => ("", None, false, false),
+        ("POST", "/admin/a2a-queue/drop-stale") => ("?max_age_minutes=600", None, false, false),
+        // Through the caller checks to the payload's own 400: no agent is called.
+        ("POST", "/workspaces/{id}/a2a") => (
+            "",
+            with(json!({"method": "message/send", "params": {"message": {"role": "user"}}})),
+            false,
+            false,
+        ),
         ("POST", "/templates/import") => (
             "",
             with(json!({"name": format!("matrix-template-{n}"), "files": {"a.txt": "x"}})),
@@ -338,7 +352,8 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
         .replace("{tokenId}", &Uuid::nil().to_string())
         .replace("{approvalId}", &Uuid::new_v4().to_string())
         .replace("{memoryId}", &Uuid::nil().to_string())
-        .replace("{scheduleId}", &Uuid::nil().to_string());
+        .replace("{scheduleId}", &Uuid::nil().to_string())
+        .replace("{queue_id}", &Uuid::new_v4().to_string());
     Some(Recipe {
         uri: format!("{path}{suffix}"),
         body,

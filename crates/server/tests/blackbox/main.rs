@@ -6,6 +6,7 @@
 #[allow(dead_code)]
 mod harness;
 
+mod a2a_agents;
 mod adopt_go_db;
 mod agents_e2e;
 mod dependencies;

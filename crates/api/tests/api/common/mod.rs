@@ -49,6 +49,7 @@ pub fn test_services(db: PgPool, config: ApiConfig) -> Services {
         crypto: Arc::new(store::crypto::Crypto::disabled()),
         events: api::events_hub::EventsHub::default(),
         eic: None,
+        messaging: api::messaging::Messaging::default(),
     }
 }
 
@@ -113,7 +114,18 @@ pub async fn send_raw_with(
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let streams = headers
+        .get("content-type")
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+    let bytes = if streams {
+        // An event stream does not end: its first frame is the answer.
+        let mut body = response.into_body();
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame()).await;
+        let frame = frame.expect("a first frame").expect("a frame").unwrap();
+        frame.into_data().unwrap_or_default()
+    } else {
+        response.into_body().collect().await.unwrap().to_bytes()
+    };
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Reply {
@@ -171,4 +183,31 @@ pub async fn insert_child_workspace(
 pub fn dev_app(db: &PgPool) -> Router {
     let dir = tempfile::tempdir().unwrap();
     app(test_state(db.clone(), test_config(dir.path())))
+}
+
+/// A state over `db` with `config` whose hub is listening (the listener has ticked once it has
+/// issued `LISTEN`); cancel the token to stop it.
+pub async fn listening_state(
+    db: &PgPool,
+    config: ApiConfig,
+) -> (AppState, tokio_util::sync::CancellationToken) {
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut services = test_services(db.clone(), config);
+    services.events = api::events_hub::EventsHub::new(shutdown.clone());
+    let state = AppState::new(services);
+    state
+        .events
+        .spawn_listener(db.clone(), state.liveness.clone());
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while !state
+            .liveness
+            .snapshot()
+            .contains_key(api::events_hub::LIVENESS_NAME)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the hub starts listening");
+    (state, shutdown)
 }

@@ -1,0 +1,235 @@
+//! The A2A proxy under load (release build, `scripts/bench-a2a`), side by side in one run:
+//!
+//! 1. Overhead: 64 concurrent connections sending `message/send` for `BENCH_SECONDS` (default 10)
+//!    to an agent that answers at once, first directly, then through `POST /workspaces/{id}/a2a`.
+//!    Prints requests/s, p50 and p99 of each, and the p50 difference and throughput ratio.
+//! 2. 1,000 concurrent conversations with an agent that answers after 2 s: completed, errors, wall
+//!    time, and the server's peak RSS (VmRSS sampled every 50 ms).
+//!
+//! The agent is an axum server in this process on loopback; the server runs in dev mode (loopback
+//! agents allowed) with the rate limit lifted (one client IP).
+
+#[allow(dead_code)]
+#[path = "../tests/blackbox/harness/mod.rs"]
+mod harness;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use harness::TestServer;
+use serde_json::{Value, json};
+
+const CONNECTIONS: usize = 64;
+const CONVERSATIONS: usize = 1000;
+const SLOW_ANSWER: Duration = Duration::from_secs(2);
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let fast = start_agent(Duration::ZERO).await;
+    let slow = start_agent(SLOW_ANSWER).await;
+    let server = TestServer::builder()
+        .env("MOLECULE_ENV", "development")
+        .env("RATE_LIMIT", "1000000000")
+        .env("RUST_LOG", "warn")
+        .start()
+        .await;
+    let fast_id = registered_workspace(&server, "fast", &fast).await;
+    let slow_id = registered_workspace(&server, "slow", &slow).await;
+
+    let length = Duration::from_secs(seconds);
+    let direct = load(&format!("{fast}/"), length).await;
+    let proxied = load(&server.url(&format!("/workspaces/{fast_id}/a2a")), length).await;
+    println!("overhead, {CONNECTIONS} connections, {seconds} s each, agent answers at once:");
+    direct.print("direct to the agent");
+    proxied.print("through the proxy");
+    println!(
+        "  p50 overhead {:.2} ms; proxy throughput {:.0}% of direct",
+        proxied.p50_ms() - direct.p50_ms(),
+        100.0 * proxied.per_second() / direct.per_second()
+    );
+    conversations(&server, &slow_id).await;
+}
+
+/// An A2A agent answering `message/send` after `delay`; returns its base URL.
+async fn start_agent(delay: Duration) -> String {
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |body: axum::Json<Value>| async move {
+            tokio::time::sleep(delay).await;
+            axum::Json(json!({"jsonrpc": "2.0", "id": body["id"], "result": {
+                "kind": "message", "role": "agent", "messageId": "m",
+                "parts": [{"kind": "text", "text": "ok"}]}}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://localhost:{port}")
+}
+
+async fn registered_workspace(server: &TestServer, name: &str, url: &str) -> String {
+    let (_, created) = server.post("/workspaces", &json!({"name": name})).await;
+    let id = created["id"].as_str().expect("a workspace").to_string();
+    let card = json!({"name": name});
+    let body = json!({"id": id, "url": format!("{url}/"), "agent_card": card});
+    let (status, answer) = server.post("/registry/register", &body).await;
+    assert!(status.is_success(), "{answer}");
+    id
+}
+
+fn message() -> Value {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "message/send", "params": {"message": {
+        "role": "user", "messageId": uuid::Uuid::new_v4(), "parts": [{"kind": "text", "text": "hi"}]}}})
+}
+
+struct Run {
+    latencies: Vec<Duration>,
+    errors: u64,
+    length: Duration,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.length.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        let index = ((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1);
+        self.latencies[index].as_secs_f64() * 1000.0
+    }
+
+    fn p50_ms(&self) -> f64 {
+        self.percentile_ms(0.5)
+    }
+
+    fn print(&self, label: &str) {
+        println!(
+            "  {label:<22} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
+            self.per_second(),
+            self.p50_ms(),
+            self.percentile_ms(0.99),
+            self.errors
+        );
+    }
+}
+
+/// `CONNECTIONS` workers posting to `url` back to back for `length`.
+async fn load(url: &str, length: Duration) -> Run {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .unwrap();
+    let body = message().to_string();
+    let stop = Instant::now() + length;
+    let errors = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (client, url, body, errors) = (
+            client.clone(),
+            url.to_string(),
+            body.clone(),
+            errors.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < stop {
+                let started = Instant::now();
+                let sent = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status().is_success() => {
+                        let _ = response.bytes().await;
+                        latencies.push(started.elapsed());
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await.unwrap());
+    }
+    latencies.sort();
+    Run {
+        latencies,
+        errors: errors.load(Ordering::Relaxed),
+        length,
+    }
+}
+
+/// `CONVERSATIONS` calls at once to the slow agent, while the server's RSS is sampled.
+async fn conversations(server: &TestServer, id: &str) {
+    let pid = server.pid().expect("running");
+    let sampling = Arc::new(AtomicBool::new(true));
+    let peak = Arc::new(AtomicU64::new(rss_kib(pid)));
+    let idle = peak.load(Ordering::Relaxed);
+    let sampler = {
+        let (sampling, peak) = (sampling.clone(), peak.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let url = server.url(&format!("/workspaces/{id}/a2a"));
+    let started = Instant::now();
+    let calls: Vec<_> = (0..CONVERSATIONS)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let sent = client.post(&url).json(&message()).send().await;
+                matches!(sent, Ok(response) if response.status().is_success())
+            })
+        })
+        .collect();
+    let mut completed = 0;
+    for call in calls {
+        completed += usize::from(call.await.unwrap());
+    }
+    let wall = started.elapsed();
+    sampling.store(false, Ordering::Relaxed);
+    sampler.await.unwrap();
+    println!(
+        "{CONVERSATIONS} concurrent conversations, agent answers after {SLOW_ANSWER:?}: {completed} completed, {} errors, wall {:.2} s, server RSS idle {:.1} MiB, peak {:.1} MiB",
+        CONVERSATIONS - completed,
+        wall.as_secs_f64(),
+        idle as f64 / 1024.0,
+        peak.load(Ordering::Relaxed) as f64 / 1024.0
+    );
+}
+
+/// The process's resident set (VmRSS) in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}

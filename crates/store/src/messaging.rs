@@ -1,0 +1,318 @@
+//! The A2A proxy's reads and writes: the target of a call, the caller's last outbound call, the
+//! token usage of answered calls, an unreachable agent marked offline, and the busy queue
+//! (`a2a_queue`).
+
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use crate::StoreError;
+
+/// What the proxy needs to know about the workspace it calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProxyTarget {
+    pub name: String,
+    /// `None` when the agent has not registered a URL (a poll-mode agent never does).
+    pub url: Option<String>,
+    pub status: String,
+    /// `push` or `poll`.
+    pub delivery_mode: String,
+    pub runtime: String,
+    /// Cents; no limit when `None`.
+    pub budget_limit: Option<i64>,
+    pub monthly_spend: i64,
+}
+
+impl ProxyTarget {
+    /// The original's budget rule: spend at or over the limit refuses new calls.
+    pub fn over_budget(&self) -> bool {
+        self.budget_limit
+            .is_some_and(|limit| self.monthly_spend >= limit)
+    }
+
+    pub fn polls(&self) -> bool {
+        self.delivery_mode == "poll"
+    }
+}
+
+/// The target of a call; `None` when it does not exist or is removed.
+pub async fn proxy_target(
+    executor: impl PgExecutor<'_>,
+    workspace_id: Uuid,
+) -> Result<Option<ProxyTarget>, StoreError> {
+    let target = sqlx::query_as!(
+        ProxyTarget,
+        r#"SELECT name, NULLIF(url, '') AS url, COALESCE(status::text, '') AS "status!",
+                  delivery_mode, COALESCE(runtime, 'langgraph') AS "runtime!",
+                  budget_limit, monthly_spend
+           FROM workspaces WHERE id = $1 AND status IS DISTINCT FROM 'removed'"#,
+        workspace_id
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(target)
+}
+
+/// Stamps the caller's `last_outbound_at` after a call it made was answered.
+pub async fn touch_last_outbound(
+    executor: impl PgExecutor<'_>,
+    caller_id: Uuid,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE workspaces SET last_outbound_at = now() WHERE id = $1",
+        caller_id
+    )
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Adds one answered call's tokens and estimated cost to today's (UTC) usage row.
+pub async fn add_token_usage(
+    executor: impl PgExecutor<'_>,
+    workspace_id: Uuid,
+    input_tokens: i64,
+    output_tokens: i64,
+    cost_usd: f64,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "INSERT INTO workspace_token_usage
+           (workspace_id, period_start, input_tokens, output_tokens, call_count, estimated_cost_usd)
+         VALUES ($1, date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', $2, $3, 1,
+                 $4::float8::numeric)
+         ON CONFLICT (workspace_id, period_start) DO UPDATE SET
+           input_tokens = workspace_token_usage.input_tokens + EXCLUDED.input_tokens,
+           output_tokens = workspace_token_usage.output_tokens + EXCLUDED.output_tokens,
+           call_count = workspace_token_usage.call_count + 1,
+           estimated_cost_usd = workspace_token_usage.estimated_cost_usd + EXCLUDED.estimated_cost_usd,
+           updated_at = now()",
+        workspace_id,
+        input_tokens,
+        output_tokens,
+        cost_usd
+    )
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// Marks a workspace whose agent refused the connection `offline`, unless it is removed or still
+/// provisioning; returns whether it changed.
+pub async fn mark_unreachable(
+    executor: impl PgExecutor<'_>,
+    workspace_id: Uuid,
+) -> Result<bool, StoreError> {
+    let done = sqlx::query!(
+        "UPDATE workspaces SET status = 'offline', updated_at = now()
+         WHERE id = $1 AND status NOT IN ('removed', 'provisioning', 'offline')",
+        workspace_id
+    )
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The platform's shared secret with the agent (it authenticates the platform's calls to the
+/// agent, e.g. chat uploads), minted on first use: 32 random bytes, base64url. `None` when the
+/// workspace does not exist.
+pub async fn inbound_secret(
+    executor: impl PgExecutor<'_>,
+    workspace_id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    let minted = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let secret = sqlx::query_scalar!(
+        r#"UPDATE workspaces
+           SET platform_inbound_secret = COALESCE(NULLIF(platform_inbound_secret, ''), $2)
+           WHERE id = $1
+           RETURNING platform_inbound_secret AS "secret!""#,
+        workspace_id,
+        minted
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(secret)
+}
+
+/// A request the busy agent could not take, as queued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewQueueItem<'a> {
+    pub workspace_id: Uuid,
+    pub caller_id: Option<Uuid>,
+    pub body: &'a serde_json::Value,
+    pub method: Option<&'a str>,
+    /// `params.message.messageId`: a retried request is queued once.
+    pub idempotency_key: Option<&'a str>,
+    pub expires_in_seconds: Option<i64>,
+}
+
+/// Queues a request (or finds the active one with the same idempotency key); returns its id and
+/// how many requests now wait for this workspace.
+pub async fn enqueue(
+    executor: impl PgExecutor<'_>,
+    item: &NewQueueItem<'_>,
+) -> Result<(Uuid, i64), StoreError> {
+    let row = sqlx::query!(
+        r#"WITH inserted AS (
+             INSERT INTO a2a_queue (workspace_id, caller_id, body, method, idempotency_key, expires_at)
+             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6::float8))
+             ON CONFLICT (workspace_id, idempotency_key)
+               WHERE idempotency_key IS NOT NULL AND status IN ('queued', 'dispatched')
+               DO NOTHING
+             RETURNING id
+           )
+           SELECT COALESCE(
+                    (SELECT id FROM inserted),
+                    (SELECT id FROM a2a_queue WHERE workspace_id = $1 AND idempotency_key = $5
+                       AND status IN ('queued', 'dispatched') LIMIT 1)) AS "id!",
+                  (SELECT count(*) FROM a2a_queue WHERE workspace_id = $1 AND status = 'queued')
+                    + (SELECT count(*) FROM inserted) AS "depth!""#,
+        item.workspace_id,
+        item.caller_id,
+        item.body,
+        item.method,
+        item.idempotency_key,
+        item.expires_in_seconds.map(|s| s as f64)
+    )
+    .fetch_one(executor)
+    .await?;
+    Ok((row.id, row.depth))
+}
+
+/// A queued request taken for dispatch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedItem {
+    pub id: Uuid,
+    pub caller_id: Option<Uuid>,
+    pub body: serde_json::Value,
+    pub attempts: i32,
+}
+
+/// After this many attempts a queued request is reported failed instead of retried.
+pub const MAX_QUEUE_ATTEMPTS: i32 = 5;
+
+/// Takes the workspace's next unexpired request (highest priority, then oldest) for dispatch.
+pub async fn claim_next(
+    executor: impl PgExecutor<'_>,
+    workspace_id: Uuid,
+) -> Result<Option<ClaimedItem>, StoreError> {
+    let item = sqlx::query_as!(
+        ClaimedItem,
+        r#"UPDATE a2a_queue SET status = 'dispatched', dispatched_at = now(),
+                                attempts = attempts + 1
+           WHERE id = (SELECT id FROM a2a_queue
+                       WHERE workspace_id = $1 AND status = 'queued'
+                         AND (expires_at IS NULL OR expires_at > now())
+                       ORDER BY priority DESC, enqueued_at ASC
+                       LIMIT 1 FOR UPDATE SKIP LOCKED)
+           RETURNING id, caller_id, body, attempts"#,
+        workspace_id
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(item)
+}
+
+/// The dispatched request was delivered.
+pub async fn complete(executor: impl PgExecutor<'_>, id: Uuid) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE a2a_queue SET status = 'completed', completed_at = now() WHERE id = $1",
+        id
+    )
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// The dispatched request was not delivered: queued again, or failed after
+/// [`MAX_QUEUE_ATTEMPTS`].
+pub async fn retry_or_fail(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+    error: &str,
+) -> Result<(), StoreError> {
+    sqlx::query!(
+        "UPDATE a2a_queue SET last_error = $2, dispatched_at = NULL,
+           status = CASE WHEN attempts >= $3 THEN 'failed' ELSE 'queued' END
+         WHERE id = $1",
+        id,
+        error,
+        MAX_QUEUE_ATTEMPTS
+    )
+    .execute(executor)
+    .await?;
+    Ok(())
+}
+
+/// One queued request as its status route shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueItem {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub caller_id: Option<Uuid>,
+    pub status: String,
+    pub priority: i16,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub enqueued_at: chrono::DateTime<chrono::Utc>,
+    pub dispatched_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn queue_item(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<QueueItem>, StoreError> {
+    let item = sqlx::query_as!(
+        QueueItem,
+        "SELECT id, workspace_id, caller_id, status, priority, attempts, last_error, enqueued_at,
+                dispatched_at, completed_at, expires_at
+         FROM a2a_queue WHERE id = $1",
+        id
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(item)
+}
+
+/// Drops requests queued longer than `max_age_minutes` (of one workspace, or all); returns how
+/// many.
+pub async fn drop_stale(
+    executor: impl PgExecutor<'_>,
+    max_age_minutes: i64,
+    workspace_id: Option<Uuid>,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query!(
+        r#"UPDATE a2a_queue SET status = 'dropped',
+             last_error = COALESCE(last_error || E'\n', '')
+               || '[DropStaleQueueItems] auto-dropped: queue item age exceeded the post-incident TTL. Dropped at '
+               || now()::text
+           WHERE id IN (SELECT id FROM a2a_queue
+                        WHERE status = 'queued'
+                          AND enqueued_at < now() - make_interval(mins => $1::int)
+                          AND ($2::uuid IS NULL OR workspace_id = $2)
+                        FOR UPDATE SKIP LOCKED)"#,
+        max_age_minutes as i32,
+        workspace_id
+    )
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Whether an agent reporting `active_tasks` can take one more.
+pub async fn has_capacity(
+    executor: impl PgExecutor<'_>,
+    workspace_id: Uuid,
+    active_tasks: i32,
+) -> Result<bool, StoreError> {
+    let capacity = sqlx::query_scalar!(
+        r#"SELECT max_concurrent_tasks > $2 AS "free!" FROM workspaces WHERE id = $1"#,
+        workspace_id,
+        active_tasks
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(capacity.unwrap_or(false))
+}
