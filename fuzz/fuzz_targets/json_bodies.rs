@@ -50,6 +50,7 @@ fn harness() -> &'static Harness {
                 crypto: Arc::new(store::crypto::Crypto::disabled()),
                 events: api::events_hub::EventsHub::default(),
                 eic: None,
+                messaging: api::messaging::Messaging::default(),
             }))
         });
         let id = "2f1c3b4a-0000-4000-8000-000000000001";

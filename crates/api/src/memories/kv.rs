@@ -139,6 +139,7 @@ pub struct VersionMismatch {
     (status = 200, description = "Stored, with the new version", body = SetAnswer),
     (status = 400, description = "Invalid body, missing key or value", body = ErrorBody),
     (status = 401, description = "Not this workspace", body = ErrorBody),
+    (status = 404, description = "Unknown workspace", body = ErrorBody),
     (status = 409, description = "Stale version", body = VersionMismatch)))]
 pub async fn set(
     State(state): State<AppState>,

@@ -9,10 +9,12 @@ use utoipa::ToSchema;
 
 use crate::ApiError;
 
-/// A 400 with advice on the fix.
+/// A 400 with advice on the fix (`hint` where the request was malformed; an invalid workspace ID
+/// answers without one).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HintBody {
     pub error: String,
+    #[schema(required = false)]
     pub hint: String,
 }
 

@@ -107,6 +107,7 @@ pub struct QueueStatus {
     (status = 200, description = "The request's state", body = QueueStatus),
     (status = 400, description = "Invalid id", body = ErrorBody),
     (status = 401, description = "The named workspace's token is missing or wrong", body = ErrorBody),
+    (status = 403, description = "The caller named in X-Workspace-ID is invalid", body = ErrorBody),
     (status = 404, description = "Not found, or not the caller's", body = ErrorBody),
     (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
 pub async fn status(

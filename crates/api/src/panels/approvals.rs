@@ -30,7 +30,8 @@ const PENDING_EXPIRY_SECONDS: f64 = 600.0;
     (status = 201, description = "Recorded, pending", body = ApprovalCreated),
     (status = 400, description = "Invalid id or body", body = ErrorBody),
     (status = 401, description = "Not this workspace", body = ErrorBody),
-    (status = 500, description = "Unknown workspace or insert failed", body = ErrorBody),
+    (status = 404, description = "Unknown workspace", body = ErrorBody),
+    (status = 500, description = "Insert failed", body = ErrorBody),
     (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,

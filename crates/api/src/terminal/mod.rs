@@ -29,7 +29,7 @@ use crate::{ApiConfig, ApiError, AppState};
 pub const NO_INSTANCE: &str = "workspace has no instance: the terminal needs one";
 
 /// `GET /workspaces/{id}/terminal`: checks everything before the upgrade (so refusals are plain
-/// HTTP answers), then runs the session (see [`session`]).
+/// HTTP answers), then runs the session (see the `session` module).
 #[utoipa::path(get, path = "/workspaces/{id}/terminal", tag = "terminal",
     params(("id" = Uuid, Path)), responses(
     (status = 101, description = "The terminal: keystrokes in text frames, output in binary frames; \
