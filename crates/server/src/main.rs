@@ -28,6 +28,12 @@ fn main() -> ExitCode {
     }
     if !matches!(command, Command::Healthcheck) {
         telemetry::init(cli.config.log_format);
+        // Before the runtime, the database and the migrations: a misconfigured release exits
+        // without touching anything.
+        if let Err(error) = cli.config.validate() {
+            eprintln!("workspace-server: {error:#}");
+            return ExitCode::FAILURE;
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,5 +1,6 @@
 //! The middleware chain's pieces, one module each; `routes::router` assembles them.
 
+pub mod client_addr;
 pub mod cors;
 pub mod error_log;
 pub mod metrics;

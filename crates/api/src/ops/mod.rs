@@ -13,7 +13,9 @@ use sqlx::Connection;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::middleware::metrics::{DB_POOL_CONNECTIONS, DB_POOL_IDLE_CONNECTIONS};
+use crate::middleware::metrics::{
+    DB_POOL_CONNECTIONS, DB_POOL_IDLE_CONNECTIONS, DB_POOL_MAX_CONNECTIONS,
+};
 
 /// How long `/ready` waits for the database to answer.
 const READY_DB_TIMEOUT: Duration = Duration::from_secs(1);
@@ -96,6 +98,9 @@ pub async fn buildinfo(State(state): State<AppState>) -> Json<BuildInfo> {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!(DB_POOL_CONNECTIONS).set(f64::from(state.db.size()));
     metrics::gauge!(DB_POOL_IDLE_CONNECTIONS).set(state.db.num_idle() as f64);
+    metrics::gauge!(DB_POOL_MAX_CONNECTIONS)
+        .set(f64::from(state.db.options().get_max_connections()));
+    crate::middleware::metrics::record_process(&state.config.version, &state.config.git_sha);
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.render(),
