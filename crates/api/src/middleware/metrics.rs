@@ -63,7 +63,10 @@ pub fn describe() {
 
 /// Sets the build and process gauges; called when `/metrics` is scraped.
 pub fn record_process(version: &str, git_sha: &str) {
-    let labels = [("version", version.to_owned()), ("git_sha", git_sha.to_owned())];
+    let labels = [
+        ("version", version.to_owned()),
+        ("git_sha", git_sha.to_owned()),
+    ];
     metrics::gauge!(BUILD_INFO, &labels).set(1.0);
     let started = STARTED.get_or_init(Instant::now);
     metrics::gauge!(UPTIME_SECONDS).set(started.elapsed().as_secs_f64());

@@ -75,13 +75,19 @@ fn the_alerts_and_the_dashboard_use_only_documented_series() {
     let dashboard = repo_file("docs/grafana-dashboard.json");
     let parsed: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
     assert!(parsed["panels"].as_array().is_some_and(|p| !p.is_empty()));
-    for (file, text) in [("docs/alerts.yml", repo_file("docs/alerts.yml")), ("dashboard", dashboard)] {
+    for (file, text) in [
+        ("docs/alerts.yml", repo_file("docs/alerts.yml")),
+        ("dashboard", dashboard),
+    ] {
         let series = series_named(&text);
         assert!(!series.is_empty(), "{file} names no series");
         let unknown: Vec<_> = series
             .iter()
             .filter(|name| !operations.contains(&format!("| `{name}` |")))
             .collect();
-        assert!(unknown.is_empty(), "{file} uses undocumented series {unknown:?}");
+        assert!(
+            unknown.is_empty(),
+            "{file} uses undocumented series {unknown:?}"
+        );
     }
 }

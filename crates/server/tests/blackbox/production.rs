@@ -94,7 +94,11 @@ async fn statuses_as(server: &TestServer, client: &str, n: usize) -> Vec<StatusC
 
 #[tokio::test]
 async fn the_limiter_counts_the_forwarded_client_only_behind_a_trusted_proxy() {
-    let limited = [StatusCode::NOT_FOUND, StatusCode::NOT_FOUND, StatusCode::TOO_MANY_REQUESTS];
+    let limited = [
+        StatusCode::NOT_FOUND,
+        StatusCode::NOT_FOUND,
+        StatusCode::TOO_MANY_REQUESTS,
+    ];
     let behind_proxy = TestServer::builder()
         .env("RATE_LIMIT", "2")
         .env("TRUSTED_PROXIES", "127.0.0.0/8, ::1")
@@ -102,7 +106,10 @@ async fn the_limiter_counts_the_forwarded_client_only_behind_a_trusted_proxy() {
         .await;
     assert_eq!(statuses_as(&behind_proxy, "203.0.113.1", 3).await, limited);
     // Another client behind the same proxy has its own window.
-    assert_eq!(statuses_as(&behind_proxy, "203.0.113.2", 1).await, [StatusCode::NOT_FOUND]);
+    assert_eq!(
+        statuses_as(&behind_proxy, "203.0.113.2", 1).await,
+        [StatusCode::NOT_FOUND]
+    );
 
     // Without TRUSTED_PROXIES the header is ignored: everyone is the peer, 127.0.0.1.
     let direct = TestServer::builder().env("RATE_LIMIT", "2").start().await;
@@ -115,7 +122,10 @@ async fn the_limiter_counts_the_forwarded_client_only_behind_a_trusted_proxy() {
     // RATE_LIMIT=0 turns the limiter off instead of refusing everything.
     let off = TestServer::builder().env("RATE_LIMIT", "0").start().await;
     let statuses = statuses_as(&off, "203.0.113.1", 5).await;
-    assert!(statuses.iter().all(|s| *s == StatusCode::NOT_FOUND), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::NOT_FOUND),
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test]
@@ -152,16 +162,31 @@ async fn the_server_listens_on_ipv6_and_ipv4_unless_told_otherwise() {
         panic!("this machine has no IPv6 loopback; the dual-stack test cannot run");
     }
     let server = TestServer::start().await;
-    let port = reqwest::Url::parse(&server.url("/")).unwrap().port().unwrap();
+    let port = reqwest::Url::parse(&server.url("/"))
+        .unwrap()
+        .port()
+        .unwrap();
     for host in ["127.0.0.1", "[::1]"] {
-        let response = reqwest::get(format!("http://{host}:{port}/health")).await.unwrap();
+        let response = reqwest::get(format!("http://{host}:{port}/health"))
+            .await
+            .unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{host}");
     }
     drop(server);
 
-    let ipv4_only = TestServer::builder().env("LISTEN_ADDR", "0.0.0.0").start().await;
-    let port = reqwest::Url::parse(&ipv4_only.url("/")).unwrap().port().unwrap();
-    assert!(reqwest::get(format!("http://[::1]:{port}/health")).await.is_err());
+    let ipv4_only = TestServer::builder()
+        .env("LISTEN_ADDR", "0.0.0.0")
+        .start()
+        .await;
+    let port = reqwest::Url::parse(&ipv4_only.url("/"))
+        .unwrap()
+        .port()
+        .unwrap();
+    assert!(
+        reqwest::get(format!("http://[::1]:{port}/health"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -175,11 +200,9 @@ async fn sigterm_ends_the_process_within_the_shutdown_timeout() {
     // A request that never finishes: its body is announced but never sent, so the drain would
     // wait for it forever without the timeout.
     let address = reqwest::Url::parse(&server.url("/")).unwrap();
-    let mut stalled = std::net::TcpStream::connect((
-        address.host_str().unwrap(),
-        address.port().unwrap(),
-    ))
-    .unwrap();
+    let mut stalled =
+        std::net::TcpStream::connect((address.host_str().unwrap(), address.port().unwrap()))
+            .unwrap();
     write!(
         stalled,
         "POST /workspaces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{"
@@ -190,10 +213,54 @@ async fn sigterm_ends_the_process_within_the_shutdown_timeout() {
     let signalled = Instant::now();
     let status = server.terminate().expect("the server was running");
     let took = signalled.elapsed();
-    assert!(status.success(), "the process exits on its own, cleanly: {status}");
+    assert!(
+        status.success(),
+        "the process exits on its own, cleanly: {status}"
+    );
     assert!(
         took < TIMEOUT + Duration::from_secs(2),
         "SIGTERM took {took:?} with SHUTDOWN_TIMEOUT={TIMEOUT:?}"
     );
     assert!(server.logs().contains("cut off"), "{}", server.logs());
+}
+
+#[tokio::test]
+async fn metrics_carry_the_build_and_the_process_and_every_series_is_documented() {
+    let server = TestServer::start().await;
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let build = text
+        .lines()
+        .find(|line| line.starts_with("workspace_server_build_info{"))
+        .unwrap_or_else(|| panic!("no build info:\n{text}"));
+    assert!(
+        build.contains("version=\"") && build.contains("git_sha=\"") && build.ends_with(" 1"),
+        "{build}"
+    );
+    for series in [
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "workspace_server_uptime_seconds ",
+    ] {
+        assert!(
+            text.lines().any(|line| line.starts_with(series)),
+            "{series}missing:\n{text}"
+        );
+    }
+    let operations =
+        std::fs::read_to_string(crate::harness::repo_root().join("docs/operations.md")).unwrap();
+    let undocumented: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .filter(|name| !operations.contains(&format!("| `{name}` |")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "add to the metrics table of docs/operations.md: {undocumented:?}"
+    );
 }
