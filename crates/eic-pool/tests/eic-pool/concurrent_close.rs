@@ -1,5 +1,6 @@
-//! `close` at shutdown ends every open connection concurrently: with a slow tunnel, closing them
-//! one after another would outlast any shutdown budget.
+//! `close` at shutdown with the endpoint's 20 connections open and a slow tunnel stays within a
+//! shutdown budget. (The disconnects run concurrently; this simulator's tunnel latency does not
+//! delay a disconnect, so the test bounds the whole close rather than telling the two apart.)
 
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ fn instance_ids() -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn close_ends_every_connection_at_once() {
+async fn close_with_every_connection_open_stays_within_a_shutdown_budget() {
     let ids = instance_ids();
     let args: Vec<&str> = ids
         .iter()
@@ -50,10 +51,10 @@ async fn close_ends_every_connection_at_once() {
     let started = Instant::now();
     pool.close().await;
     let took = started.elapsed();
-    // In sequence it takes at least one chunk's latency per connection.
-    let sequential = Duration::from_millis(CHUNK_LATENCY_MS) * CONNECTIONS as u32;
+    // The default SHUTDOWN_TIMEOUT's clean-up reserve.
+    let budget = Duration::from_secs(5);
     assert!(
-        took < sequential / 2,
-        "closing {CONNECTIONS} connections took {took:?} (in sequence: over {sequential:?})"
+        took < budget,
+        "closing {CONNECTIONS} connections took {took:?}, over {budget:?}"
     );
 }
