@@ -36,14 +36,22 @@ fi
 
 # `migrate` fails while the database does not accept connections yet, so retrying it is also
 # the wait for the database. Its own error output says why each attempt failed.
+# SIGTERM while waiting ends the container at once (sleep runs in the background for that).
+trap 'exit 143' TERM INT
 waited=0
 until "$server" migrate; do
+    status=$?
+    if [ "$status" -eq 2 ]; then
+        echo "entrypoint: migrate failed for a reason retrying cannot fix (see above); giving up" >&2
+        exit 1
+    fi
     if [ "$waited" -ge "$db_wait_seconds" ]; then
         echo "entrypoint: migrations did not succeed within ${db_wait_seconds}s (DB_WAIT_SECONDS); giving up" >&2
         exit 1
     fi
     echo "entrypoint: database not ready, retrying in ${retry_interval_seconds}s (${waited}s of ${db_wait_seconds}s)" >&2
-    sleep "$retry_interval_seconds"
+    sleep "$retry_interval_seconds" &
+    wait $!
     waited=$((waited + retry_interval_seconds))
 done
 

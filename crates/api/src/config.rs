@@ -19,6 +19,11 @@ pub struct ApiConfig {
     pub cors_origins: Vec<String>,
     /// `RATE_LIMIT`: requests per minute per client IP.
     pub rate_limit: u32,
+    /// Production with `WORKSPACES_DIR` not on a mounted volume: `/ready` reports
+    /// `storage: ephemeral`.
+    pub ephemeral_storage: bool,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: crate::middleware::client_addr::TrustedProxies,
     /// `MOLECULE_ORG_ID`: when set, the tenant guard is on.
     pub org_id: Option<String>,
     /// `MOLECULE_ORG_SLUG`: the org slug sent to the control plane's session check.

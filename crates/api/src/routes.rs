@@ -249,13 +249,15 @@ pub fn router(state: AppState) -> Router {
         router = router.route(spec.path, guarded);
     }
     let config = state.config.clone();
-    let limiter = rate_limit::RateLimiter::new(config.rate_limit, config.dev_mode());
+    // `RATE_LIMIT=0` turns the limiter off (it would otherwise refuse everything).
+    let unlimited = config.dev_mode() || config.rate_limit == 0;
+    let limiter = rate_limit::RateLimiter::new(config.rate_limit, unlimited);
     // Like gin: unknown paths and wrong methods are both a plain-text 404.
     router
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         // `Router::layer` wraps each route, so these see the matched route pattern. The last
-        // layer added runs first: request span → error log (outermost, so it sees every
+        // layer added runs first: client address and request id → request span → error log (outermost, so it sees every
         // response's final status) → wire format (so every JSON body is labelled alike) → CORS →
         // rate limit → metrics → tenant guard → security headers → cache invalidation
         // → body deadline.
@@ -286,6 +288,10 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn(crate::middleware::wire::wire_format))
         .layer(from_fn(crate::middleware::error_log::log_errors))
         .layer(crate::middleware::trace::layer())
+        .layer(from_fn_with_state(
+            config.trusted_proxies.clone(),
+            crate::middleware::client_addr::request_context,
+        ))
         .with_state(state)
 }
 

@@ -458,9 +458,11 @@ impl<C: Connector> Pool<C> {
             retired.retain(|e| e.leases() == 0);
             retired
         };
-        for entry in idle {
-            disconnect(&*self.shared.connector, entry).await;
-        }
+        // Concurrently: each disconnect may wait up to its timeout, and a shutdown budget
+        // cannot afford one timeout per connection in sequence.
+        let connector = &*self.shared.connector;
+        futures_util::future::join_all(idle.into_iter().map(|entry| disconnect(connector, entry)))
+            .await;
         // Cancelled above, the reaper and the setups end at their next await point.
         self.shared.tasks.close();
         if tokio::time::timeout(TASKS_CLOSE_TIMEOUT, self.shared.tasks.wait())

@@ -45,9 +45,18 @@ pub enum LogFormat {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// TCP port to listen on (all interfaces).
+    /// TCP port to listen on.
     #[arg(long, env = "PORT", default_value_t = 8080, global = true)]
     pub port: u16,
+
+    /// Address to listen on: `::` is dual-stack (IPv6 and IPv4); `0.0.0.0` is IPv4 only.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "::", global = true)]
+    pub listen_addr: std::net::IpAddr,
+
+    /// Proxies (CIDRs, comma-separated) whose `X-Forwarded-For` names the client, e.g.
+    /// `10.0.0.0/8`; from any other peer the header is ignored.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = api::middleware::client_addr::TrustedProxies::parse, global = true)]
+    pub trusted_proxies: api::middleware::client_addr::TrustedProxies,
 
     /// PostgreSQL URL. Unset: run the built-in PostgreSQL in <data-dir>/postgres.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
@@ -69,7 +78,8 @@ pub struct Config {
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub admin_token: Option<SecretString>,
 
-    /// Deployment environment (`development`, `production`, …).
+    /// Deployment environment: `development`, `staging` or `production` (unset: neither
+    /// development's open access nor production's requirements).
     #[arg(long, env = "MOLECULE_ENV", default_value = "", global = true)]
     pub molecule_env: String,
 
@@ -104,7 +114,7 @@ pub struct Config {
     )]
     pub cors_origins: String,
 
-    /// Requests per minute per client IP.
+    /// Requests per minute per client IP; `0` turns the limiter off.
     #[arg(long, env = "RATE_LIMIT", default_value_t = 600, global = true)]
     pub rate_limit: u32,
 
@@ -295,8 +305,9 @@ pub struct Config {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, ignore_case = true, global = true)]
     pub log_format: LogFormat,
 
-    /// On SIGTERM/Ctrl-C, how long in-flight requests may still run.
-    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    /// On SIGTERM/Ctrl-C, how long the whole shutdown may take (requests in flight, EIC
+    /// connections, database); under Kubernetes' 30 s grace period by default.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration, global = true)]
     pub shutdown_timeout: Duration,
 }
 
@@ -316,6 +327,9 @@ impl Config {
             workspaces_dir: self.workspaces_dir(),
             cors_origins: split_list(&self.cors_origins),
             rate_limit: self.rate_limit,
+            trusted_proxies: self.trusted_proxies.clone(),
+            ephemeral_storage: self.molecule_env.trim().eq_ignore_ascii_case("production")
+                && !on_a_volume(&self.workspaces_dir()),
             org_id: non_empty(&self.org_id),
             org_slug: non_empty(&self.org_slug),
             canvas_proxy_url: non_empty(&self.canvas_proxy_url),
@@ -374,6 +388,74 @@ impl Config {
         }
     }
 
+    /// Every check that needs no database: a misconfigured release exits here, before the
+    /// migrations touch anything. All problems are reported at once.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        let env = self.molecule_env.trim().to_lowercase();
+        if !env.is_empty() && !ENVIRONMENTS.contains(&env.as_str()) {
+            problems.push(format!(
+                "MOLECULE_ENV={:?} is not one of {}",
+                self.molecule_env,
+                ENVIRONMENTS.join(", ")
+            ));
+        }
+        if env == "production" {
+            if self.api_config().admin_token.is_none() {
+                problems.push("ADMIN_TOKEN is required in production".to_owned());
+            }
+            if set(&self.database_url).is_none() {
+                problems.push(
+                    "DATABASE_URL is required in production (no built-in PostgreSQL)".to_owned(),
+                );
+            }
+        }
+        let key = set(&self.secrets_encryption_key);
+        if let Err(error) = store::crypto::Crypto::from_env_value(key, env == "production") {
+            problems.push(format!("SECRETS_ENCRYPTION_KEY: {error}"));
+        }
+        if let Some(url) = set(&self.database_url)
+            && let Err(error) = url.parse::<sqlx::postgres::PgConnectOptions>()
+        {
+            problems.push(format!("DATABASE_URL is not a PostgreSQL URL: {error}"));
+        }
+        if self.shutdown_timeout.is_zero() {
+            problems.push("SHUTDOWN_TIMEOUT must be more than 0".to_owned());
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!("invalid configuration: {}", problems.join("; "))
+    }
+
+    /// The auth mode in one phrase, and the settings that weaken it (logged at every start).
+    pub fn auth_mode(&self) -> (&'static str, Vec<&'static str>) {
+        let api = self.api_config();
+        let mode = if api.dev_mode() {
+            "open development (no ADMIN_TOKEN: every route passes)"
+        } else if api.org_id.is_some() {
+            "tenant with control-plane sessions"
+        } else if api.admin_token.is_some() {
+            "admin token"
+        } else {
+            "no ADMIN_TOKEN: admin routes open until the first token is issued"
+        };
+        let mut weakened = Vec::new();
+        if api.molecule_env != "production" || api.enable_test_tokens {
+            weakened.push("test-token route on");
+        }
+        if set(&self.secrets_encryption_key).is_none() {
+            weakened.push("secrets stored unencrypted (no SECRETS_ENCRYPTION_KEY)");
+        }
+        if api.rate_limit == 0 {
+            weakened.push("rate limit off (RATE_LIMIT=0)");
+        }
+        if api.canvas_proxy_url.is_some() {
+            weakened.push("same-origin canvas requests pass workspace auth (CANVAS_PROXY_URL)");
+        }
+        (mode, weakened)
+    }
+
     fn configs_dir(&self) -> PathBuf {
         if let Some(dir) = &self.configs_dir {
             return dir.clone();
@@ -391,6 +473,34 @@ impl Config {
             .clone()
             .unwrap_or_else(|| self.data_dir.join("workspaces"))
     }
+}
+
+/// Whether `path` (or the nearest existing ancestor) lies under a mount point other than `/`,
+/// from `/proc/self/mountinfo`; `true` where that cannot be read (not Linux), to stay quiet.
+fn on_a_volume(path: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return true;
+    };
+    let existing = path.ancestors().find_map(|dir| dir.canonicalize().ok());
+    let Some(path) = existing else {
+        return false;
+    };
+    mounts
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|mount_point| *mount_point != "/")
+        .any(|mount_point| path.starts_with(mount_point))
+}
+
+/// The values `MOLECULE_ENV` may take (besides unset).
+pub const ENVIRONMENTS: [&str; 3] = ["development", "staging", "production"];
+
+/// A secret's value when it is set and not empty.
+fn set(value: &Option<SecretString>) -> Option<&str> {
+    value
+        .as_ref()
+        .map(ExposeSecret::expose_secret)
+        .filter(|v| !v.is_empty())
 }
 
 fn split_list(text: &str) -> Vec<String> {
@@ -573,6 +683,105 @@ mod tests {
         ]);
         assert!(half.config.api_config().langfuse.is_none());
         assert_eq!(parse(&[]).config.langfuse_timeout, Duration::from_secs(10));
+    }
+
+    const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+    fn problems(args: &[&str]) -> String {
+        match parse(args).config.validate() {
+            Ok(()) => String::new(),
+            Err(error) => format!("{error:#}"),
+        }
+    }
+
+    #[test]
+    fn molecule_env_is_one_of_a_fixed_set() {
+        for env in ["", "development", "staging", " Development "] {
+            assert_eq!(problems(&["--molecule-env", env]), "", "{env:?}");
+        }
+        for typo in ["prod", "dev", "produciton"] {
+            let text = problems(&["--molecule-env", typo]);
+            assert!(
+                text.contains(&format!("MOLECULE_ENV=\"{typo}\" is not one of")),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn production_requires_its_settings_and_names_each() {
+        // DATABASE_URL may come from the test's environment: the black-box tests check it.
+        let text = problems(&["--molecule-env", "production"]);
+        for name in ["ADMIN_TOKEN", "SECRETS_ENCRYPTION_KEY"] {
+            assert!(text.contains(name), "{name} missing from: {text}");
+        }
+        let complete = [
+            "--molecule-env",
+            "production",
+            "--admin-token",
+            "admin",
+            "--database-url",
+            "postgres://db.internal/app?sslmode=verify-full",
+            "--secrets-encryption-key",
+            KEY,
+        ];
+        assert_eq!(problems(&complete), "");
+        let cli = parse(&complete);
+        let (mode, weakened) = cli.config.auth_mode();
+        assert_eq!((mode, weakened), ("admin token", vec![]));
+    }
+
+    #[test]
+    fn bad_values_are_refused_in_any_environment() {
+        let text = problems(&[
+            "--secrets-encryption-key",
+            "too-short",
+            "--database-url",
+            "postgres://[not-a-host",
+            "--shutdown-timeout",
+            "0s",
+        ]);
+        for name in ["SECRETS_ENCRYPTION_KEY", "DATABASE_URL", "SHUTDOWN_TIMEOUT"] {
+            assert!(text.contains(name), "{name} missing from: {text}");
+        }
+        let refused = Cli::try_parse_from(["workspace-server", "--trusted-proxies", "10.0.0.0/33"]);
+        assert!(refused.is_err());
+    }
+
+    #[test]
+    fn storage_is_ephemeral_only_in_production_off_a_volume() {
+        // /proc is a mount on Linux; the root of an overlay container is not.
+        assert!(on_a_volume(Path::new("/proc/self")));
+        let on_proc = [
+            "--molecule-env",
+            "production",
+            "--workspaces-dir",
+            "/proc/self",
+        ];
+        assert!(!parse(&on_proc).config.api_config().ephemeral_storage);
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().to_str().unwrap();
+        let expected = !on_a_volume(data.path());
+        let prod = parse(&["--molecule-env", "production", "--workspaces-dir", dir]);
+        assert_eq!(prod.config.api_config().ephemeral_storage, expected);
+        let dev = parse(&["--molecule-env", "development", "--workspaces-dir", dir]);
+        assert!(!dev.config.api_config().ephemeral_storage);
+    }
+
+    #[test]
+    fn the_auth_mode_names_what_weakens_it() {
+        let (mode, weakened) = parse(&["--molecule-env", "development", "--rate-limit", "0"])
+            .config
+            .auth_mode();
+        assert!(mode.starts_with("open development"), "{mode}");
+        assert!(
+            weakened.contains(&"rate limit off (RATE_LIMIT=0)"),
+            "{weakened:?}"
+        );
+        assert!(weakened.iter().any(|w| w.contains("unencrypted")));
+        let defaults = parse(&[]).config;
+        assert_eq!(defaults.shutdown_timeout, Duration::from_secs(25));
+        assert_eq!(defaults.listen_addr.to_string(), "::");
     }
 
     #[test]

@@ -170,7 +170,7 @@ async fn migrate_on_blocking_thread(pool: &PgPool) -> Result<(), StoreError> {
 }
 
 /// Faults of reaching the database (worth retrying), as opposed to faults of the schema.
-fn is_unreachable(error: &StoreError) -> bool {
+pub fn is_unreachable(error: &StoreError) -> bool {
     let sqlx_error = match error {
         StoreError::Database(error) => error,
         StoreError::Migrate(sqlx::migrate::MigrateError::Execute(error)) => error,

@@ -28,6 +28,12 @@ fn main() -> ExitCode {
     }
     if !matches!(command, Command::Healthcheck) {
         telemetry::init(cli.config.log_format);
+        // Before the runtime, the database and the migrations: a misconfigured release exits
+        // without touching anything.
+        if let Err(error) = cli.config.validate() {
+            eprintln!("workspace-server: {error:#}");
+            return ExitCode::from(EXIT_PERMANENT);
+        }
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -52,10 +58,30 @@ fn main() -> ExitCode {
         Err(error) => {
             // One line an operator can act on, with the causes after colons.
             eprintln!("workspace-server: {error:#}");
-            ExitCode::FAILURE
+            if error.downcast_ref::<Permanent>().is_some() {
+                ExitCode::from(EXIT_PERMANENT)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
+
+/// Exit status of a failure retrying cannot fix (the configuration, the schema): the tenant
+/// entrypoint stops waiting on it.
+const EXIT_PERMANENT: u8 = 2;
+
+/// A failure retrying cannot fix.
+#[derive(Debug)]
+struct Permanent(String);
+
+impl std::fmt::Display for Permanent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Permanent {}
 
 /// `migrate`: brings the schema up to date and exits (the built-in cluster is stopped after).
 async fn migrate(config: Config) -> anyhow::Result<()> {
@@ -63,10 +89,15 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
     let result = store::migrate(&database.pool).await;
     database.close().await;
     result.map_err(|error| {
-        anyhow::anyhow!(
+        let message = format!(
             "database migration failed: {}",
             database::error_chain(&error)
-        )
+        );
+        if database::is_unreachable(&error) {
+            anyhow::anyhow!(message)
+        } else {
+            anyhow::Error::new(Permanent(message))
+        }
     })?;
     tracing::info!("database schema is up to date");
     Ok(())

@@ -1,6 +1,6 @@
 //! `serve`: open the database, migrate, build the state, serve until SIGTERM/Ctrl-C, shut down.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use secrecy::ExposeSecret;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,6 +26,16 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 const TASKS_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let (mode, weakened) = config.auth_mode();
+    tracing::info!(
+        auth = mode,
+        env = config.molecule_env.trim(),
+        weakened = %if weakened.is_empty() { "none".to_owned() } else { weakened.join(", ") },
+        "auth mode"
+    );
+    // Listening for SIGTERM from here on: a signal during startup stops it at once.
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
     // Cancelled on SIGTERM/Ctrl-C; every background task watches it (or a child token) and is
     // spawned on `tasks`, which is joined before the database pool closes.
     let shutdown = CancellationToken::new();
@@ -36,12 +47,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         database::migrate_or_retry(&database, &schema, &shutdown, &tasks).await?;
         let state = build_state(&config, database.pool.clone(), metrics, schema.clone()).await?;
         api::background::start(&state, &shutdown, &tasks);
-        let listener = TcpListener::bind(("0.0.0.0", config.port))
-            .await
-            .with_context(|| format!("cannot listen on port {}", config.port))?;
+        let listener = listen(&config).await?;
         anyhow::Ok((state, listener))
     };
-    let (state, listener) = match started.await {
+    let started = tokio::select! {
+        started = started => started,
+        signal = &mut signal => Err(anyhow::anyhow!("{signal} during startup")),
+    };
+    let (state, listener) = match started {
         Ok(started) => started,
         Err(error) => {
             shutdown.cancel();
@@ -60,29 +73,72 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .into_future(),
     );
     let early_exit = tokio::select! {
-        signal = shutdown_signal() => { tracing::info!(signal, "shutting down: no new connections, finishing requests in flight"); None }
+        signal = &mut signal => { tracing::info!(signal, timeout = ?config.shutdown_timeout, "shutting down: no new connections, finishing requests in flight"); None }
         result = &mut serving => Some(result),
     };
+    // SHUTDOWN_TIMEOUT bounds everything from here: the drain gets the budget but a reserve, the
+    // clean-up (EIC connections, background tasks, database) the rest.
+    let deadline = Instant::now() + config.shutdown_timeout;
+    let drain_deadline = deadline - cleanup_reserve(config.shutdown_timeout);
     shutdown.cancel();
     let outcome = match early_exit {
         Some(result) => flatten(result),
-        None => match tokio::time::timeout(config.shutdown_timeout, &mut serving).await {
+        None => match tokio::time::timeout_at(drain_deadline, &mut serving).await {
             Ok(result) => flatten(result),
             Err(_) => {
                 serving.abort();
-                tracing::warn!(timeout = ?config.shutdown_timeout, "requests still in flight at the shutdown timeout were cut off");
+                tracing::warn!("requests still in flight at the shutdown timeout were cut off");
                 Ok(())
             }
         },
     };
-    if let Some(eic) = eic {
-        eic.close().await;
+    let cleanup = async {
+        let close_eic = async {
+            if let Some(eic) = eic {
+                eic.close().await;
+            }
+        };
+        tokio::join!(close_eic, stop_tasks(&tasks));
+        tracing::info!("HTTP server stopped; closing the database");
+        database.close().await;
+    };
+    match tokio::time::timeout_at(deadline, cleanup).await {
+        Ok(()) => tracing::info!("stopped"),
+        Err(_) => {
+            tracing::warn!(timeout = ?config.shutdown_timeout, "shutdown timeout reached; exiting with connections still open")
+        }
     }
-    stop_tasks(&tasks).await;
-    tracing::info!("HTTP server stopped; closing the database");
-    database.close().await;
-    tracing::info!("stopped");
     outcome
+}
+
+/// IPv6 disabled in the kernel (EAFNOSUPPORT) or no IPv6 address to bind.
+fn no_ipv6(error: &std::io::Error) -> bool {
+    const EAFNOSUPPORT: i32 = 97;
+    error.kind() == std::io::ErrorKind::AddrNotAvailable
+        || error.raw_os_error() == Some(EAFNOSUPPORT)
+}
+
+/// The part of the shutdown budget kept for the clean-up after the drain: a fifth, at most 5 s.
+fn cleanup_reserve(budget: Duration) -> Duration {
+    (budget / 5).min(Duration::from_secs(5))
+}
+
+/// Binds `LISTEN_ADDR:PORT`. The default `::` is dual-stack; on a host without IPv6 it falls
+/// back to `0.0.0.0` rather than refusing to start.
+async fn listen(config: &Config) -> anyhow::Result<TcpListener> {
+    let address = SocketAddr::new(config.listen_addr, config.port);
+    match TcpListener::bind(address).await {
+        Ok(listener) => Ok(listener),
+        Err(error)
+            if config.listen_addr == IpAddr::V6(Ipv6Addr::UNSPECIFIED) && no_ipv6(&error) =>
+        {
+            tracing::warn!(error = %error, "IPv6 unavailable; listening on IPv4 only");
+            TcpListener::bind((Ipv4Addr::UNSPECIFIED, config.port))
+                .await
+                .with_context(|| format!("cannot listen on port {}", config.port))
+        }
+        Err(error) => Err(error).with_context(|| format!("cannot listen on {address}")),
+    }
 }
 
 /// Everything handlers reach. Other layers add their parts here (one line each).

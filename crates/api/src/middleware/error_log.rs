@@ -22,7 +22,7 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 pub struct RequestId(pub String);
 
 impl RequestId {
-    fn from_header(value: Option<&HeaderValue>) -> RequestId {
+    pub(crate) fn from_header(value: Option<&HeaderValue>) -> RequestId {
         let given = value
             .and_then(|value| value.to_str().ok())
             .filter(|id| !id.is_empty() && id.len() <= MAX_REQUEST_ID_LEN)
@@ -35,10 +35,16 @@ impl RequestId {
 }
 
 /// Logs each 5xx once, with method, route pattern, status, request id and the cause's full
-/// source chain (`-` when the response carries none, e.g. a panic turned into a 500).
-pub async fn log_errors(mut request: Request, next: Next) -> Response {
-    let request_id = RequestId::from_header(request.headers().get(REQUEST_ID_HEADER));
-    request.extensions_mut().insert(request_id.clone());
+/// source chain (`-` when the response carries none, e.g. a panic turned into a 500), and
+/// the client address. The request id comes from [`super::client_addr::request_context`].
+pub async fn log_errors(request: Request, next: Next) -> Response {
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .cloned()
+        .unwrap_or_else(|| RequestId::from_header(request.headers().get(REQUEST_ID_HEADER)));
+    let client = super::client_addr::ClientAddr::of(&request).to_string();
+    let client = client.as_str();
     let method = request.method().clone();
     let route = request
         .extensions()
@@ -54,13 +60,13 @@ pub async fn log_errors(mut request: Request, next: Next) -> Response {
     let request_id = request_id.0.as_str();
     match status {
         StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => tracing::warn!(
-            %method, route, status = status.as_u16(), request_id, cause, "remote host failed the request"
+            %method, route, status = status.as_u16(), request_id, client, cause, "remote host failed the request"
         ),
         status if status.is_server_error() => tracing::error!(
-            %method, route, status = status.as_u16(), request_id, cause, "request failed"
+            %method, route, status = status.as_u16(), request_id, client, cause, "request failed"
         ),
         status if status.is_client_error() => tracing::debug!(
-            %method, route, status = status.as_u16(), request_id, cause, "request refused"
+            %method, route, status = status.as_u16(), request_id, client, cause, "request refused"
         ),
         _ => {}
     }

@@ -16,6 +16,20 @@ pub const DB_POOL_CONNECTIONS: &str = "molecule_db_pool_connections";
 /// Idle connections of the database pool, set when `/metrics` is scraped.
 pub const DB_POOL_IDLE_CONNECTIONS: &str = "molecule_db_pool_idle_connections";
 
+/// Most connections the database pool may hold (`DB_MAX_CONNECTIONS`), for saturation alerts.
+pub const DB_POOL_MAX_CONNECTIONS: &str = "molecule_db_pool_max_connections";
+/// Always 1, labelled with the server's `version` and `git_sha`.
+pub const BUILD_INFO: &str = "workspace_server_build_info";
+/// Seconds since the process started serving metrics.
+pub const UPTIME_SECONDS: &str = "workspace_server_uptime_seconds";
+/// Resident memory of the process, from `/proc/self/status`.
+pub const RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+/// Open file descriptors of the process (sockets included), from `/proc/self/fd`.
+pub const OPEN_FDS: &str = "process_open_fds";
+
+/// When [`describe`] ran: the origin of [`UPTIME_SECONDS`].
+static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
 /// Histogram buckets for [`HTTP_REQUEST_DURATION_SECONDS`]: 1 ms to 30 s (file operations on a
 /// remote host may take seconds).
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -35,13 +49,69 @@ pub fn describe() {
         "Database pool connections, in use or idle"
     );
     metrics::describe_gauge!(DB_POOL_IDLE_CONNECTIONS, "Idle database pool connections");
+    metrics::describe_gauge!(DB_POOL_MAX_CONNECTIONS, "Database pool size limit");
+    metrics::describe_gauge!(BUILD_INFO, "Always 1; the labels name the build");
+    metrics::describe_gauge!(UPTIME_SECONDS, metrics::Unit::Seconds, "Process uptime");
+    metrics::describe_gauge!(
+        RESIDENT_MEMORY_BYTES,
+        metrics::Unit::Bytes,
+        "Resident memory size"
+    );
+    metrics::describe_gauge!(OPEN_FDS, "Open file descriptors");
+    STARTED.get_or_init(Instant::now);
+}
+
+/// Sets the build and process gauges; called when `/metrics` is scraped.
+pub fn record_process(version: &str, git_sha: &str) {
+    let labels = [
+        ("version", version.to_owned()),
+        ("git_sha", git_sha.to_owned()),
+    ];
+    metrics::gauge!(BUILD_INFO, &labels).set(1.0);
+    let started = STARTED.get_or_init(Instant::now);
+    metrics::gauge!(UPTIME_SECONDS).set(started.elapsed().as_secs_f64());
+    if let Some(rss) = resident_memory_bytes() {
+        metrics::gauge!(RESIDENT_MEMORY_BYTES).set(rss as f64);
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        metrics::gauge!(OPEN_FDS).set(fds.count() as f64);
+    }
+}
+
+/// `VmRSS` of `/proc/self/status` (Linux only; `None` elsewhere).
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The `method` label: the standard methods by name, anything else `other` (a client choosing
+/// arbitrary method names must not grow the series without bound).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    static KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", Method::as_str)
 }
 
 /// Middleware recording [`HTTP_REQUESTS_TOTAL`] and [`HTTP_REQUEST_DURATION_SECONDS`]. Applied
 /// with `Router::layer`, so the matched route pattern is in the request extensions; requests no
 /// route matched are labelled `unmatched` (keeping the label set bounded).
 pub async fn record(request: Request, next: Next) -> Response {
-    let method = request.method().to_string();
+    let method = method_label(request.method()).to_owned();
     let path = match request.extensions().get::<MatchedPath>() {
         Some(matched) => matched.as_str().to_owned(),
         None => "unmatched".to_owned(),
@@ -57,4 +127,22 @@ pub async fn record(request: Request, next: Next) -> Response {
     metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn resident_memory_is_read_on_linux() {
+        assert!(resident_memory_bytes().is_some_and(|bytes| bytes > 0));
+    }
+
+    #[test]
+    fn unknown_methods_fold_into_other() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let invented = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&invented), "other");
+    }
 }

@@ -1,6 +1,7 @@
 //! The middleware chain's pieces, one module each; `routes::router` assembles them.
 
 pub mod body_deadline;
+pub mod client_addr;
 pub mod cors;
 pub mod error_log;
 pub mod metrics;

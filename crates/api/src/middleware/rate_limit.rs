@@ -1,17 +1,18 @@
 //! Per-client-IP fixed-window rate limit (the original's `middleware/ratelimit.go`): `RATE_LIMIT`
 //! requests per minute, `X-RateLimit-Limit/Remaining/Reset` on every response, 429 with
-//! `Retry-After` over the limit. The client IP is the TCP peer (`X-Forwarded-For` is not trusted).
+//! `Retry-After` over the limit. The client IP is the TCP peer, or the `X-Forwarded-For` client
+//! when the peer is one of `TRUSTED_PROXIES`. `RATE_LIMIT=0` turns the limiter off.
 //! `/health`, `/ready` and `/metrics` are exempt (the original meant to exempt `/metrics` but did
-//! not). Dev mode only announces `X-RateLimit-Limit: unlimited`. Expired windows are pruned once
+//! not). Dev mode (and `RATE_LIMIT=0`) only announces `X-RateLimit-Limit: unlimited`. Expired windows are pruned once
 //! per window length, so the map holds at most the clients of the last minute.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -153,11 +154,7 @@ pub async fn rate_limit(
             .insert("x-ratelimit-limit", HeaderValue::from_static("unlimited"));
         return response;
     }
-    let client = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let client = super::client_addr::ClientAddr::of(&request);
     let decision = limiter.check(client, Instant::now());
     let mut response = if decision.allowed {
         next.run(request).await
@@ -192,6 +189,7 @@ fn set_headers(headers: &mut HeaderMap, limit: u32, decision: Decision) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn window_counts_then_refuses_then_refills() {

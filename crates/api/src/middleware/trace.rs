@@ -9,8 +9,8 @@ use tower_http::trace::{
 };
 use tracing::{Level, Span};
 
-/// Builds the span of a request: method, route pattern (`unmatched` when no route matched) and
-/// path. The query string is left out: it may carry tokens.
+/// Builds the span of a request: method, route pattern (`unmatched` when no route matched),
+/// path, request id and client address (so every line logged within carries them). The query string is left out: it may carry tokens.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteSpan;
 
@@ -20,7 +20,16 @@ impl MakeSpan<Body> for RouteSpan {
             .extensions()
             .get::<MatchedPath>()
             .map_or("unmatched", MatchedPath::as_str);
-        tracing::info_span!("http", method = %request.method(), route, path = %request.uri().path())
+        let request_id = request
+            .headers()
+            .get(super::error_log::REQUEST_ID_HEADER)
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or("-");
+        let client = request
+            .extensions()
+            .get::<super::client_addr::ClientAddr>()
+            .map_or_else(|| "-".to_owned(), |client| client.0.to_string());
+        tracing::info_span!("http", method = %request.method(), route, path = %request.uri().path(), request_id, client)
     }
 }
 

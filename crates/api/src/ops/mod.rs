@@ -13,7 +13,9 @@ use sqlx::Connection;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::middleware::metrics::{DB_POOL_CONNECTIONS, DB_POOL_IDLE_CONNECTIONS};
+use crate::middleware::metrics::{
+    DB_POOL_CONNECTIONS, DB_POOL_IDLE_CONNECTIONS, DB_POOL_MAX_CONNECTIONS,
+};
 
 /// How long `/ready` waits for the database to answer.
 const READY_DB_TIMEOUT: Duration = Duration::from_secs(1);
@@ -45,7 +47,8 @@ pub async fn health() -> Json<Health> {
 }
 
 /// `GET /ready`: 200 when the database answers a ping within 1 s and the schema is migrated,
-/// else 503 naming the failing check.
+/// else 503 naming the failing check. In production, `storage: ephemeral` when the workspaces'
+/// files are not on a mounted volume.
 #[utoipa::path(get, path = "/ready", tag = "ops", responses(
     (status = 200, description = "Database answers and schema migrated", body = Readiness),
     (status = 503, description = "A check failed", body = Readiness)))]
@@ -56,8 +59,14 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
     };
+    let mut checks = BTreeMap::from([("database", database)]);
+    // A report, not a failure: local workspaces' files on the container's own layer are lost
+    // at the next restart.
+    if state.config.ephemeral_storage {
+        checks.insert("storage", "ephemeral");
+    }
     let body = Readiness {
-        checks: BTreeMap::from([("database", database)]),
+        checks,
         status: summary,
     };
     (status, Json(body))
@@ -66,8 +75,17 @@ pub async fn ready(State(state): State<AppState>) -> impl IntoResponse {
 /// `ok`, or a short reason for the client; the driver's error goes to the log only.
 async fn database_check(state: &AppState) -> &'static str {
     let ping = async {
-        let mut connection = state.db.acquire().await?;
-        connection.ping().await
+        match state.db.try_acquire() {
+            Some(mut connection) => connection.ping().await,
+            // A saturated (or still empty) pool says nothing about the database: the probe
+            // opens a connection of its own rather than queue behind the requests.
+            None => {
+                let options = state.db.connect_options();
+                let mut connection = sqlx::PgConnection::connect_with(&options).await?;
+                connection.ping().await?;
+                connection.close().await
+            }
+        }
     };
     match tokio::time::timeout(READY_DB_TIMEOUT, ping).await {
         Err(_) => "no answer within 1s",
@@ -96,6 +114,9 @@ pub async fn buildinfo(State(state): State<AppState>) -> Json<BuildInfo> {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!(DB_POOL_CONNECTIONS).set(f64::from(state.db.size()));
     metrics::gauge!(DB_POOL_IDLE_CONNECTIONS).set(state.db.num_idle() as f64);
+    metrics::gauge!(DB_POOL_MAX_CONNECTIONS)
+        .set(f64::from(state.db.options().get_max_connections()));
+    crate::middleware::metrics::record_process(&state.config.version, &state.config.git_sha);
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.render(),

@@ -2,11 +2,11 @@
 //! at 624ef4d0). Minting is limited to [`MINT_LIMIT`] per hour per client IP, counted after
 //! AdminAuth (so refused callers use none), bypassed in dev mode.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{Path, State};
 use axum::http::header::COOKIE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::types::{MintOrgToken, MintedOrgToken, OrgTokenEntry, OrgTokenList, OrgTokenRevoked};
 use crate::auth::OrgCaller;
 use crate::error::ErrorBody;
+use crate::middleware::client_addr::ClientAddr;
 use crate::middleware::rate_limit::RateLimiter;
 use crate::{ApiError, AppState};
 
@@ -79,7 +80,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<OrgTokenList>, A
 pub async fn create(
     State(state): State<AppState>,
     Extension(limiter): Extension<MintLimiter>,
-    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    client: Option<Extension<ClientAddr>>,
     org_caller: Option<Extension<OrgCaller>>,
     headers: HeaderMap,
     body: Bytes,
@@ -89,9 +90,9 @@ pub async fn create(
             .await
             .into_response();
     }
-    let client = peer.map_or(
+    let client = client.map_or(
         IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-        |Extension(ConnectInfo(p))| p.ip(),
+        |Extension(ClientAddr(ip))| ip,
     );
     let decision = limiter.0.check(client, Instant::now());
     let mut response = if decision.allowed {

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod concurrent_close;
 mod configured_discovery;
 mod setup_metrics;
 mod stale_temp_files;

@@ -23,6 +23,11 @@ struct FakeServer {
 
 impl FakeServer {
     fn new(migrate_failures: u32) -> Self {
+        Self::failing_with(migrate_failures, 3)
+    }
+
+    /// Like [`FakeServer::new`], `migrate` failing with exit status `status`.
+    fn failing_with(migrate_failures: u32, status: u8) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let calls = dir.path().join("calls");
         let count = dir.path().join("migrate-count");
@@ -35,7 +40,7 @@ if [ "$1" = migrate ]; then
     echo "$n" > '{count}'
     if [ "$n" -le {migrate_failures} ]; then
         echo "fake workspace-server: database unreachable" >&2
-        exit 3
+        exit {status}
     fi
 fi
 exit 0
@@ -320,4 +325,20 @@ fn every_shell_script_passes_shellcheck() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[test]
+fn stops_retrying_when_migrate_says_retrying_cannot_help() {
+    // Exit status 2: a configuration or schema fault.
+    let fake = FakeServer::failing_with(u32::MAX, 2);
+    let path = fake.path_env();
+    let mut env = full_env(&path);
+    env.push(("DB_WAIT_SECONDS", "30"));
+    let (_, output) = run_entrypoint(&env, &[]);
+
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(fake.calls().len(), 1, "one attempt only");
+    let stderr = stderr(&output);
+    assert!(stderr.contains("retrying cannot fix"), "{stderr}");
+    assert!(!stderr.contains("retrying in"), "{stderr}");
 }

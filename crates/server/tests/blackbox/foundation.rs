@@ -52,9 +52,10 @@ async fn assert_ready(server: &TestServer) {
     );
 }
 
-/// What a healthy first start logs at the default level, in order: the data dir being
-/// initialised, the database, the schema, the address. Nothing else (no PostgreSQL notices).
+/// What a healthy first start logs at the default level, in order: the auth mode, the data dir
+/// being initialised, the database, the schema, the address. Nothing else (no PostgreSQL notices).
 const FIRST_START_LINES: &[&str] = &[
+    "auth mode",
     "initialising the built-in PostgreSQL (first start)",
     "database: built-in PostgreSQL",
     "database schema is up to date",

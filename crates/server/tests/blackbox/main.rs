@@ -22,6 +22,8 @@ mod metadata;
 mod operations_doc;
 mod panel;
 mod schedules_two_replicas;
+mod postgres_tls;
+mod production;
 mod secrets_at_rest;
 mod shutdown;
 mod subcommands;
