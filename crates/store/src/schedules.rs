@@ -287,23 +287,38 @@ pub async fn advance(
     Ok(())
 }
 
-/// Records how a run went (`ok`, `error`, `skipped`).
+/// Records how a run went (`ok`, `error`, `skipped`). `empty` says whether an `ok` answer was
+/// empty (`None` for other outcomes): three empty answers in a row make the schedule `stale`
+/// (the original's `internal/scheduler/scheduler.go:443-480`); a non-empty one resets the count.
+/// Returns the status recorded.
 pub async fn record_outcome(
     executor: impl PgExecutor<'_>,
     id: Uuid,
     status: &str,
     error: &str,
-) -> Result<(), StoreError> {
-    sqlx::query!(
-        "UPDATE workspace_schedules SET last_status = $2, last_error = $3, updated_at = now()
-         WHERE id = $1",
+    empty: Option<bool>,
+) -> Result<String, StoreError> {
+    let recorded = sqlx::query_scalar!(
+        r#"UPDATE workspace_schedules SET
+             consecutive_empty_runs = CASE WHEN $4::bool IS NULL THEN consecutive_empty_runs
+                                           WHEN $4 THEN consecutive_empty_runs + 1 ELSE 0 END,
+             last_status = CASE WHEN $4 AND consecutive_empty_runs + 1 >= 3 THEN 'stale'
+                                ELSE $2 END,
+             last_error = CASE WHEN $4 AND consecutive_empty_runs + 1 >= 3
+                               THEN 'empty response ' || (consecutive_empty_runs + 1)
+                                    || ' consecutive times — agent may be phantom-producing (#795)'
+                               ELSE $3 END,
+             updated_at = now()
+           WHERE id = $1
+           RETURNING last_status AS "last_status!""#,
         id,
         status,
-        error
+        error,
+        empty
     )
-    .execute(executor)
+    .fetch_optional(executor)
     .await?;
-    Ok(())
+    Ok(recorded.unwrap_or_else(|| status.to_string()))
 }
 
 /// A workspace's running tasks and how many it may run at once (0 and 1 when unknown).

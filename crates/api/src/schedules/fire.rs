@@ -28,6 +28,8 @@ enum Outcome {
     Ran {
         status: &'static str,
         error: String,
+        /// For an `ok` answer: whether it was empty.
+        empty: Option<bool>,
     },
     Skipped {
         reason: String,
@@ -83,17 +85,22 @@ async fn deliver(dispatch: &Arc<dyn ScheduleDispatch>, schedule: &DueSchedule) -
         .await
         .unwrap_or_else(|_| DispatchOutcome::Failed("timed out".to_string()));
     match answer {
-        DispatchOutcome::Answered { status, .. } if (200..300).contains(&status) => Outcome::Ran {
-            status: "ok",
-            error: String::new(),
-        },
+        DispatchOutcome::Answered { status, body } if (200..300).contains(&status) => {
+            Outcome::Ran {
+                status: "ok",
+                error: String::new(),
+                empty: Some(is_empty_answer(&body)),
+            }
+        }
         DispatchOutcome::Answered { status, .. } => Outcome::Ran {
             status: "error",
             error: format!("HTTP {status}"),
+            empty: None,
         },
         DispatchOutcome::Failed(error) => Outcome::Ran {
             status: "error",
             error,
+            empty: None,
         },
         DispatchOutcome::Unavailable(reason) => Outcome::Skipped {
             reason,
@@ -109,7 +116,7 @@ async fn record(
     outcome: &Outcome,
 ) -> Result<(), StoreError> {
     let (status, error, summary, request, event, payload) = match outcome {
-        Outcome::Ran { status, error } => (
+        Outcome::Ran { status, error, .. } => (
             *status,
             error.as_str(),
             format!("Cron: {}", schedule.name),
@@ -149,11 +156,26 @@ async fn record(
         error_detail: (!error.is_empty()).then_some(error),
     };
     let mut tx = pool.begin().await?;
-    store::schedules::record_outcome(&mut *tx, schedule.id, status, error).await?;
+    let empty = match outcome {
+        Outcome::Ran { empty, .. } => *empty,
+        Outcome::Skipped { .. } => None,
+    };
+    store::schedules::record_outcome(&mut *tx, schedule.id, status, error, empty).await?;
     store::activity::insert(&mut *tx, &history).await?;
     store::events::record(&mut *tx, event, Some(schedule.workspace_id), &payload).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The original's heuristic for an agent that answered nothing (`scheduler.go:791-809`).
+fn is_empty_answer(body: &str) -> bool {
+    const EMPTY_MARKERS: [&str; 4] = [
+        "(no response generated)",
+        r#""text": "(no response generated)""#,
+        r#""text":"""#,
+        r#""text": """#,
+    ];
+    body.is_empty() || EMPTY_MARKERS.iter().any(|marker| body.contains(marker))
 }
 
 fn skipped_request(schedule: &DueSchedule, active_tasks: Option<i32>) -> Value {

@@ -246,3 +246,48 @@ async fn removing_a_workspace_turns_its_schedules_off(db: PgPool) {
         .unwrap();
     assert!(!enabled);
 }
+
+/// A dispatch whose agent always answers with an empty text part.
+#[derive(Debug)]
+struct EmptyAnswers;
+
+impl ScheduleDispatch for EmptyAnswers {
+    fn dispatch(
+        &self,
+        _: Uuid,
+        _: Value,
+    ) -> futures_util::future::BoxFuture<'static, api::schedules::dispatch::DispatchOutcome> {
+        let body = r#"{"result":{"parts":[{"kind":"text","text":""}]}}"#.to_string();
+        Box::pin(async move {
+            api::schedules::dispatch::DispatchOutcome::Answered { status: 200, body }
+        })
+    }
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn three_empty_answers_in_a_row_make_a_schedule_stale(db: PgPool) {
+    let app = router(&db);
+    let (id, _) = daily(&db, &app).await;
+    let dispatch: Arc<dyn ScheduleDispatch> = Arc::new(EmptyAnswers);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        sqlx::query("UPDATE workspace_schedules SET next_run_at = now()")
+            .execute(&db)
+            .await
+            .unwrap();
+        let due = claim(&db, 50).await.unwrap();
+        api::schedules::fire::fire(&db, &dispatch, &due[0], &stop)
+            .await
+            .unwrap();
+        let listed = get(&app, format!("/workspaces/{id}/schedules")).await;
+        statuses.push(listed[0]["last_status"].clone());
+    }
+    assert_eq!(statuses, [json!("ok"), json!("ok"), json!("stale")]);
+    let listed = get(&app, format!("/workspaces/{id}/schedules")).await;
+    let error = listed[0]["last_error"].as_str().unwrap();
+    assert!(
+        error.starts_with("empty response 3 consecutive times"),
+        "{error}"
+    );
+}
