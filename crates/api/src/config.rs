@@ -35,6 +35,9 @@ pub struct ApiConfig {
     pub audit_ledger: Option<crate::panels::audit::LedgerKey>,
     /// `LANGFUSE_HOST` and its keys: where `GET /workspaces/{id}/traces` reads; `None`: `[]`.
     pub langfuse: Option<crate::panels::traces::LangfuseConfig>,
+    /// The provisioner's settings (`MOLECULE_ORG_ID`, the control plane's URL and secrets,
+    /// `PLATFORM_URL`, `PROVISION_*`).
+    pub provisioner: crate::provisioner::ProvisionerConfig,
     /// The git sha baked in at build time (`dev` when unknown).
     pub git_sha: String,
     /// The crate version.

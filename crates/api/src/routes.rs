@@ -26,7 +26,7 @@ use crate::files::handlers as files;
 use crate::panels::{approvals, audit, budget, traces, viewport};
 use crate::settings::{config, org_tokens, secrets, tokens, transcript};
 use crate::workspaces::model;
-use crate::{admin, events, openapi, ops, templates, workspaces};
+use crate::{admin, events, lifecycle, openapi, ops, templates, workspaces};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +125,12 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(PUT "/workspaces/{id}/provider", Workspace, model::put_provider),
         route!(GET "/admin/workspaces/{id}/test-token", TestToken, admin::test_token),
         route!(PUT "/admin/workspaces/{id}/instance", Admin, admin::set_instance),
+        route!(POST "/admin/workspaces/{id}/bootstrap-failed", Admin, lifecycle::bootstrap::bootstrap_failed),
+        route!(POST "/workspaces/{id}/restart", Workspace, lifecycle::restart::restart),
+        route!(POST "/workspaces/{id}/pause", Workspace, lifecycle::pause::pause),
+        route!(POST "/workspaces/{id}/resume", Workspace, lifecycle::pause::resume),
+        route!(POST "/workspaces/{id}/hibernate", Workspace, lifecycle::hibernate::hibernate),
+        route!(GET "/workspaces/{id}/console", Admin, lifecycle::console::console),
         route!(POST "/registry/register", AgentBody, registry::register),
         route!(POST "/registry/heartbeat", AgentBody, registry::heartbeat),
         route!(POST "/registry/update-card", AgentBody, registry::update_card),
@@ -211,10 +217,8 @@ pub fn router(state: AppState) -> Router {
     }
     let config = state.config.clone();
     let limiter = rate_limit::RateLimiter::new(config.rate_limit, config.dev_mode());
-    // Like gin: unknown paths and wrong methods are both a plain-text 404.
+    router = with_proxies(router, &config);
     router
-        .fallback(not_found)
-        .method_not_allowed_fallback(not_found)
         // `Router::layer` wraps each route, so these see the matched route pattern. The last
         // layer added runs first: request span → error log (outermost, so it sees every
         // response's final status) → wire format (so every JSON body is labelled alike) → CORS →
@@ -238,6 +242,34 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn(crate::middleware::error_log::log_errors))
         .layer(crate::middleware::trace::layer())
         .with_state(state)
+}
+
+/// `/cp/*` to the control plane when `CP_UPSTREAM_URL` is set; unknown paths and wrong methods
+/// to the canvas when `CANVAS_PROXY_URL` is, else (like gin) a plain-text 404.
+fn with_proxies(mut router: Router<AppState>, config: &crate::ApiConfig) -> Router<AppState> {
+    use crate::proxy::{self, Upstream};
+    use axum::extract::Request;
+
+    let cp = config.cp_upstream_url.as_deref().and_then(Upstream::control_plane);
+    if let Some(cp) = cp {
+        router = router.route(
+            "/cp/{*path}",
+            axum::routing::any(move |request: Request| proxy::cp(cp.clone(), request)),
+        );
+    }
+    match config.canvas_proxy_url.as_deref().and_then(Upstream::canvas) {
+        Some(canvas) => {
+            let other = canvas.clone();
+            router
+                .fallback(move |request: Request| proxy::canvas(canvas.clone(), request))
+                .method_not_allowed_fallback(move |request: Request| {
+                    proxy::canvas(other.clone(), request)
+                })
+        }
+        None => router
+            .fallback(not_found)
+            .method_not_allowed_fallback(not_found),
+    }
 }
 
 async fn not_found() -> (axum::http::StatusCode, &'static str) {

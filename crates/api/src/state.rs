@@ -43,4 +43,7 @@ pub struct Services {
     /// Remote files on EC2 instances (lazy: no AWS call before the first operation);
     /// `None` only in tests that never reach an instance.
     pub eic: Option<eic_pool::EicPool>,
+    /// Who launches workspaces' machines (the control plane, or nobody), with the cap on
+    /// provisions in flight and the tracker of their tasks.
+    pub provisioning: crate::provisioner::Provisioning,
 }

@@ -14,6 +14,7 @@ pub mod events;
 pub mod file_targets;
 pub mod layouts;
 pub mod migrate;
+pub mod provisioning;
 pub mod registry;
 pub mod secret_scopes;
 pub mod secrets;

@@ -2,6 +2,8 @@
 //! cancelled and ticks the [`crate::liveness::Liveness`] registry so `/admin/liveness` shows it.
 
 pub mod heartbeat_monitor;
+pub mod instance_liveness;
+pub mod provision_timeout;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,6 +25,10 @@ pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
             .events
             .listener(state.db.clone(), state.liveness.clone()),
     );
+    tasks.spawn(provision_timeout::run(state.clone(), shutdown.clone()));
+    if state.provisioning.backend().is_some() {
+        tasks.spawn(instance_liveness::run(state.clone(), shutdown.clone()));
+    }
     let ttl = state.config.heartbeat_ttl;
     if ttl.is_zero() {
         tracing::warn!("heartbeat TTL is zero: workspaces are never marked offline");

@@ -101,6 +101,7 @@ pub async fn create(
             tracing::warn!(workspace_id = %id, error = ?error, "seeding workspace files from template failed");
         }
     }
+    crate::provisioner::flow::spawn_provision(&state, id);
     let created = Created {
         awareness_namespace: Some(new.awareness_namespace()),
         connection: None,
