@@ -239,7 +239,7 @@ async fn restart_stops_then_provisions_again(db: PgPool) {
     assert_eq!((stops[0].workspace_id.as_str(), stops[0].instance_id.as_str()), (id.to_string().as_str(), "i-old"));
     assert_eq!(
         events(&db, id, "WORKSPACE_PROVISIONING").await,
-        vec![json!({"name": "w", "runtime": "langgraph", "tier": 0})]
+        vec![json!({"name": "w", "runtime": "langgraph", "tier": 1})]
     );
 }
 
@@ -363,7 +363,7 @@ async fn hibernate_stops_the_instance_and_force_overrides_active_tasks(db: PgPoo
     assert_eq!(reply.text, r#"{"status":"hibernated"}"#);
     eventually(&db, STATUS, id, "hibernated").await;
     assert_eq!(fake.calls("stop").len(), 1);
-    assert_eq!(events(&db, id, "WORKSPACE_HIBERNATED").await, vec![json!({"name": "w", "tier": 0})]);
+    assert_eq!(events(&db, id, "WORKSPACE_HIBERNATED").await, vec![json!({"name": "w", "tier": 1})]);
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
