@@ -36,8 +36,8 @@ async fn no_background_task_outlives_shutdown(db: PgPool) {
     .expect("the background loops start");
     assert_eq!(
         tasks.len(),
-        3,
-        "the hub's stopper, its listener and the sweep"
+        4,
+        "the hub's stopper, its listener, the heartbeat sweep and the provision-timeout sweep"
     );
 
     shutdown.cancel();
