@@ -250,14 +250,21 @@ fn with_proxies(mut router: Router<AppState>, config: &crate::ApiConfig) -> Rout
     use crate::proxy::{self, Upstream};
     use axum::extract::Request;
 
-    let cp = config.cp_upstream_url.as_deref().and_then(Upstream::control_plane);
+    let cp = config
+        .cp_upstream_url
+        .as_deref()
+        .and_then(Upstream::control_plane);
     if let Some(cp) = cp {
         router = router.route(
             "/cp/{*path}",
             axum::routing::any(move |request: Request| proxy::cp(cp.clone(), request)),
         );
     }
-    match config.canvas_proxy_url.as_deref().and_then(Upstream::canvas) {
+    match config
+        .canvas_proxy_url
+        .as_deref()
+        .and_then(Upstream::canvas)
+    {
         Some(canvas) => {
             let other = canvas.clone();
             router

@@ -137,15 +137,30 @@ pub struct Config {
     pub molecule_cp_url: Option<String>,
 
     /// Bearer of the control plane's provisioning calls.
-    #[arg(long, env = "MOLECULE_CP_SHARED_SECRET", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "MOLECULE_CP_SHARED_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
     pub cp_shared_secret: Option<SecretString>,
 
     /// Older name of MOLECULE_CP_SHARED_SECRET.
-    #[arg(long, env = "PROVISION_SHARED_SECRET", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "PROVISION_SHARED_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
     pub provision_shared_secret: Option<SecretString>,
 
     /// Bearer of the control plane's admin calls (the console); the shared secret when unset.
-    #[arg(long, env = "CP_ADMIN_API_TOKEN", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "CP_ADMIN_API_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
     pub cp_admin_api_token: Option<SecretString>,
 
     /// URL the provisioned agents reach this server at (default http://host.docker.internal:<port>).
@@ -157,7 +172,12 @@ pub struct Config {
     pub provision_timeout_seconds: Option<u64>,
 
     /// Provision calls to the control plane in flight at most.
-    #[arg(long, env = "PROVISION_CONCURRENCY", default_value_t = 16, global = true)]
+    #[arg(
+        long,
+        env = "PROVISION_CONCURRENCY",
+        default_value_t = 16,
+        global = true
+    )]
     pub provision_concurrency: usize,
 
     /// Largest file content accepted or served, in bytes.
@@ -322,8 +342,10 @@ impl Config {
         };
         api::provisioner::ProvisionerConfig {
             org_id: non_empty(&self.org_id),
-            base_url: non_empty(&self.cp_provision_url).or_else(|| non_empty(&self.molecule_cp_url)),
-            shared_secret: secret(&self.cp_shared_secret).or_else(|| secret(&self.provision_shared_secret)),
+            base_url: non_empty(&self.cp_provision_url)
+                .or_else(|| non_empty(&self.molecule_cp_url)),
+            shared_secret: secret(&self.cp_shared_secret)
+                .or_else(|| secret(&self.provision_shared_secret)),
             admin_api_token: secret(&self.cp_admin_api_token),
             admin_token: secret(&self.admin_token),
             platform_url: non_empty(&self.platform_url)
@@ -344,8 +366,12 @@ impl Config {
         for (key, value) in values {
             let value = Some(value.clone());
             match key.as_str() {
-                "MOLECULE_CP_SHARED_SECRET" => self.cp_shared_secret = value.map(SecretString::from),
-                "PROVISION_SHARED_SECRET" => self.provision_shared_secret = value.map(SecretString::from),
+                "MOLECULE_CP_SHARED_SECRET" => {
+                    self.cp_shared_secret = value.map(SecretString::from)
+                }
+                "PROVISION_SHARED_SECRET" => {
+                    self.provision_shared_secret = value.map(SecretString::from)
+                }
                 "CP_ADMIN_API_TOKEN" => self.cp_admin_api_token = value.map(SecretString::from),
                 "CP_PROVISION_URL" => self.cp_provision_url = value,
                 "MOLECULE_CP_URL" => self.molecule_cp_url = value,

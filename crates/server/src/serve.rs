@@ -140,10 +140,15 @@ async fn refresh_from_control_plane(config: &mut Config) {
     match api::provisioner::boot_config::fetch(&cp_url, &org_id, admin_token.expose_secret()).await
     {
         Ok(values) => {
-            tracing::info!(keys = values.len(), "configuration refreshed from the control plane");
+            tracing::info!(
+                keys = values.len(),
+                "configuration refreshed from the control plane"
+            );
             config.apply_cp_config(&values);
         }
-        Err(error) => tracing::warn!(%error, "control plane configuration refresh failed; booting with the local settings"),
+        Err(error) => {
+            tracing::warn!(%error, "control plane configuration refresh failed; booting with the local settings")
+        }
     }
 }
 

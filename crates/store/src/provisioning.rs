@@ -41,7 +41,10 @@ pub async fn target(
 
 /// Sets `provisioning` and clears the URL, unless the workspace was removed. Returns whether it
 /// changed.
-pub async fn begin_provisioning(executor: impl PgExecutor<'_>, id: Uuid) -> Result<bool, StoreError> {
+pub async fn begin_provisioning(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<bool, StoreError> {
     let done = sqlx::query!(
         "UPDATE workspaces SET status = 'provisioning', url = '', updated_at = now()
          WHERE id = $1 AND status IS DISTINCT FROM 'removed'",

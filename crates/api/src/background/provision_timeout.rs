@@ -36,7 +36,9 @@ pub async fn run(state: AppState, shutdown: CancellationToken) {
         match sweep(&state).await {
             Ok(0) => {}
             Ok(count) => tracing::info!(count, "workspaces failed: provisioning timed out"),
-            Err(error) => tracing::warn!(%error, "provision-timeout sweep failed; retrying next tick"),
+            Err(error) => {
+                tracing::warn!(%error, "provision-timeout sweep failed; retrying next tick")
+            }
         }
         state.liveness.tick(LIVENESS_NAME);
     }

@@ -81,9 +81,15 @@ pub async fn resume(
     check_ancestors(&state, id).await?;
     let mut tx = state.db.begin().await.context(LOOKUP_FAILED)?;
     for member in &members {
-        flow::begin(&mut tx, member.id, &member.name, member.tier, &member.runtime)
-            .await
-            .context(LOOKUP_FAILED)?;
+        flow::begin(
+            &mut tx,
+            member.id,
+            &member.name,
+            member.tier,
+            &member.runtime,
+        )
+        .await
+        .context(LOOKUP_FAILED)?;
     }
     tx.commit().await.context(LOOKUP_FAILED)?;
     for member in &members {

@@ -5,7 +5,9 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 
-use super::{LOOKUP_FAILED, RestartNoop, RestartRequest, Restarted, check_ancestors, no_provisioner};
+use super::{
+    LOOKUP_FAILED, RestartNoop, RestartRequest, Restarted, check_ancestors, no_provisioner,
+};
 use crate::error::{ErrorBody, StoreContext};
 use crate::extract::WorkspaceId;
 use crate::provisioner::flow;

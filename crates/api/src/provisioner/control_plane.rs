@@ -86,8 +86,15 @@ impl ControlPlane {
         self.with_auth(request, self.admin_api_token.as_ref())
     }
 
-    fn with_auth(&self, mut request: RequestBuilder, bearer: Option<&SecretString>) -> RequestBuilder {
-        if let Some(bearer) = bearer.map(ExposeSecret::expose_secret).filter(|b| !b.is_empty()) {
+    fn with_auth(
+        &self,
+        mut request: RequestBuilder,
+        bearer: Option<&SecretString>,
+    ) -> RequestBuilder {
+        if let Some(bearer) = bearer
+            .map(ExposeSecret::expose_secret)
+            .filter(|b| !b.is_empty())
+        {
             request = request.bearer_auth(bearer);
         }
         if let Some(token) = self.admin_token.as_ref().map(ExposeSecret::expose_secret) {
@@ -143,7 +150,10 @@ impl ControlPlane {
     }
 
     async fn console_output(&self, workspace_id: Uuid) -> Result<String, ProvisionError> {
-        let url = format!("{}/cp/admin/workspaces/{workspace_id}/console", self.base_url);
+        let url = format!(
+            "{}/cp/admin/workspaces/{workspace_id}/console",
+            self.base_url
+        );
         let response = self.admin_auth(self.client.get(url)).send().await?;
         let status = response.status();
         if !status.is_success() {
@@ -205,7 +215,10 @@ async fn expect_success(response: Response, call: &'static str) -> Result<Vec<u8
 }
 
 /// Reads at most `cap` bytes of a body (the rest is dropped with the connection).
-pub(crate) async fn read_capped(mut response: Response, cap: usize) -> Result<Vec<u8>, reqwest::Error> {
+pub(crate) async fn read_capped(
+    mut response: Response,
+    cap: usize,
+) -> Result<Vec<u8>, reqwest::Error> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await? {
         let room = cap - body.len();

@@ -39,7 +39,10 @@ pub fn assemble(
     add_git_identity(&mut env, &target.name);
     // Restart payloads carry no model: it comes from the MODEL_PROVIDER secret
     // (`workspace_provision.go:717-753`).
-    let model = env.get(store::secrets::MODEL_KEY).cloned().unwrap_or_default();
+    let model = env
+        .get(store::secrets::MODEL_KEY)
+        .cloned()
+        .unwrap_or_default();
     if !model.is_empty() {
         env.insert("MODEL".into(), model.clone());
         if target.runtime == "hermes" {

@@ -115,7 +115,10 @@ async fn live_target(state: &AppState, id: Uuid) -> Result<Option<ProvisionTarge
     Ok(target.filter(|t| t.status != "removed"))
 }
 
-async fn request_for(state: &AppState, target: &ProvisionTarget) -> Result<ProvisionRequest, Failure> {
+async fn request_for(
+    state: &AppState,
+    target: &ProvisionTarget,
+) -> Result<ProvisionRequest, Failure> {
     let sealed = store::secret_scopes::sealed_for_workspace(&state.db, target.id).await?;
     let env = super::env::assemble(target, &sealed, &state.crypto)
         .map_err(|e| Failure::Shown(e.to_string()))?;

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use serde::Serialize;
 use secrecy::SecretString;
+use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -56,8 +56,10 @@ pub enum ProvisionError {
 /// A backend that launches, stops, checks and reads the console of a workspace's machine.
 pub trait Provisioner: Send + Sync + Debug {
     /// Launches the machine; its instance id.
-    fn start<'a>(&'a self, request: &'a ProvisionRequest)
-    -> BoxFuture<'a, Result<String, ProvisionError>>;
+    fn start<'a>(
+        &'a self,
+        request: &'a ProvisionRequest,
+    ) -> BoxFuture<'a, Result<String, ProvisionError>>;
     /// Stops (terminates) the machine.
     fn stop<'a>(
         &'a self,
@@ -115,9 +117,10 @@ pub struct Provisioning {
 impl Provisioning {
     /// The control plane when `MOLECULE_ORG_ID` is set, else no backend.
     pub fn from_config(config: &ProvisionerConfig) -> Self {
-        let backend = config.org_id.as_ref().map(|_| {
-            Arc::new(control_plane::ControlPlane::new(config)) as Arc<dyn Provisioner>
-        });
+        let backend = config
+            .org_id
+            .as_ref()
+            .map(|_| Arc::new(control_plane::ControlPlane::new(config)) as Arc<dyn Provisioner>);
         Self::with_backend(config, backend)
     }
 
@@ -161,7 +164,10 @@ impl Provisioning {
     /// Waits (at most `timeout`) for the detached provision and stop tasks to end.
     pub async fn drain(&self, timeout: Duration) {
         self.tasks.close();
-        if tokio::time::timeout(timeout, self.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(timeout, self.tasks.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 running = self.tasks.len(),
                 "provisioning tasks still running at shutdown"

@@ -58,7 +58,9 @@ impl Upstream {
     /// `None` when `url` is not an absolute http(s) URL (logged).
     fn new(url: &str, strip_credentials: bool, unavailable: &'static str) -> Option<Self> {
         let parsed = match reqwest::Url::parse(url) {
-            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => parsed,
+            Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => {
+                parsed
+            }
             _ => {
                 tracing::error!(%url, "proxy upstream is not an http(s) URL: proxy off");
                 return None;

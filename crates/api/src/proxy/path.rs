@@ -92,7 +92,10 @@ mod tests {
         assert!(!allowed("/cp/orgs%2f..%2fadmin"));
         assert!(!allowed("/cp/auth/%2e%2e/%2e%2e/workspaces"));
         assert_eq!(normalise("/cp/auth/./me").as_deref(), Some("/cp/auth/me"));
-        assert_eq!(normalise("/cp/auth/a%20b").as_deref(), Some("/cp/auth/a%20b"));
+        assert_eq!(
+            normalise("/cp/auth/a%20b").as_deref(),
+            Some("/cp/auth/a%20b")
+        );
         assert_eq!(normalise("/../x"), None);
     }
 }

@@ -17,8 +17,8 @@ use super::types::{
     DecryptFailure, DependentWorkspace, Dependents, SecretDone, SecretEntry, SetSecretBody,
 };
 use crate::error::ErrorBody;
-use crate::provisioner::PendingRestarts;
 use crate::extract::WorkspaceId;
+use crate::provisioner::PendingRestarts;
 use crate::{ApiError, AppState};
 use store::StoreError;
 use store::secret_scopes::{self, Scope};

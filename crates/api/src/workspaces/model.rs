@@ -180,9 +180,15 @@ async fn write(
     }
     let reason = json!({ "reason": format!("{} changed", setting.field) });
     let mut restarts = crate::provisioner::PendingRestarts::default();
-    crate::provisioner::request_restart(&state.provisioning, &mut tx, &[id], &reason, &mut restarts)
-        .await
-        .context(&context)?;
+    crate::provisioner::request_restart(
+        &state.provisioning,
+        &mut tx,
+        &[id],
+        &reason,
+        &mut restarts,
+    )
+    .await
+    .context(&context)?;
     tx.commit().await.context(&context)?;
     restarts.dispatch(&state);
 

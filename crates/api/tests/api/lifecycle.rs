@@ -59,7 +59,10 @@ async fn provision(
 ) -> (StatusCode, axum::Json<Value>) {
     let delay = *fake.provision_delay.lock().unwrap();
     tokio::time::sleep(delay).await;
-    let workspace_id = body["workspace_id"].as_str().unwrap_or_default().to_string();
+    let workspace_id = body["workspace_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let instance_id = format!("i-{}", &workspace_id[..8]);
     fake.record(Call {
         what: "provision",
@@ -102,7 +105,11 @@ async fn stop(
 }
 
 async fn status(Query(query): Query<InstanceQuery>) -> axum::Json<Value> {
-    let state = if query.instance_id.starts_with("i-dead") { "stopped" } else { "running" };
+    let state = if query.instance_id.starts_with("i-dead") {
+        "stopped"
+    } else {
+        "running"
+    };
     axum::Json(json!({ "state": state }))
 }
 
@@ -110,7 +117,10 @@ async fn console(Path(id): Path<String>) -> (StatusCode, axum::Json<Value>) {
     if id.starts_with('0') {
         return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({})));
     }
-    (StatusCode::OK, axum::Json(json!({ "output": format!("boot log of {id}") })))
+    (
+        StatusCode::OK,
+        axum::Json(json!({ "output": format!("boot log of {id}") })),
+    )
 }
 
 /// Starts the fake control plane; its base URL.
@@ -186,10 +196,20 @@ async fn create(app: &Router, body: Value) -> Uuid {
 async fn create_sends_the_environment_and_stores_the_instance(db: PgPool) {
     let fake = Fake::default();
     let (app, _state, _dir) = router(&db, Some(&fake)).await;
-    let reply = send(&app, "PUT", "/settings/secrets", Some(&json!({"key": "OPENAI_KEY", "value": "sk-global"}))).await;
+    let reply = send(
+        &app,
+        "PUT",
+        "/settings/secrets",
+        Some(&json!({"key": "OPENAI_KEY", "value": "sk-global"})),
+    )
+    .await;
     assert!(reply.status.is_success(), "{}", reply.text);
 
-    let id = create(&app, json!({"name": "Research Lead", "role": "lead", "model": "minimax/MiniMax-M2.7"})).await;
+    let id = create(
+        &app,
+        json!({"name": "Research Lead", "role": "lead", "model": "minimax/MiniMax-M2.7"}),
+    )
+    .await;
     eventually(&db, INSTANCE, id, &format!("i-{}", &id.to_string()[..8])).await;
 
     let provisions = fake.calls("provision");
@@ -204,7 +224,10 @@ async fn create_sends_the_environment_and_stores_the_instance(db: PgPool) {
     assert_eq!(body["env"]["MODEL"], "minimax/MiniMax-M2.7");
     assert_eq!(body["env"]["LLM_PROVIDER"], "minimax");
     assert_eq!(body["env"]["GIT_AUTHOR_NAME"], "Molecule AI Research Lead");
-    assert_eq!(body["env"]["GIT_AUTHOR_EMAIL"], "research-lead@agents.moleculesai.app");
+    assert_eq!(
+        body["env"]["GIT_AUTHOR_EMAIL"],
+        "research-lead@agents.moleculesai.app"
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -214,7 +237,13 @@ async fn a_refused_provision_fails_the_workspace_with_the_reason(db: PgPool) {
     let (app, _state, _dir) = router(&db, Some(&fake)).await;
     let id = create(&app, json!({"name": "w"})).await;
     eventually(&db, STATUS, id, "failed").await;
-    eventually(&db, "SELECT last_sample_error FROM workspaces WHERE id = $1", id, "provisioning failed").await;
+    eventually(
+        &db,
+        "SELECT last_sample_error FROM workspaces WHERE id = $1",
+        id,
+        "provisioning failed",
+    )
+    .await;
     assert_eq!(
         events(&db, id, "WORKSPACE_PROVISION_FAILED").await,
         vec![json!({"error": "provisioning failed"})]
@@ -227,7 +256,13 @@ async fn restart_stops_then_provisions_again(db: PgPool) {
     let (app, _state, _dir) = router(&db, Some(&fake)).await;
     let id = insert_workspace(&db, "w", "langgraph", Some("i-old")).await;
 
-    let reply = send(&app, "POST", &format!("/workspaces/{id}/restart"), Some(&json!({}))).await;
+    let reply = send(
+        &app,
+        "POST",
+        &format!("/workspaces/{id}/restart"),
+        Some(&json!({})),
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(
         reply.text,
@@ -236,7 +271,13 @@ async fn restart_stops_then_provisions_again(db: PgPool) {
     eventually(&db, INSTANCE, id, &format!("i-{}", &id.to_string()[..8])).await;
     let stops = fake.calls("stop");
     assert_eq!(stops.len(), 1);
-    assert_eq!((stops[0].workspace_id.as_str(), stops[0].instance_id.as_str()), (id.to_string().as_str(), "i-old"));
+    assert_eq!(
+        (
+            stops[0].workspace_id.as_str(),
+            stops[0].instance_id.as_str()
+        ),
+        (id.to_string().as_str(), "i-old")
+    );
     assert_eq!(
         events(&db, id, "WORKSPACE_PROVISIONING").await,
         vec![json!({"name": "w", "runtime": "langgraph", "tier": 1})]
@@ -248,18 +289,32 @@ async fn without_a_provisioner_restart_and_resume_answer_503_and_console_501(db:
     let (app, _state, _dir) = router(&db, None).await;
     let id = insert_workspace(&db, "w", "langgraph", None).await;
     let reply = send(&app, "POST", &format!("/workspaces/{id}/restart"), None).await;
-    assert_error(&reply, StatusCode::SERVICE_UNAVAILABLE, "provisioner not available");
+    assert_error(
+        &reply,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "provisioner not available",
+    );
     let reply = send(&app, "POST", &format!("/workspaces/{id}/pause"), None).await;
     assert_eq!(reply.text, r#"{"paused_count":1,"status":"paused"}"#);
     let reply = send(&app, "POST", &format!("/workspaces/{id}/resume"), None).await;
-    assert_error(&reply, StatusCode::SERVICE_UNAVAILABLE, "provisioner not available");
+    assert_error(
+        &reply,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "provisioner not available",
+    );
     let reply = send(&app, "GET", &format!("/workspaces/{id}/console"), None).await;
     assert_error(
         &reply,
         StatusCode::NOT_IMPLEMENTED,
         "console output unavailable on this deployment (no control plane)",
     );
-    let reply = send(&app, "POST", &format!("/workspaces/{}/restart", Uuid::new_v4()), None).await;
+    let reply = send(
+        &app,
+        "POST",
+        &format!("/workspaces/{}/restart", Uuid::new_v4()),
+        None,
+    )
+    .await;
     assert_error(&reply, StatusCode::NOT_FOUND, "workspace not found");
 }
 
@@ -276,23 +331,56 @@ async fn pause_cascades_and_resume_restores(db: PgPool) {
         .await
         .unwrap();
 
-    let reply = send(&app, "POST", &format!("/workspaces/{parent}/pause"), Some(&json!({}))).await;
+    let reply = send(
+        &app,
+        "POST",
+        &format!("/workspaces/{parent}/pause"),
+        Some(&json!({})),
+    )
+    .await;
     assert_eq!(reply.text, r#"{"paused_count":2,"status":"paused"}"#);
     eventually(&db, STATUS, child, "paused").await;
     assert_eq!(fake.calls("stop").len(), 2);
-    assert_eq!(events(&db, child, "WORKSPACE_PAUSED").await, vec![json!({"name": "child"})]);
+    assert_eq!(
+        events(&db, child, "WORKSPACE_PAUSED").await,
+        vec![json!({"name": "child"})]
+    );
 
     let reply = send(&app, "POST", &format!("/workspaces/{child}/resume"), None).await;
-    assert_error(&reply, StatusCode::CONFLICT, "parent workspace \"parent\" is paused — resume it first");
+    assert_error(
+        &reply,
+        StatusCode::CONFLICT,
+        "parent workspace \"parent\" is paused — resume it first",
+    );
     let reply = send(&app, "POST", &format!("/workspaces/{child}/restart"), None).await;
-    assert_error(&reply, StatusCode::CONFLICT, "parent workspace \"parent\" is paused — resume it first");
+    assert_error(
+        &reply,
+        StatusCode::CONFLICT,
+        "parent workspace \"parent\" is paused — resume it first",
+    );
 
-    let reply = send(&app, "POST", &format!("/workspaces/{parent}/resume"), Some(&json!({}))).await;
+    let reply = send(
+        &app,
+        "POST",
+        &format!("/workspaces/{parent}/resume"),
+        Some(&json!({})),
+    )
+    .await;
     assert_eq!(reply.text, r#"{"resumed_count":2,"status":"provisioning"}"#);
-    eventually(&db, INSTANCE, child, &format!("i-{}", &child.to_string()[..8])).await;
+    eventually(
+        &db,
+        INSTANCE,
+        child,
+        &format!("i-{}", &child.to_string()[..8]),
+    )
+    .await;
     eventually(&db, STATUS, child, "provisioning").await;
     let reply = send(&app, "POST", &format!("/workspaces/{parent}/resume"), None).await;
-    assert_error(&reply, StatusCode::NOT_FOUND, "workspace not found or not paused");
+    assert_error(
+        &reply,
+        StatusCode::NOT_FOUND,
+        "workspace not found or not paused",
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -304,7 +392,11 @@ async fn console_relays_the_control_plane_and_maps_its_errors_to_502(db: PgPool)
     assert_eq!(reply.json, json!({"output": format!("boot log of {id}")}));
     let failing = Uuid::parse_str("01111111-1111-4111-8111-111111111111").unwrap();
     let reply = send(&app, "GET", &format!("/workspaces/{failing}/console"), None).await;
-    assert_error(&reply, StatusCode::BAD_GATEWAY, "control plane returned an error fetching console output");
+    assert_error(
+        &reply,
+        StatusCode::BAD_GATEWAY,
+        "control plane returned an error fetching console output",
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -329,13 +421,27 @@ async fn bootstrap_failed_fails_only_a_provisioning_workspace(db: PgPool) {
     let (app, _state, _dir) = router(&db, None).await;
     let id = insert_workspace(&db, "w", "langgraph", None).await;
     let url = format!("/admin/workspaces/{id}/bootstrap-failed");
-    let reply = send(&app, "POST", &url, Some(&json!({"error": " ", "log_tail": "tail"}))).await;
+    let reply = send(
+        &app,
+        "POST",
+        &url,
+        Some(&json!({"error": " ", "log_tail": "tail"})),
+    )
+    .await;
     assert_eq!(reply.text, r#"{"ok":true}"#);
     eventually(&db, STATUS, id, "failed").await;
-    eventually(&db, "SELECT last_sample_error FROM workspaces WHERE id = $1", id, "bootstrap failed — see log_tail\n\ntail").await;
+    eventually(
+        &db,
+        "SELECT last_sample_error FROM workspaces WHERE id = $1",
+        id,
+        "bootstrap failed — see log_tail\n\ntail",
+    )
+    .await;
     assert_eq!(
         events(&db, id, "WORKSPACE_PROVISION_FAILED").await,
-        vec![json!({"error": "bootstrap failed — see log_tail", "log_tail": "tail", "source": "bootstrap_watcher"})]
+        vec![
+            json!({"error": "bootstrap failed — see log_tail", "log_tail": "tail", "source": "bootstrap_watcher"})
+        ]
     );
     let reply = send(&app, "POST", &url, Some(&json!({"error": "again"}))).await;
     assert_eq!(reply.text, r#"{"no_change":true,"ok":true}"#);
@@ -350,7 +456,11 @@ async fn hibernate_stops_the_instance_and_force_overrides_active_tasks(db: PgPoo
     let id = insert_workspace(&db, "w", "langgraph", Some("i-h")).await;
     let url = format!("/workspaces/{id}/hibernate");
     let reply = send(&app, "POST", &url, None).await;
-    assert_error(&reply, StatusCode::NOT_FOUND, "workspace not found or not in a hibernatable state (must be online or degraded)");
+    assert_error(
+        &reply,
+        StatusCode::NOT_FOUND,
+        "workspace not found or not in a hibernatable state (must be online or degraded)",
+    );
     sqlx::query("UPDATE workspaces SET status = 'online', active_tasks = 2 WHERE id = $1")
         .bind(id)
         .execute(&db)
@@ -358,12 +468,18 @@ async fn hibernate_stops_the_instance_and_force_overrides_active_tasks(db: PgPoo
         .unwrap();
     let reply = send(&app, "POST", &url, None).await;
     assert_eq!(reply.status, StatusCode::CONFLICT);
-    assert_eq!(reply.json, json!({"active_tasks": 2, "error": "workspace has active tasks; use ?force=true to terminate them"}));
+    assert_eq!(
+        reply.json,
+        json!({"active_tasks": 2, "error": "workspace has active tasks; use ?force=true to terminate them"})
+    );
     let reply = send(&app, "POST", &format!("{url}?force=true"), None).await;
     assert_eq!(reply.text, r#"{"status":"hibernated"}"#);
     eventually(&db, STATUS, id, "hibernated").await;
     assert_eq!(fake.calls("stop").len(), 1);
-    assert_eq!(events(&db, id, "WORKSPACE_HIBERNATED").await, vec![json!({"name": "w", "tier": 1})]);
+    assert_eq!(
+        events(&db, id, "WORKSPACE_HIBERNATED").await,
+        vec![json!({"name": "w", "tier": 1})]
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -372,14 +488,30 @@ async fn a_secret_change_restarts_through_the_provisioner(db: PgPool) {
     let (app, _state, _dir) = router(&db, Some(&fake)).await;
     let id = insert_workspace(&db, "w", "langgraph", Some("i-old")).await;
     let body = json!({"key": "API_KEY", "value": "v1"});
-    let reply = send(&app, "POST", &format!("/workspaces/{id}/secrets"), Some(&body)).await;
+    let reply = send(
+        &app,
+        "POST",
+        &format!("/workspaces/{id}/secrets"),
+        Some(&body),
+    )
+    .await;
     assert!(reply.status.is_success(), "{}", reply.text);
     eventually(&db, INSTANCE, id, &format!("i-{}", &id.to_string()[..8])).await;
     assert_eq!(fake.calls("stop").len(), 1);
     assert_eq!(fake.calls("provision")[0].body["env"]["API_KEY"], "v1");
-    assert!(events(&db, id, "WORKSPACE_RESTART_REQUESTED").await.is_empty());
+    assert!(
+        events(&db, id, "WORKSPACE_RESTART_REQUESTED")
+            .await
+            .is_empty()
+    );
 
-    let reply = send(&app, "PUT", &format!("/workspaces/{id}/model"), Some(&json!({"model": "minimax/M2"}))).await;
+    let reply = send(
+        &app,
+        "PUT",
+        &format!("/workspaces/{id}/model"),
+        Some(&json!({"model": "minimax/M2"})),
+    )
+    .await;
     assert!(reply.status.is_success(), "{}", reply.text);
     for _ in 0..200 {
         if fake.calls("provision").len() == 2 {
@@ -387,7 +519,10 @@ async fn a_secret_change_restarts_through_the_provisioner(db: PgPool) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(fake.calls("provision")[1].body["env"]["MODEL"], "minimax/M2");
+    assert_eq!(
+        fake.calls("provision")[1].body["env"]["MODEL"],
+        "minimax/M2"
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -408,7 +543,12 @@ async fn the_timeout_sweep_fails_stale_provisions_with_the_reason(db: PgPool) {
         .execute(&db)
         .await
         .unwrap();
-    assert_eq!(api::background::provision_timeout::sweep(&state).await.unwrap(), 1);
+    assert_eq!(
+        api::background::provision_timeout::sweep(&state)
+            .await
+            .unwrap(),
+        1
+    );
     eventually(&db, STATUS, stale, "failed").await;
     eventually(&db, STATUS, fresh, "provisioning").await;
     assert_eq!(
@@ -433,9 +573,23 @@ async fn an_instance_the_control_plane_reports_stopped_goes_offline_and_restarts
         .execute(&db)
         .await
         .unwrap();
-    assert_eq!(api::background::instance_liveness::check(&state).await.unwrap(), 1);
-    eventually(&db, INSTANCE, dead, &format!("i-{}", &dead.to_string()[..8])).await;
+    assert_eq!(
+        api::background::instance_liveness::check(&state)
+            .await
+            .unwrap(),
+        1
+    );
+    eventually(
+        &db,
+        INSTANCE,
+        dead,
+        &format!("i-{}", &dead.to_string()[..8]),
+    )
+    .await;
     eventually(&db, STATUS, alive, "online").await;
-    assert_eq!(events(&db, dead, "WORKSPACE_OFFLINE").await, vec![json!({})]);
+    assert_eq!(
+        events(&db, dead, "WORKSPACE_OFFLINE").await,
+        vec![json!({})]
+    );
     assert_eq!(fake.calls("stop")[0].instance_id, "i-dead");
 }

@@ -477,7 +477,8 @@ async fn call(
 fn lacks_backend(reply: &Reply) -> bool {
     let message = reply.json["error"].as_str().unwrap_or_default();
     (reply.status == StatusCode::SERVICE_UNAVAILABLE && message == "provisioner not available")
-        || (reply.status == StatusCode::NOT_IMPLEMENTED && message.starts_with("console output unavailable"))
+        || (reply.status == StatusCode::NOT_IMPLEMENTED
+            && message.starts_with("console output unavailable"))
 }
 
 fn check(reply: &Reply, expect: Expect, what: &str) -> Result<(), String> {

@@ -43,7 +43,10 @@ async fn dead_upstream() -> String {
 }
 
 fn credentials() -> Vec<(&'static str, &'static str)> {
-    vec![("authorization", "Bearer user-token"), ("cookie", "session=abc")]
+    vec![
+        ("authorization", "Bearer user-token"),
+        ("cookie", "session=abc"),
+    ]
 }
 
 async fn proxied(cp: Option<String>, canvas: Option<String>) -> Router {
@@ -64,7 +67,13 @@ async fn cp_paths_reach_the_control_plane_with_credentials_and_traversal_does_no
     assert_eq!(reply.json["authorization"], "Bearer user-token");
     assert_eq!(reply.json["cookie"], "session=abc");
 
-    for refused in ["/cp/../workspaces", "/cp/orgs/../admin/tenants", "/cp/auth", "/cp/admin/x", "/cp/orgs/%2e%2e/admin"] {
+    for refused in [
+        "/cp/../workspaces",
+        "/cp/orgs/../admin/tenants",
+        "/cp/auth",
+        "/cp/admin/x",
+        "/cp/orgs/%2e%2e/admin",
+    ] {
         let reply = send_with(&app, "GET", refused, &credentials(), None).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{refused}");
         assert_ne!(reply.json["uri"], json!("/workspaces"), "{refused}");
