@@ -20,6 +20,7 @@ mod logs_no_tokens;
 mod metadata;
 mod operations_doc;
 mod panel;
+mod provisioning;
 mod secrets_at_rest;
 mod shutdown;
 mod subcommands;
