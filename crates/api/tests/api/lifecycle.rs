@@ -31,6 +31,8 @@ struct Fake {
     provision_status: Arc<Mutex<u16>>,
     /// Delay before the provision answer.
     provision_delay: Arc<Mutex<Duration>>,
+    /// Provision calls in flight now, and at most.
+    in_flight: Arc<Mutex<(usize, usize)>>,
 }
 
 impl Fake {
@@ -58,7 +60,13 @@ async fn provision(
     axum::Json(body): axum::Json<Value>,
 ) -> (StatusCode, axum::Json<Value>) {
     let delay = *fake.provision_delay.lock().unwrap();
+    {
+        let mut in_flight = fake.in_flight.lock().unwrap();
+        in_flight.0 += 1;
+        in_flight.1 = in_flight.1.max(in_flight.0);
+    }
     tokio::time::sleep(delay).await;
+    fake.in_flight.lock().unwrap().0 -= 1;
     let workspace_id = body["workspace_id"]
         .as_str()
         .unwrap_or_default()
@@ -592,4 +600,40 @@ async fn an_instance_the_control_plane_reports_stopped_goes_offline_and_restarts
         vec![json!({})]
     );
     assert_eq!(fake.calls("stop")[0].instance_id, "i-dead");
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn concurrent_creates_all_provision_with_at_most_the_cap_in_flight(db: PgPool) {
+    let fake = Fake::default();
+    *fake.provision_delay.lock().unwrap() = Duration::from_millis(50);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.provisioner = api::provisioner::ProvisionerConfig {
+        org_id: Some("org-1".into()),
+        base_url: Some(start_fake(fake.clone()).await),
+        concurrency: 3,
+        ..Default::default()
+    };
+    let state = api::AppState::new(test_services(db.clone(), config));
+    let app = app(state.clone());
+    let creates = (0..12).map(|n| {
+        let app = app.clone();
+        async move { create(&app, json!({"name": format!("w{n}")})).await }
+    });
+    let ids = futures_util::future::join_all(creates).await;
+    state.provisioning.drain(Duration::from_secs(30)).await;
+    let provisioned: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM workspaces WHERE id = ANY($1) AND instance_id IS NOT NULL",
+    )
+    .bind(&ids)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(provisioned, 12);
+    let (now, most) = *fake.in_flight.lock().unwrap();
+    assert_eq!(now, 0);
+    assert!(
+        (1..=3).contains(&most),
+        "at most PROVISION_CONCURRENCY in flight: {most}"
+    );
 }
