@@ -52,15 +52,10 @@ pub async fn hibernate(
         for failure in flow::stop_instances(&state, &[id]).await {
             tracing::warn!(workspace_id = %id, %failure, "hibernate: stop failed");
         }
-        let mut tx = state.db.begin().await.context(LOOKUP_FAILED)?;
-        store::provisioning::set_stopped(&mut *tx, id, "hibernated")
-            .await
-            .context(LOOKUP_FAILED)?;
         let payload = json!({ "name": target.name, "tier": target.tier });
-        store::events::record(&mut *tx, "WORKSPACE_HIBERNATED", Some(id), &payload)
+        flow::record_stopped(&state, id, "hibernated", "WORKSPACE_HIBERNATED", &payload)
             .await
             .context(LOOKUP_FAILED)?;
-        tx.commit().await.context(LOOKUP_FAILED)?;
     }
     Ok(Json(StatusBody {
         status: "hibernated",

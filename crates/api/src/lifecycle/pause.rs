@@ -36,15 +36,10 @@ pub async fn pause(
         for failure in flow::stop_instances(&state, &[member.id]).await {
             tracing::warn!(workspace_id = %member.id, %failure, "pause: stop failed");
         }
-        let mut tx = state.db.begin().await.context(LOOKUP_FAILED)?;
-        store::provisioning::set_stopped(&mut *tx, member.id, "paused")
-            .await
-            .context(LOOKUP_FAILED)?;
         let payload = json!({ "name": member.name });
-        store::events::record(&mut *tx, "WORKSPACE_PAUSED", Some(member.id), &payload)
+        flow::record_stopped(&state, member.id, "paused", "WORKSPACE_PAUSED", &payload)
             .await
             .context(LOOKUP_FAILED)?;
-        tx.commit().await.context(LOOKUP_FAILED)?;
     }
     Ok(Json(Paused {
         paused_count: members.len(),

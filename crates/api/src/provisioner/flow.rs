@@ -222,6 +222,21 @@ pub async fn stop_all(state: &AppState, instances: &[Instance]) -> Vec<String> {
     failures
 }
 
+/// Sets a stopped status (`paused`, `hibernated`) and records its event in one transaction.
+pub async fn record_stopped(
+    state: &AppState,
+    id: Uuid,
+    status: &str,
+    event: &str,
+    payload: &Value,
+) -> Result<(), StoreError> {
+    let mut tx = state.db.begin().await?;
+    store::provisioning::set_stopped(&mut *tx, id, status).await?;
+    store::events::record(&mut *tx, event, Some(id), payload).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Restarts that a committed transaction asked for: [`PendingRestarts::dispatch`] them after
 /// the commit, so the restart reads what the transaction wrote.
 #[must_use = "dispatch the restarts once the transaction is committed"]
