@@ -24,6 +24,7 @@ mod panel;
 mod schedules_two_replicas;
 mod postgres_tls;
 mod production;
+mod provisioning;
 mod secrets_at_rest;
 mod shutdown;
 mod subcommands;
