@@ -55,6 +55,9 @@ pub struct ApiConfig {
     /// `ACTIVITY_RETENTION_DAYS`: activities older than this are swept; `None` is the default
     /// (30), `Some(0)` keeps them for ever.
     pub activity_retention_days: Option<u32>,
+    /// The provisioner's settings (`MOLECULE_ORG_ID`, the control plane's URL and secrets,
+    /// `PLATFORM_URL`, `PROVISION_*`).
+    pub provisioner: crate::provisioner::ProvisionerConfig,
     /// The git sha baked in at build time (`dev` when unknown).
     pub git_sha: String,
     /// The crate version.

@@ -28,7 +28,7 @@ use crate::panels::{approvals, audit, budget, traces, viewport};
 use crate::schedules::{handlers as schedules, health as schedule_health};
 use crate::settings::{config, org_tokens, secrets, tokens, transcript};
 use crate::workspaces::model;
-use crate::{admin, events, messaging, openapi, ops, templates, terminal, workspaces};
+use crate::{admin, events, lifecycle, messaging, openapi, ops, templates, terminal, workspaces};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +131,12 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(PUT "/workspaces/{id}/provider", Workspace, model::put_provider),
         route!(GET "/admin/workspaces/{id}/test-token", TestToken, admin::test_token),
         route!(PUT "/admin/workspaces/{id}/instance", Admin, admin::set_instance),
+        route!(POST "/admin/workspaces/{id}/bootstrap-failed", Admin, lifecycle::bootstrap::bootstrap_failed),
+        route!(POST "/workspaces/{id}/restart", Workspace, lifecycle::restart::restart),
+        route!(POST "/workspaces/{id}/pause", Workspace, lifecycle::pause::pause),
+        route!(POST "/workspaces/{id}/resume", Workspace, lifecycle::pause::resume),
+        route!(POST "/workspaces/{id}/hibernate", Workspace, lifecycle::hibernate::hibernate),
+        route!(GET "/workspaces/{id}/console", Admin, lifecycle::console::console),
         route!(POST "/registry/register", AgentBody, registry::register),
         route!(POST "/registry/heartbeat", AgentBody, registry::heartbeat),
         route!(POST "/registry/update-card", AgentBody, registry::update_card),
@@ -252,10 +258,9 @@ pub fn router(state: AppState) -> Router {
     // `RATE_LIMIT=0` turns the limiter off (it would otherwise refuse everything).
     let unlimited = config.dev_mode() || config.rate_limit == 0;
     let limiter = rate_limit::RateLimiter::new(config.rate_limit, unlimited);
+    router = with_proxies(router, &config);
     // Like gin: unknown paths and wrong methods are both a plain-text 404.
     router
-        .fallback(not_found)
-        .method_not_allowed_fallback(not_found)
         // `Router::layer` wraps each route, so these see the matched route pattern. The last
         // layer added runs first: client address and request id → request span → error log (outermost, so it sees every
         // response's final status) → wire format (so every JSON body is labelled alike) → CORS →
@@ -293,6 +298,41 @@ pub fn router(state: AppState) -> Router {
             crate::middleware::client_addr::request_context,
         ))
         .with_state(state)
+}
+
+/// `/cp/*` to the control plane when `CP_UPSTREAM_URL` is set; unknown paths and wrong methods
+/// to the canvas when `CANVAS_PROXY_URL` is, else (like gin) a plain-text 404.
+fn with_proxies(mut router: Router<AppState>, config: &crate::ApiConfig) -> Router<AppState> {
+    use crate::proxy::{self, Upstream};
+    use axum::extract::Request;
+
+    let cp = config
+        .cp_upstream_url
+        .as_deref()
+        .and_then(Upstream::control_plane);
+    if let Some(cp) = cp {
+        router = router.route(
+            "/cp/{*path}",
+            axum::routing::any(move |request: Request| proxy::cp(cp.clone(), request)),
+        );
+    }
+    match config
+        .canvas_proxy_url
+        .as_deref()
+        .and_then(Upstream::canvas)
+    {
+        Some(canvas) => {
+            let other = canvas.clone();
+            router
+                .fallback(move |request: Request| proxy::canvas(canvas.clone(), request))
+                .method_not_allowed_fallback(move |request: Request| {
+                    proxy::canvas(other.clone(), request)
+                })
+        }
+        None => router
+            .fallback(not_found)
+            .method_not_allowed_fallback(not_found),
+    }
 }
 
 async fn not_found() -> (axum::http::StatusCode, &'static str) {

@@ -45,4 +45,7 @@ pub struct Services {
     pub eic: Option<eic_pool::EicPool>,
     /// The A2A proxy's HTTP client and agents' idle windows.
     pub messaging: crate::messaging::Messaging,
+    /// Who launches workspaces' machines (the control plane, or nobody), with the cap on
+    /// provisions in flight and the tracker of their tasks.
+    pub provisioning: crate::provisioner::Provisioning,
 }

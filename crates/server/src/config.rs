@@ -138,6 +138,58 @@ pub struct Config {
     #[arg(long, env = "CP_UPSTREAM_URL", global = true)]
     pub cp_upstream_url: Option<String>,
 
+    /// Control plane's provisioning API (else MOLECULE_CP_URL, else the public control plane).
+    #[arg(long, env = "CP_PROVISION_URL", global = true)]
+    pub cp_provision_url: Option<String>,
+
+    /// Control plane's URL (boot-time configuration refresh; provisioning's fallback).
+    #[arg(long, env = "MOLECULE_CP_URL", global = true)]
+    pub molecule_cp_url: Option<String>,
+
+    /// Bearer of the control plane's provisioning calls.
+    #[arg(
+        long,
+        env = "MOLECULE_CP_SHARED_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub cp_shared_secret: Option<SecretString>,
+
+    /// Older name of MOLECULE_CP_SHARED_SECRET.
+    #[arg(
+        long,
+        env = "PROVISION_SHARED_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub provision_shared_secret: Option<SecretString>,
+
+    /// Bearer of the control plane's admin calls (the console); the shared secret when unset.
+    #[arg(
+        long,
+        env = "CP_ADMIN_API_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub cp_admin_api_token: Option<SecretString>,
+
+    /// URL the provisioned agents reach this server at (default http://host.docker.internal:<port>).
+    #[arg(long, env = "PLATFORM_URL", global = true)]
+    pub platform_url: Option<String>,
+
+    /// Provision timeout for every runtime, in seconds (default: 30 min for hermes, else 10 min).
+    #[arg(long, env = "PROVISION_TIMEOUT_SECONDS", global = true)]
+    pub provision_timeout_seconds: Option<u64>,
+
+    /// Provision calls to the control plane in flight at most.
+    #[arg(
+        long,
+        env = "PROVISION_CONCURRENCY",
+        default_value_t = 16,
+        global = true
+    )]
+    pub provision_concurrency: usize,
+
     /// Largest file content accepted or served, in bytes.
     #[arg(long, env = "MAX_FILE_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub max_file_bytes: usize,
@@ -364,7 +416,58 @@ impl Config {
             deploy_mode: self.deploy_mode.clone(),
             a2a_idle_window: Duration::from_secs(self.a2a_idle_timeout_seconds),
             a2a_call_limit: Duration::from_secs(self.a2a_call_limit_seconds),
+            provisioner: self.provisioner_config(),
             ..api::ApiConfig::default()
+        }
+    }
+
+    /// The provisioner's settings: the control plane when MOLECULE_ORG_ID is set.
+    pub fn provisioner_config(&self) -> api::provisioner::ProvisionerConfig {
+        let secret = |value: &Option<SecretString>| {
+            value
+                .clone()
+                .filter(|secret| !secret.expose_secret().is_empty())
+        };
+        api::provisioner::ProvisionerConfig {
+            org_id: non_empty(&self.org_id),
+            base_url: non_empty(&self.cp_provision_url)
+                .or_else(|| non_empty(&self.molecule_cp_url)),
+            shared_secret: secret(&self.cp_shared_secret)
+                .or_else(|| secret(&self.provision_shared_secret)),
+            admin_api_token: secret(&self.cp_admin_api_token),
+            admin_token: secret(&self.admin_token),
+            platform_url: non_empty(&self.platform_url)
+                .unwrap_or_else(|| format!("http://host.docker.internal:{}", self.port)),
+            concurrency: self.provision_concurrency,
+            timeout_override: self
+                .provision_timeout_seconds
+                .filter(|seconds| *seconds > 0)
+                .map(Duration::from_secs),
+            call_timeout: None,
+        }
+    }
+
+    /// Applies the control plane's boot-time configuration (`/cp/tenants/config`) to the
+    /// settings it may carry; other keys are ignored (this process cannot change its own
+    /// environment).
+    pub fn apply_cp_config(&mut self, values: &std::collections::BTreeMap<String, String>) {
+        for (key, value) in values {
+            let value = Some(value.clone());
+            match key.as_str() {
+                "MOLECULE_CP_SHARED_SECRET" => {
+                    self.cp_shared_secret = value.map(SecretString::from)
+                }
+                "PROVISION_SHARED_SECRET" => {
+                    self.provision_shared_secret = value.map(SecretString::from)
+                }
+                "CP_ADMIN_API_TOKEN" => self.cp_admin_api_token = value.map(SecretString::from),
+                "CP_PROVISION_URL" => self.cp_provision_url = value,
+                "MOLECULE_CP_URL" => self.molecule_cp_url = value,
+                "CP_UPSTREAM_URL" => self.cp_upstream_url = value,
+                "MOLECULE_ORG_SLUG" => self.org_slug = value,
+                "PLATFORM_URL" => self.platform_url = value,
+                _ => tracing::debug!(%key, "control plane setting not applicable here"),
+            }
         }
     }
 

@@ -25,7 +25,7 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// may be mid-way through a database statement).
 const TASKS_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let (mode, weakened) = config.auth_mode();
     tracing::info!(
         auth = mode,
@@ -36,6 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Listening for SIGTERM from here on: a signal during startup stops it at once.
     let signal = shutdown_signal();
     tokio::pin!(signal);
+    refresh_from_control_plane(&mut config).await;
     // Cancelled on SIGTERM/Ctrl-C; every background task watches it (or a child token) and is
     // spawned on `tasks`, which is joined before the database pool closes.
     let shutdown = CancellationToken::new();
@@ -66,6 +67,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "workspace-server listening");
 
     let eic = state.eic.clone();
+    let provisioning = state.provisioning.clone();
     let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let mut serving = tokio::spawn(
         axum::serve(listener, app)
@@ -98,7 +100,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 eic.close().await;
             }
         };
-        tokio::join!(close_eic, stop_tasks(&tasks));
+        tokio::join!(close_eic, stop_tasks(&tasks), provisioning.drain(TASKS_STOP_TIMEOUT));
         tracing::info!("HTTP server stopped; closing the database");
         database.close().await;
     };
@@ -161,6 +163,7 @@ pub async fn build_state(
         api_config.production(),
     )
     .context("SECRETS_ENCRYPTION_KEY")?;
+    let provisioning = api::provisioner::Provisioning::from_config(&api_config.provisioner);
     Ok(AppState::new(Services {
         db,
         config: Arc::new(api_config),
@@ -171,7 +174,38 @@ pub async fn build_state(
         events: api::events_hub::EventsHub::default(),
         eic: Some(eic),
         messaging: api::messaging::Messaging::default(),
+        provisioning,
     }))
+}
+
+/// The boot-time refresh (`cmd/server/cp_config.go:38-107` at 624ef4d0): with an org id and an
+/// admin token, the control plane's current settings replace the configured ones; a failure is
+/// logged and the boot goes on.
+async fn refresh_from_control_plane(config: &mut Config) {
+    let (Some(org_id), Some(admin_token)) = (
+        config.org_id.clone().filter(|o| !o.is_empty()),
+        config.admin_token.clone(),
+    ) else {
+        return;
+    };
+    let cp_url = config
+        .molecule_cp_url
+        .clone()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| api::provisioner::control_plane::DEFAULT_BASE_URL.to_string());
+    match api::provisioner::boot_config::fetch(&cp_url, &org_id, admin_token.expose_secret()).await
+    {
+        Ok(values) => {
+            tracing::info!(
+                keys = values.len(),
+                "configuration refreshed from the control plane"
+            );
+            config.apply_cp_config(&values);
+        }
+        Err(error) => {
+            tracing::warn!(%error, "control plane configuration refresh failed; booting with the local settings")
+        }
+    }
 }
 
 /// Waits (bounded) for every background task to end; the shutdown token is cancelled already.

@@ -4,6 +4,8 @@
 pub mod activity_retention;
 pub mod heartbeat_monitor;
 pub mod scheduler;
+pub mod instance_liveness;
+pub mod provision_timeout;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -37,6 +39,10 @@ pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
             retention_days,
             shutdown.clone(),
         ));
+    }
+    tasks.spawn(provision_timeout::run(state.clone(), shutdown.clone()));
+    if state.provisioning.backend().is_some() {
+        tasks.spawn(instance_liveness::run(state.clone(), shutdown.clone()));
     }
     let ttl = state.config.heartbeat_ttl;
     if ttl.is_zero() {

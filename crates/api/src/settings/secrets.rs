@@ -18,6 +18,7 @@ use super::types::{
 };
 use crate::error::ErrorBody;
 use crate::extract::WorkspaceId;
+use crate::provisioner::PendingRestarts;
 use crate::{ApiError, AppState};
 use store::StoreError;
 use store::secret_scopes::{self, Scope};
@@ -150,24 +151,18 @@ impl Target {
     /// `key` reaches: the workspace itself, or every live workspace inheriting the global key.
     async fn request_restarts(
         self,
+        state: &AppState,
         conn: &mut sqlx::PgConnection,
         key: &str,
+        pending: &mut PendingRestarts,
     ) -> Result<(), StoreError> {
         let reached = match self {
             Target::Workspace(id) => vec![id],
             Target::Global => secret_scopes::inheriting_workspaces(&mut *conn, key).await?,
         };
         let payload = json!({ "reason": "secrets changed", "keys": [key] });
-        for id in reached {
-            store::events::record(
-                &mut *conn,
-                "WORKSPACE_RESTART_REQUESTED",
-                Some(id),
-                &payload,
-            )
-            .await?;
-        }
-        Ok(())
+        crate::provisioner::request_restart(&state.provisioning, conn, &reached, &payload, pending)
+            .await
     }
 }
 
@@ -180,17 +175,19 @@ async fn write(
     let writes = parse_writes(body)?;
     let failed = target.error("save");
     let mut tx = state.db.begin().await.map_err(|e| failed(e.into()))?;
+    let mut restarts = PendingRestarts::default();
     for (key, value) in &writes {
         target
             .upsert(&mut tx, &state.crypto, key, value)
             .await
             .map_err(&failed)?;
         target
-            .request_restarts(&mut tx, key)
+            .request_restarts(state, &mut tx, key, &mut restarts)
             .await
             .map_err(&failed)?;
     }
     tx.commit().await.map_err(|e| failed(e.into()))?;
+    restarts.dispatch(state);
     let keys = writes.into_keys().collect();
     Ok(Json(done("saved", keys, target.scope())))
 }
@@ -206,11 +203,13 @@ async fn remove(
     if !target.remove(&mut tx, &key).await.map_err(&failed)? {
         return Err(ApiError::NotFound("secret not found".to_string()));
     }
+    let mut restarts = PendingRestarts::default();
     target
-        .request_restarts(&mut tx, &key)
+        .request_restarts(state, &mut tx, &key, &mut restarts)
         .await
         .map_err(&failed)?;
     tx.commit().await.map_err(|e| failed(e.into()))?;
+    restarts.dispatch(state);
     Ok(Json(done("deleted", vec![key], target.scope())))
 }
 

@@ -108,6 +108,7 @@ pub async fn create(
         return Ok((StatusCode::CREATED, Json(created)));
     }
     seed_files(&state, &plan, &new).await;
+    crate::provisioner::flow::spawn_provision(&state, id);
     let created = Created {
         awareness_namespace: Some(new.awareness_namespace()),
         connection: None,

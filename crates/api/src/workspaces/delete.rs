@@ -53,6 +53,7 @@ pub struct ConfirmationRequired {
     (status = 401, description = "Not an admin", body = ErrorBody),
     (status = 404, description = "Unknown", body = ErrorBody),
     (status = 409, description = "Has children", body = ConfirmationRequired),
+    (status = 500, description = "Removed, but an instance did not stop", body = StopFailed),
     (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
@@ -86,13 +87,43 @@ pub async fn delete(
         };
         return Err(ApiError::with_body(StatusCode::CONFLICT, &refused));
     }
+    // Read before the rows go: a purge deletes them.
+    let instances = store::provisioning::instances_in_tree(&mut *tx, id)
+        .await
+        .context(failed)?;
     let (descendants, local) = remove(tx, id, purge, failed).await?;
     crate::files::remove_local_folders(&state.config, &local).await;
+    let stop_failures = crate::provisioner::flow::stop_all(&state, &instances).await;
+    if !stop_failures.is_empty() {
+        return Err(stop_failed(descendants.len() + 1, &stop_failures));
+    }
 
     Ok(Json(Deleted {
         cascade_deleted: descendants.len(),
         status: if purge { "purged" } else { "removed" },
     }))
+}
+
+/// 500 of a delete whose rows are removed but some instance did not stop
+/// (`workspace_crud.go:487-495` at 624ef4d0).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StopFailed {
+    pub error: String,
+    pub removed_count: usize,
+    pub stop_failures: usize,
+}
+
+fn stop_failed(removed_count: usize, failures: &[String]) -> ApiError {
+    let body = StopFailed {
+        error: format!(
+            "workspace marked removed, but {} stop call(s) failed — please retry: {}",
+            failures.len(),
+            failures.join("; ")
+        ),
+        removed_count,
+        stop_failures: failures.len(),
+    };
+    ApiError::with_body(StatusCode::INTERNAL_SERVER_ERROR, &body)
 }
 
 /// Removes (or purges) the workspace and its live descendants, records their events and commits;

@@ -179,10 +179,18 @@ async fn write(
             .context(&context)?;
     }
     let reason = json!({ "reason": format!("{} changed", setting.field) });
-    store::events::record(&mut *tx, "WORKSPACE_RESTART_REQUESTED", Some(id), &reason)
-        .await
-        .context(&context)?;
+    let mut restarts = crate::provisioner::PendingRestarts::default();
+    crate::provisioner::request_restart(
+        &state.provisioning,
+        &mut tx,
+        &[id],
+        &reason,
+        &mut restarts,
+    )
+    .await
+    .context(&context)?;
     tx.commit().await.context(&context)?;
+    restarts.dispatch(&state);
 
     if value.is_empty() {
         return Ok(Json(SettingSaved {

@@ -37,8 +37,8 @@ async fn no_background_task_outlives_shutdown(db: PgPool) {
     assert_eq!(
         tasks.len(),
         4,
-        "the hub's stopper, its listener, the activity retention sweep and the heartbeat sweep \
-         (the scheduler is off: its poll interval is zero here)"
+        "the hub's stopper, its listener, the activity retention sweep, the heartbeat sweep and \
+         the provision-timeout sweep (the scheduler is off: its poll interval is zero here)"
     );
 
     shutdown.cancel();

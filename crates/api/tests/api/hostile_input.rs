@@ -367,7 +367,12 @@ async fn generated_paths_through_symlinks_never_escape(db: PgPool) {
 /// POST routes that read no body, as in the original: minting a workspace token, rotating an
 /// external workspace's token (the canvas sends none, or `{}`), and minting an org token (whose
 /// optional `{"name"}` is ignored when it does not bind).
-const BODYLESS: [&str; 3] = [
+const BODYLESS: [&str; 7] = [
+    // The lifecycle actions ignore their body, as the original does.
+    "/workspaces/{id}/restart",
+    "/workspaces/{id}/pause",
+    "/workspaces/{id}/resume",
+    "/workspaces/{id}/hibernate",
     "/workspaces/{id}/tokens",
     "/workspaces/{id}/external/rotate",
     "/org/tokens",

@@ -23,6 +23,7 @@ mod operations_doc;
 mod panel;
 mod postgres_tls;
 mod production;
+mod provisioning;
 mod schedules_two_replicas;
 mod secrets_at_rest;
 mod shutdown;

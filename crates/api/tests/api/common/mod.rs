@@ -42,6 +42,7 @@ pub fn test_services(db: PgPool, config: ApiConfig) -> Services {
         .handle();
     Services {
         db,
+        provisioning: api::provisioner::Provisioning::from_config(&config.provisioner),
         config: Arc::new(config),
         metrics,
         liveness: Liveness::default(),
