@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use crate::wire::{Faults, FaultsPatch, SimStatus};
+use crate::wire::{CpFaultMode, CpFaults, CpFaultsPatch, CpStatus, Faults, FaultsPatch, SimStatus};
 
 #[derive(Debug, Error)]
 pub enum SimControlError {
@@ -85,6 +85,49 @@ impl SimControl {
         self.send::<serde_json::Value>(self.http.post(url))
             .await
             .map(drop)
+    }
+
+    /// The simulated control plane's calls, machines and faults (`--control-plane`).
+    pub async fn cp_status(&self) -> Result<CpStatus, SimControlError> {
+        self.send(self.http.get(self.url("cp/status"))).await
+    }
+
+    /// Applies a partial update of the control plane's faults.
+    pub async fn set_cp_faults(&self, patch: CpFaultsPatch) -> Result<CpFaults, SimControlError> {
+        self.send(self.http.post(self.url("cp/faults")).json(&patch))
+            .await
+    }
+
+    /// Sets the control plane's fault mode.
+    pub async fn cp_fault(&self, mode: CpFaultMode) -> Result<CpFaults, SimControlError> {
+        self.set_cp_faults(CpFaultsPatch {
+            mode: Some(mode),
+            delay_ms: None,
+        })
+        .await
+    }
+
+    /// Forgets the control plane's recorded calls (and resets its in-flight high-water mark).
+    pub async fn clear_cp_calls(&self) -> Result<u64, SimControlError> {
+        let count: Count = self.send(self.http.delete(self.url("cp/calls"))).await?;
+        Ok(count.count)
+    }
+
+    /// A control-plane session for `user_id`: the `Cookie` value (`cp_session=…`) that makes
+    /// `/cp/auth/tenant-member` answer a member.
+    pub async fn cp_session(&self, user_id: &str) -> Result<String, SimControlError> {
+        #[derive(serde::Deserialize)]
+        struct Session {
+            cookie: String,
+        }
+        let session: Session = self
+            .send(
+                self.http
+                    .post(self.url("cp/sessions"))
+                    .json(&serde_json::json!({ "user_id": user_id })),
+            )
+            .await?;
+        Ok(session.cookie)
     }
 
     fn url(&self, path: &str) -> String {

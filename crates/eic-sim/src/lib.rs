@@ -16,7 +16,10 @@ pub use control::{SimControl, SimControlError};
 pub use presign::{PresignError, TunnelTarget, presign_open_tunnel_url};
 pub use process::{SimProcess, SimProcessError};
 pub use tunnel_listener::TunnelListener;
-pub use wire::{Faults, FaultsPatch, SimInfo, SimInstance, SimStatus};
+pub use wire::{
+    CpCall, CpFaultMode, CpFaults, CpFaultsPatch, CpInstance, CpStatus, Faults, FaultsPatch,
+    SimInfo, SimInstance, SimStatus,
+};
 
 /// The one Instance Connect Endpoint a simulator serves.
 pub const ENDPOINT_ID: &str = "eice-0123456789abcdef0";

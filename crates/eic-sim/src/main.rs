@@ -3,6 +3,7 @@
 mod authkeys;
 mod aws_api;
 mod control_api;
+mod control_plane;
 mod sigv4;
 mod sshd;
 mod state;
@@ -81,6 +82,27 @@ struct ServeArgs {
     /// by SIGKILL; `SimProcess` sets it so that a killed test leaves no sshd behind.
     #[arg(long)]
     exit_on_stdin_eof: bool,
+    /// Also play the control plane (provision, stop, status, console, sessions, tenant config)
+    /// on its own loopback port; provisions take the `--instance`s (see `control_plane.rs`).
+    #[arg(long)]
+    control_plane: bool,
+    /// The control plane's port (0: any free port).
+    #[arg(long, default_value_t = 0, requires = "control_plane")]
+    cp_port: u16,
+    /// Delay before the control plane answers any call (e.g. 2s; the "slow" fault at start).
+    #[arg(long, default_value = "0ms", value_parser = parse_duration, requires = "control_plane")]
+    cp_delay: Duration,
+    /// A `KEY=VALUE` the control plane's `/cp/tenants/config` answers (repeatable).
+    #[arg(long = "cp-config", value_name = "KEY=VALUE", value_parser = parse_key_value,
+        requires = "control_plane")]
+    cp_config: Vec<(String, String)>,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .filter(|(key, _)| !key.is_empty())
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("bad KEY=VALUE {text:?}"))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -257,11 +279,30 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.profile.faults(args.key_ttl),
         shutdown.clone(),
     ));
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/", post(aws_api::handle))
         .route("/openTunnel", get(tunnel::open_tunnel))
         .merge(control_api::routes())
         .with_state(sim.clone());
+    let mut control_plane_url = None;
+    if args.control_plane {
+        let cp_listener = tokio::net::TcpListener::bind(("127.0.0.1", args.cp_port))
+            .await
+            .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.cp_port))?;
+        control_plane_url = Some(format!("http://{}", cp_listener.local_addr()?));
+        let delay_ms = u64::try_from(args.cp_delay.as_millis()).unwrap_or(u64::MAX);
+        let cp = control_plane::ControlPlane::new(
+            sim.clone(),
+            args.cp_config.iter().cloned().collect(),
+            eic_sim::CpFaults {
+                delay_ms,
+                ..Default::default()
+            },
+            shutdown.clone(),
+        );
+        app = app.merge(control_plane::control_routes(cp.clone()));
+        tokio::spawn(control_plane::serve(cp, cp_listener, shutdown.clone()));
+    }
     print_ready_line(&SimInfo {
         aws_endpoint_url: url,
         region: args.region.clone(),
@@ -269,6 +310,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         secret_access_key: SECRET_ACCESS_KEY.into(),
         os_user: user.name.clone(),
         instances: ready,
+        control_plane_url,
     })?;
     tracing::info!(profile = ?args.profile, "eic-sim ready at http://{}", sim.endpoint_dns);
 

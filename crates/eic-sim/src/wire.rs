@@ -16,6 +16,10 @@ pub struct SimInfo {
     /// The login user every instance's sshd accepts.
     pub os_user: String,
     pub instances: BTreeMap<String, SimInstance>,
+    /// With `--control-plane`: the simulated control plane's base URL (its own port), the
+    /// tenant's `CP_PROVISION_URL`, `MOLECULE_CP_URL` and `CP_UPSTREAM_URL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_plane_url: Option<String>,
 }
 
 /// One simulated instance.
@@ -116,4 +120,85 @@ pub struct SimStatus {
     pub faults: Faults,
     /// Whether each instance's sshd is running.
     pub sshd_running: BTreeMap<String, bool>,
+}
+
+/// How the simulated control plane misbehaves (`POST /_sim/cp/faults`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CpFaultMode {
+    /// Answer normally.
+    #[default]
+    None,
+    /// Close every new connection before reading it (a control plane that is down).
+    Refuse,
+    /// Never answer (until the simulator stops).
+    Hang,
+    /// Answer every call 500 `{"error": "simulated control plane failure"}`.
+    Error,
+}
+
+/// The simulated control plane's faults.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CpFaults {
+    pub mode: CpFaultMode,
+    /// Delay before answering any `/cp/*` call (`--cp-delay`; the "slow" fault).
+    pub delay_ms: u64,
+}
+
+/// A partial update of [`CpFaults`]; absent fields keep their value.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CpFaultsPatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<CpFaultMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+}
+
+impl CpFaults {
+    pub fn apply(&mut self, patch: CpFaultsPatch) {
+        if let Some(mode) = patch.mode {
+            self.mode = mode;
+        }
+        if let Some(delay_ms) = patch.delay_ms {
+            self.delay_ms = delay_ms;
+        }
+    }
+}
+
+/// One call the simulated control plane received (recorded before any fault applies).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CpCall {
+    pub method: String,
+    /// The path as received (not normalised).
+    pub path: String,
+    #[serde(default)]
+    pub query: Option<String>,
+    /// The request headers, lower-case names (a repeated header's values joined with `, `).
+    pub headers: BTreeMap<String, String>,
+    /// The body as JSON (`null` when empty or not JSON).
+    pub body: serde_json::Value,
+}
+
+/// A workspace's machine as the simulated control plane knows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CpInstance {
+    pub instance_id: String,
+    /// `running`, `stopped` or `terminated`.
+    pub state: String,
+    /// Whether it is one of the simulator's real instances (an sshd) rather than a bare id
+    /// minted when every real instance was taken.
+    pub real: bool,
+}
+
+/// `GET /_sim/cp/status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CpStatus {
+    pub faults: CpFaults,
+    /// Every call received since start (or since the last `DELETE /_sim/cp/calls`).
+    pub calls: Vec<CpCall>,
+    /// Provision calls being answered right now, and the most at once since start.
+    pub provisions_in_flight: u64,
+    pub max_provisions_in_flight: u64,
+    /// Per workspace id: its current (last) machine.
+    pub workspaces: BTreeMap<String, CpInstance>,
 }

@@ -100,7 +100,11 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
                 eic.close().await;
             }
         };
-        tokio::join!(close_eic, stop_tasks(&tasks), provisioning.drain(TASKS_STOP_TIMEOUT));
+        tokio::join!(
+            close_eic,
+            stop_tasks(&tasks),
+            provisioning.drain(TASKS_STOP_TIMEOUT)
+        );
         tracing::info!("HTTP server stopped; closing the database");
         database.close().await;
     };

@@ -3,9 +3,9 @@
 
 pub mod activity_retention;
 pub mod heartbeat_monitor;
-pub mod scheduler;
 pub mod instance_liveness;
 pub mod provision_timeout;
+pub mod scheduler;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

@@ -36,7 +36,7 @@ async fn no_background_task_outlives_shutdown(db: PgPool) {
     .expect("the background loops start");
     assert_eq!(
         tasks.len(),
-        4,
+        5,
         "the hub's stopper, its listener, the activity retention sweep, the heartbeat sweep and \
          the provision-timeout sweep (the scheduler is off: its poll interval is zero here)"
     );

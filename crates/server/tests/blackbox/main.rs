@@ -24,6 +24,7 @@ mod panel;
 mod postgres_tls;
 mod production;
 mod provisioning;
+mod provisioning_sim;
 mod schedules_two_replicas;
 mod secrets_at_rest;
 mod shutdown;
