@@ -13,6 +13,7 @@ import { chromium } from "playwright-core";
 
 import { createDatabase, serveStatic, startEicSim, startServer } from "./lib/services.mjs";
 import { Tally } from "./lib/tally.mjs";
+import { checkLifecycle } from "./lib/lifecycle.mjs";
 import { checkTerminal } from "./lib/terminal.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -46,6 +47,9 @@ function chrootSafe(dir) {
   }
 }
 const INSTANCE_ID = "i-0123456789abcdef0";
+// The simulated control plane provisions the lifecycle part's workspace on this one (it sorts
+// first, so the control plane takes it before INSTANCE_ID, which the panel's workspace uses).
+const LIFECYCLE_INSTANCE_ID = "i-00000000000000001";
 const COLD_LIMIT_MS = 2_000;
 const WARM_LIMIT_MS = 300;
 const PAGE_TIMEOUT_MS = 90_000;
@@ -94,6 +98,7 @@ async function main() {
     instanceId: INSTANCE_ID,
     root: join(simDir, "instances"),
     logPath: join(outDir, "eic-sim.log"),
+    extraArgs: ["--control-plane", "--instance", LIFECYCLE_INSTANCE_ID],
   });
   cleanups.push(sim.stop);
 
@@ -161,6 +166,8 @@ async function main() {
     outDir,
     instanceId: INSTANCE_ID,
   });
+
+  await checkLifecycle({ tally, context, cleanups, serverBinary: binaries.server, env: serverEnv, sim, scratch, here, outDir });
 }
 
 /** The inherited environment, minus what would change the server's mode, plus the test's setup. */

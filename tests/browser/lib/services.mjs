@@ -83,11 +83,11 @@ function startProcess(command, args, { env, cwd, logPath, readStdout = false }) 
 }
 
 /**
- * Starts `eic-sim --profile aws` with one instance and waits for its ready line:
+ * Starts `eic-sim --profile aws` with one instance (`extraArgs` more) and waits for its ready line:
  * `{"aws_endpoint_url", "region", "access_key_id", "secret_access_key", "os_user", "instances"}`.
  */
-export async function startEicSim({ binary, instanceId, root, logPath }) {
-  const proc = startProcess(binary, ["--instance", instanceId, "--root", root, "--profile", "aws"], {
+export async function startEicSim({ binary, instanceId, root, logPath, extraArgs = [] }) {
+  const proc = startProcess(binary, ["--instance", instanceId, "--root", root, "--profile", "aws", ...extraArgs], {
     env: { ...process.env, NO_COLOR: "1" },
     logPath,
     readStdout: true,

@@ -2,11 +2,11 @@
 //! compatibility choices: the instance IS stopped, and `?force=true` does hibernate.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use serde_json::json;
 
-use super::{ActiveTasks, ForceQuery, LOOKUP_FAILED};
+use super::{ActiveTasks, LOOKUP_FAILED, query_value};
 use crate::error::{ErrorBody, StatusBody, StoreContext};
 use crate::extract::WorkspaceId;
 use crate::provisioner::flow;
@@ -25,7 +25,7 @@ use crate::{ApiError, AppState};
 pub async fn hibernate(
     State(state): State<AppState>,
     WorkspaceId(id): WorkspaceId,
-    Query(query): Query<ForceQuery>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<StatusBody>, ApiError> {
     let target = store::provisioning::target(&state.db, id)
         .await
@@ -37,7 +37,7 @@ pub async fn hibernate(
                     .into(),
             )
         })?;
-    let force = query.force.as_deref() == Some("true");
+    let force = query_value(query.as_deref(), "force") == Some("true");
     if target.active_tasks > 0 && !force {
         let body = ActiveTasks {
             active_tasks: target.active_tasks,

@@ -19,6 +19,15 @@ use crate::error::ErrorBody;
 /// The 500 of a failed row lookup (the original's).
 const LOOKUP_FAILED: &str = "lookup failed";
 
+/// The first value of the query parameter `name` (gin's `c.Query`): a repeated or malformed
+/// parameter is never a rejection (axum's `Query` answers those in plain text).
+fn query_value<'a>(raw: Option<&'a str>, name: &str) -> Option<&'a str> {
+    raw?.split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
 /// `{"error": message}` with `status`.
 fn plain(status: StatusCode, message: &str) -> ApiError {
     ApiError::with_body(
@@ -51,5 +60,21 @@ async fn check_ancestors(state: &crate::AppState, id: uuid::Uuid) -> Result<(), 
     {
         Some(name) => Err(parent_paused(&name)),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::query_value;
+
+    #[test]
+    fn the_first_value_wins_and_repeats_are_no_error() {
+        assert_eq!(
+            query_value(Some("reset=true&reset=null"), "reset"),
+            Some("true")
+        );
+        assert_eq!(query_value(Some("force"), "force"), Some(""));
+        assert_eq!(query_value(Some("x=1"), "force"), None);
+        assert_eq!(query_value(None, "force"), None);
     }
 }

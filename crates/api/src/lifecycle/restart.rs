@@ -2,30 +2,24 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
 
 use super::{
-    LOOKUP_FAILED, RestartNoop, RestartRequest, Restarted, check_ancestors, no_provisioner,
+    LOOKUP_FAILED, RestartAnswer, RestartNoop, RestartRequest, Restarted, check_ancestors,
+    no_provisioner, query_value,
 };
 use crate::error::{ErrorBody, StoreContext};
 use crate::extract::WorkspaceId;
 use crate::provisioner::flow;
 use crate::{ApiError, AppState};
 
-/// `?reset=true`, the body's `reset` by another name.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct ResetQuery {
-    #[serde(default)]
-    reset: Option<String>,
-}
-
 /// `POST /workspaces/{id}/restart`: stop, then provision again, in the background.
 #[utoipa::path(post, path = "/workspaces/{id}/restart", tag = "lifecycle",
     params(("id" = Uuid, Path), ("reset" = Option<bool>, Query)),
     request_body(content = Option<RestartRequest>),
     responses(
-    (status = 200, description = "Restarting (or, for an external workspace, nothing to do)", body = Restarted),
+    (status = 200, description = "Restarting (or, for an external workspace, nothing to do)", body = RestartAnswer),
     (status = 400, description = "Invalid id", body = ErrorBody),
     (status = 401, description = "Not authorised", body = ErrorBody),
     (status = 404, description = "Unknown workspace", body = ErrorBody),
@@ -35,7 +29,7 @@ pub struct ResetQuery {
 pub async fn restart(
     State(state): State<AppState>,
     WorkspaceId(id): WorkspaceId,
-    Query(query): Query<ResetQuery>,
+    RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     // Parse errors are ignored, as the original does.
@@ -63,7 +57,7 @@ pub async fn restart(
         .context(LOOKUP_FAILED)?;
     tx.commit().await.context(LOOKUP_FAILED)?;
     flow::spawn_restart(&state, id);
-    let reset = request.reset || query.reset.as_deref() == Some("true");
+    let reset = request.reset || query_value(query.as_deref(), "reset") == Some("true");
     Ok(Json(Restarted {
         // The control plane receives no files: the template choice has no effect there.
         config_dir: request

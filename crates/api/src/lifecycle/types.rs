@@ -32,6 +32,14 @@ pub struct RestartNoop {
     pub status: &'static str,
 }
 
+/// 200 of a restart, either shape (the schema only: the handler answers one or the other).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RestartAnswer {
+    Restarted(Restarted),
+    Noop(RestartNoop),
+}
+
 /// 200 of a pause.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Paused {
@@ -51,13 +59,6 @@ pub struct Resumed {
 pub struct ActiveTasks {
     pub active_tasks: i32,
     pub error: &'static str,
-}
-
-/// `?force=true`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-pub struct ForceQuery {
-    #[serde(default)]
-    pub force: Option<String>,
 }
 
 /// 200 of the console.
