@@ -67,6 +67,9 @@ export async function checkLifecycle({ tally, context, cleanups, serverBinary, e
   await context.addCookies([{ name, value, url: server.url }]);
 
   const page = await context.newPage();
+  // The SaaS edge in front of the tenant adds the org header to every request it routes there
+  // (without it the tenant guard answers an empty 404, the page included).
+  await page.setExtraHTTPHeaders({ "X-Molecule-Org-Id": ORG_ID });
   await page.goto(`${server.url}/lifecycle.html?ws=${workspaceId}`, { waitUntil: "load" });
   await page.waitForFunction(() => window.lifecycle?.done === true, null, { timeout: 90_000 });
   const results = await page.evaluate(() => window.lifecycle);
