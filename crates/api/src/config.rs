@@ -55,6 +55,12 @@ pub struct ApiConfig {
     /// `ACTIVITY_RETENTION_DAYS`: activities older than this are swept; `None` is the default
     /// (30), `Some(0)` keeps them for ever.
     pub activity_retention_days: Option<u32>,
+    /// `DELEGATION_SWEEPER_INTERVAL_S`: how often stale delegations are swept; `None` or zero is
+    /// the default (5 minutes).
+    pub delegation_sweep_interval: Option<std::time::Duration>,
+    /// `DELEGATION_STUCK_THRESHOLD_S`: an `in_progress` delegation without a heartbeat for this
+    /// long is `stuck`; `None` or zero is the default (10 minutes).
+    pub delegation_stuck_after: Option<std::time::Duration>,
     /// The git sha baked in at build time (`dev` when unknown).
     pub git_sha: String,
     /// The crate version.

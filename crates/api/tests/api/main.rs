@@ -27,4 +27,5 @@ mod settings_secrets;
 mod settings_tokens;
 mod templates;
 mod terminal_eic;
+mod uploads_delegations;
 mod workspace_cache;
