@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -101,6 +101,11 @@ pub async fn upload(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
+    // Over the cap by its own account: refused before anything is read or forwarded.
+    let declared = content_length(&headers).or_else(|| body.size_hint().exact());
+    if declared.is_some_and(|n| n > MAX_REQUEST_BYTES as u64) {
+        return Err(too_large_request());
+    }
     let mode = store::registry::delivery_mode(&state.db, id)
         .await
         .context("delivery_mode lookup failed")?
@@ -117,11 +122,7 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| multer::parse_boundary(v).is_ok());
     if !multipart {
-        return Err(ApiError::BadRequest("malformed multipart body".into()));
-    }
-    let declared = content_length(&headers);
-    if declared.is_some_and(|n| n > MAX_REQUEST_BYTES as u64) {
-        return Err(too_large_request());
+        return Err(refuse_unread(body).await);
     }
     let forward = forward_target(&state, id, "upload").await?;
     let url = format!(
@@ -143,7 +144,7 @@ pub async fn upload(
     if let Some(content_type) = headers.get(CONTENT_TYPE) {
         request = request.header(CONTENT_TYPE, content_type.clone());
     }
-    if let Some(length) = declared {
+    if let Some(length) = content_length(&headers) {
         request = request.header(CONTENT_LENGTH, length);
     }
     let answer = request.send().await;
@@ -187,6 +188,21 @@ impl http_body::Body for Capped {
             Err(_) => http_body::SizeHint::default(),
         }
     }
+}
+
+/// The answer to a body that is not a multipart form: 413 when it is over the cap, else 400.
+/// It is read to find out, but nothing of it is kept.
+async fn refuse_unread(body: Body) -> ApiError {
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        if seen > MAX_REQUEST_BYTES {
+            return too_large_request();
+        }
+    }
+    ApiError::BadRequest("malformed multipart body".into())
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -312,7 +328,13 @@ async fn stage(state: &AppState, id: Uuid, headers: &HeaderMap, body: Body) -> A
     let mut tx = state.db.begin().await.context("could not stage files")?;
     let mut files = Vec::new();
     let mut announcements = Vec::new();
-    while let Some(mut field) = form.next_field().await.map_err(|_| malformed())? {
+    loop {
+        let mut field = match form.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(multer::Error::StreamSizeExceeded { .. }) => return Err(too_large_request()),
+            Err(_) => return Err(malformed()),
+        };
         let Some(original) = field.file_name().map(str::to_string) else {
             continue;
         };
@@ -347,7 +369,7 @@ async fn stage(state: &AppState, id: Uuid, headers: &HeaderMap, body: Body) -> A
                     }
                 }
                 Ok(None) => break,
-                Err(multer::Error::StreamSizeExceeded { .. }) => return Err(malformed()),
+                Err(multer::Error::StreamSizeExceeded { .. }) => return Err(too_large_request()),
                 Err(_) => return Err(ApiError::BadRequest("could not read file part".into())),
             }
         }

@@ -486,6 +486,10 @@ async fn a_delegation_goes_through_the_proxy_and_completes(db: PgPool) {
         "write the report"
     );
 
+    eventually("the completion is announced", || async {
+        events_of(&db, source).await.len() == 3
+    })
+    .await;
     let names: Vec<String> = events_of(&db, source)
         .await
         .into_iter()
@@ -537,6 +541,13 @@ async fn a_delegation_to_nowhere_fails_and_says_why(db: PgPool) {
             .unwrap()
             .iter()
             .any(|r| r["summary"] == "Delegation failed" && r["error"] == "workspace not found")
+    })
+    .await;
+    eventually("the failure is announced", || async {
+        events_of(&db, source)
+            .await
+            .iter()
+            .any(|e| e.0 == "DELEGATION_FAILED")
     })
     .await;
     let events = events_of(&db, source).await;
@@ -748,4 +759,71 @@ async fn the_inbound_secret_is_encrypted_at_rest_and_plaintext_still_reads(db: P
         .await
         .unwrap();
     assert_eq!(adopted.as_deref(), Some("plain-go-secret"));
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn hostile_names_queries_and_ids_stay_harmless(db: PgPool) {
+    let app = common::dev_app(&db);
+    let id = workspace(&db, "Target", None, "poll").await;
+    let other = workspace(&db, "Other", None, "poll").await;
+    sqlx::query("INSERT INTO agent_memories (workspace_id, content, scope) VALUES ($1, 'other secret', 'LOCAL')")
+        .bind(other)
+        .execute(&db)
+        .await
+        .unwrap();
+    let names = [
+        ("..%2f..%2fetc%2fpasswd", ".._2f.._2fetc_2fpasswd"),
+        ("a'b;.txt", "a_b_.txt"),
+        ("résumé.pdf", "r_sum_.pdf"),
+        ("/etc/shadow", "shadow"),
+        ("...", "..."),
+    ];
+    for (name, expected) in names {
+        let reply = upload(&app, id, multipart(&[("files", name, "text html", b"x")])).await;
+        assert_eq!(reply.status, StatusCode::OK, "{name}: {}", reply.text);
+        let file = &reply.json["files"][0];
+        assert_eq!(file["name"], expected, "{name}");
+        assert_ne!(file["mimeType"], "text html");
+        let uri = file["uri"].as_str().unwrap();
+        let file_id = uri.rsplit('/').next().unwrap();
+        let fetched = common::send(
+            &app,
+            "GET",
+            &format!("/workspaces/{id}/pending-uploads/{file_id}/content"),
+            None,
+        )
+        .await;
+        let disposition = fetched.headers["content-disposition"].to_str().unwrap();
+        assert!(
+            !disposition.contains('\n') && !disposition.contains('/'),
+            "{disposition}"
+        );
+    }
+    // Wildcards and quotes in a search are text, and never reach another workspace's rows.
+    for q in ["%25", "_", "%27%20OR%201%3D1%20--", "secret"] {
+        let reply = common::send(
+            &app,
+            "GET",
+            &format!("/workspaces/{id}/session-search?q={q}"),
+            None,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{q}: {}", reply.text);
+        assert!(!reply.text.contains("other secret"), "{q}");
+    }
+    // Ids that are not UUIDs, and a delegation id full of path tricks.
+    let bad = common::send(
+        &app,
+        "POST",
+        &format!("/workspaces/{id}/pending-uploads/..%2F..%2Fx/ack"),
+        None,
+    )
+    .await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "invalid file_id");
+    let update =
+        format!("/workspaces/{id}/delegations/%27%3B%20DROP%20TABLE%20delegations%3B--/update");
+    let reply = common::send(&app, "POST", &update, Some(&json!({"status": "failed"}))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let stats = common::send(&app, "GET", "/admin/delegations/stats", None).await;
+    assert_eq!(stats.status, StatusCode::OK);
 }
