@@ -13,6 +13,7 @@ import { chromium } from "playwright-core";
 
 import { createDatabase, serveStatic, startEicSim, startServer } from "./lib/services.mjs";
 import { Tally } from "./lib/tally.mjs";
+import { checkChat } from "./lib/chat.mjs";
 import { checkTerminal } from "./lib/terminal.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -160,6 +161,17 @@ async function main() {
     here,
     outDir,
     instanceId: INSTANCE_ID,
+  });
+
+  await checkChat({
+    tally,
+    context,
+    cleanups,
+    serverBinary: binaries.server,
+    env: serverEnv,
+    scratch,
+    here,
+    outDir,
   });
 }
 

@@ -685,26 +685,24 @@ pub struct LedgerList {
     pub status: String,
 }
 
-/// 400 of an unknown filter.
+/// 400 of an unknown status filter (`allowed`, `requested_status`) or a limit out of range
+/// (`requested`).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct UnknownFilter {
-    pub allowed: Vec<&'static str>,
+pub struct FilterRefused {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<Vec<&'static str>>,
     pub error: &'static str,
-    pub requested_status: String,
-}
-
-/// 400 of a limit out of range.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BadLimit {
-    pub error: &'static str,
-    pub requested: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_status: Option<String>,
 }
 
 /// `GET /admin/delegations`: the ledger, newest first (`admin_delegations.go:100-192`).
 #[utoipa::path(get, path = "/admin/delegations", tag = "delegations",
     params(AdminListQuery), responses(
     (status = 200, description = "Ledger entries", body = LedgerList),
-    (status = 400, description = "Unknown status filter, or a limit out of range", body = UnknownFilter),
+    (status = 400, description = "Unknown status filter, or a limit out of range", body = FilterRefused),
     (status = 401, description = "Not an operator", body = ErrorBody),
     (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
 pub async fn admin_list(
@@ -721,10 +719,11 @@ pub async fn admin_list(
         "failed" => &["failed"],
         "completed" => &["completed"],
         _ => {
-            let body = UnknownFilter {
-                allowed: FILTERS.to_vec(),
+            let body = FilterRefused {
+                allowed: Some(FILTERS.to_vec()),
                 error: "unknown status filter",
-                requested_status: filter,
+                requested: None,
+                requested_status: Some(filter),
             };
             return Err(ApiError::with_body(StatusCode::BAD_REQUEST, &body));
         }
@@ -734,9 +733,11 @@ pub async fn admin_list(
         Some(raw) => match raw.parse::<i64>() {
             Ok(n) if (1..=1000).contains(&n) => n,
             _ => {
-                let body = BadLimit {
+                let body = FilterRefused {
+                    allowed: None,
                     error: "limit must be 1..1000",
-                    requested: raw,
+                    requested: Some(raw),
+                    requested_status: None,
                 };
                 return Err(ApiError::with_body(StatusCode::BAD_REQUEST, &body));
             }
