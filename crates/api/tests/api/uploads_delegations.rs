@@ -827,3 +827,67 @@ async fn hostile_names_queries_and_ids_stay_harmless(db: PgPool) {
     let stats = common::send(&app, "GET", "/admin/delegations/stats", None).await;
     assert_eq!(stats.status, StatusCode::OK);
 }
+
+/// The push-mode forward is a stream: the agent has the first part of the body before the rest
+/// of it was even sent (a server that buffered the request would wait for its end).
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn push_mode_uploads_reach_the_agent_before_the_body_ends(db: PgPool) {
+    use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::ServiceExt;
+
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let agent = Router::new().route(
+        "/internal/chat/uploads/ingest",
+        post(move |body: axum::body::Body| async move {
+            let mut stream = body.into_data_stream();
+            while let Some(Ok(chunk)) = stream.next().await {
+                counter.fetch_add(chunk.len(), Ordering::SeqCst);
+            }
+            axum::Json(json!({"files": []}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    tokio::spawn(async move { axum::serve(listener, agent).await.unwrap() });
+    let id = workspace(&db, "Streamer", Some(&url), "push").await;
+    let crypto = store::crypto::Crypto::disabled();
+    store::messaging::inbound_secret(&db, &crypto, id)
+        .await
+        .unwrap();
+
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|chunk| (chunk, receiver))
+    });
+    let request = axum::http::Request::post(format!("/workspaces/{id}/chat/uploads"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(axum::body::Body::from_stream(chunks))
+        .unwrap();
+    let app = common::dev_app(&db);
+    let answer = tokio::spawn(async move { app.oneshot(request).await.unwrap() });
+
+    let head = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"files\"; filename=\"big.bin\"\r\n\r\n"
+    );
+    let first = [head.into_bytes(), vec![b'a'; 1024 * 1024]].concat();
+    let first_len = first.len();
+    sender.send(Ok(Bytes::from(first))).await.unwrap();
+    eventually(
+        "the agent has the first MiB while the body is still open",
+        || async { received.load(Ordering::SeqCst) >= first_len },
+    )
+    .await;
+    let tail = format!("\r\n--{BOUNDARY}--\r\n");
+    sender.send(Ok(Bytes::from(tail))).await.unwrap();
+    drop(sender);
+    let response = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
