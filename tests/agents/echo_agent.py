@@ -9,12 +9,21 @@ log, with a since_id cursor (poll mode). Its executor is scripted, no model:
   "big: <bytes>"    -> answers a text of that many bytes
   anything else     -> answers "echo: <text>"
 
+Chat attachments: in push mode it serves the platform's upload forward
+(POST /internal/chat/uploads/ingest, bearer = the platform_inbound_secret it was given) and
+prints {"uploaded": name, "size": n, "content": text} per file; in poll mode a
+chat_upload_receive row in its inbox makes it fetch the file
+(GET /workspaces/{id}/pending-uploads/{file_id}/content), ack it, and print
+{"fetched": name, "size": n, "content": text, "acked": status}.
+
 Every line it prints on stdout is one JSON object: {"ready": url} once registered, then
 {"inbox": text, "id": row_id} for each message a poll-mode agent reads.
 """
 
 import argparse
 import asyncio
+import email.parser
+import email.policy
 import json
 import socket
 import sys
@@ -40,6 +49,7 @@ class Platform:
         self.base = base.rstrip("/")
         self.workspace_id = workspace_id
         self.token = None
+        self.inbound_secret = None
         self.http = httpx.AsyncClient(timeout=30)
 
     def headers(self):
@@ -50,6 +60,7 @@ class Platform:
         reply = await self.http.post(f"{self.base}/registry/register", json=body, headers=self.headers())
         reply.raise_for_status()
         self.token = reply.json().get("auth_token") or self.token
+        self.inbound_secret = reply.json().get("platform_inbound_secret") or self.inbound_secret
 
     async def notify(self, text):
         path = f"{self.base}/workspaces/{self.workspace_id}/notify"
@@ -66,6 +77,51 @@ class Platform:
         reply.raise_for_status()
         rows = reply.json()
         return rows if cursor else list(reversed(rows))
+
+
+    async def fetch_upload(self, file_id):
+        """Fetches a staged chat attachment and acks it; returns (bytes, ack status)."""
+        base = f"{self.base}/workspaces/{self.workspace_id}/pending-uploads/{file_id}"
+        reply = await self.http.get(f"{base}/content", headers=self.headers())
+        if reply.status_code == 404:
+            return None, 404
+        reply.raise_for_status()
+        acked = await self.http.post(f"{base}/ack", headers=self.headers())
+        return reply.content, acked.status_code
+
+
+def form_files(content_type, body):
+    """The `files` parts of a multipart/form-data body (stdlib parser, no extra package)."""
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    files = []
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") != "files":
+            continue
+        files.append((part.get_filename() or "file", part.get_content_type(), part.get_payload(decode=True)))
+    return files
+
+
+def ingest_route(platform):
+    """The workspace side of the platform's upload forward."""
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def ingest(request):
+        if request.headers.get("authorization") != f"Bearer {platform.inbound_secret}":
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        body = await request.body()
+        files = form_files(request.headers.get("content-type", ""), body)
+        if not files:
+            return JSONResponse({"error": "no files"}, status_code=400)
+        answer = []
+        for name, mime, content in files:
+            say(uploaded=name, size=len(content), content=content.decode("utf-8", "replace"))
+            answer.append({"uri": f"workspace:/workspace/.molecule/chat-uploads/{name}",
+                           "name": name, "mimeType": mime, "size": len(content)})
+        return JSONResponse({"files": answer})
+
+    return Route("/internal/chat/uploads/ingest", ingest, methods=["POST"])
 
 
 async def answer(platform, text):
@@ -132,7 +188,7 @@ async def serve_push(platform, port):
         task_store=InMemoryTaskStore(),
         agent_card=card_proto(url),
     )
-    routes = create_agent_card_routes(card_proto(url)) + create_jsonrpc_routes(
+    routes = [ingest_route(platform)] + create_agent_card_routes(card_proto(url)) + create_jsonrpc_routes(
         handler, "/", enable_v0_3_compat=True
     )
     config = uvicorn.Config(Starlette(routes=routes), host="127.0.0.1", port=port, log_level="warning")
@@ -157,6 +213,12 @@ async def serve_poll(platform, interval):
         for row in rows:
             cursor = row["id"]
             if row.get("method") == "notify":
+                continue
+            if row.get("method") == "chat_upload_receive":
+                upload = row.get("request_body") or {}
+                content, acked = await platform.fetch_upload(upload.get("file_id"))
+                text = content.decode("utf-8", "replace") if content is not None else None
+                say(fetched=upload.get("name"), size=len(content or b""), content=text, acked=acked)
                 continue
             parts = (((row.get("request_body") or {}).get("params") or {}).get("message") or {}).get("parts") or []
             text = "".join(p.get("text", "") for p in parts if p.get("kind", p.get("type")) == "text")

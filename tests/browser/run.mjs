@@ -14,6 +14,7 @@ import { chromium } from "playwright-core";
 import { createDatabase, serveStatic, startEicSim, startServer } from "./lib/services.mjs";
 import { Tally } from "./lib/tally.mjs";
 import { checkLifecycle } from "./lib/lifecycle.mjs";
+import { checkChat } from "./lib/chat.mjs";
 import { checkTerminal } from "./lib/terminal.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -168,6 +169,16 @@ async function main() {
   });
 
   await checkLifecycle({ tally, context, cleanups, serverBinary: binaries.server, env: serverEnv, sim, scratch, here, outDir });
+  await checkChat({
+    tally,
+    context,
+    cleanups,
+    serverBinary: binaries.server,
+    env: serverEnv,
+    scratch,
+    here,
+    outDir,
+  });
 }
 
 /** The inherited environment, minus what would change the server's mode, plus the test's setup. */

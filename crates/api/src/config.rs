@@ -58,6 +58,12 @@ pub struct ApiConfig {
     /// The provisioner's settings (`MOLECULE_ORG_ID`, the control plane's URL and secrets,
     /// `PLATFORM_URL`, `PROVISION_*`).
     pub provisioner: crate::provisioner::ProvisionerConfig,
+    /// `DELEGATION_SWEEPER_INTERVAL_S`: how often stale delegations are swept; `None` or zero is
+    /// the default (5 minutes).
+    pub delegation_sweep_interval: Option<std::time::Duration>,
+    /// `DELEGATION_STUCK_THRESHOLD_S`: an `in_progress` delegation without a heartbeat for this
+    /// long is `stuck`; `None` or zero is the default (10 minutes).
+    pub delegation_stuck_after: Option<std::time::Duration>,
     /// The git sha baked in at build time (`dev` when unknown).
     pub git_sha: String,
     /// The crate version.

@@ -212,6 +212,25 @@ pub struct Config {
     )]
     pub activity_retention_days: u32,
 
+    /// Seconds between two sweeps of stale delegations; 0 is the default (300).
+    #[arg(
+        long,
+        env = "DELEGATION_SWEEPER_INTERVAL_S",
+        default_value_t = 300,
+        global = true
+    )]
+    pub delegation_sweeper_interval_s: u64,
+
+    /// Seconds without a heartbeat after which an in-progress delegation is stuck; 0 is the
+    /// default (600).
+    #[arg(
+        long,
+        env = "DELEGATION_STUCK_THRESHOLD_S",
+        default_value_t = 600,
+        global = true
+    )]
+    pub delegation_stuck_threshold_s: u64,
+
     /// A request body not fully received within this is cut with 408.
     #[arg(long, env = "REQUEST_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub request_body_timeout: Duration,
@@ -410,6 +429,10 @@ impl Config {
             request_body_timeout: Some(self.request_body_timeout),
             max_list_entries: Some(self.max_list_entries),
             activity_retention_days: Some(self.activity_retention_days),
+            delegation_sweep_interval: Some(Duration::from_secs(
+                self.delegation_sweeper_interval_s,
+            )),
+            delegation_stuck_after: Some(Duration::from_secs(self.delegation_stuck_threshold_s)),
             git_sha: crate::GIT_SHA.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             external_platform_url: non_empty(&self.external_platform_url),

@@ -6,6 +6,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::StoreError;
+use crate::crypto::Crypto;
 
 /// What the proxy needs to know about the workspace it calls.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,25 +114,79 @@ pub async fn mark_unreachable(
 
 /// The platform's shared secret with the agent (it authenticates the platform's calls to the
 /// agent, e.g. chat uploads), minted on first use: 32 random bytes, base64url. `None` when the
-/// workspace does not exist.
+/// workspace does not exist. Stored encrypted when `crypto` has a key (see [`seal_inbound`]).
 pub async fn inbound_secret(
     executor: impl PgExecutor<'_>,
+    crypto: &Crypto,
     workspace_id: Uuid,
 ) -> Result<Option<String>, StoreError> {
+    Ok(inbound_secret_healed(executor, crypto, workspace_id)
+        .await?
+        .map(|(secret, _)| secret))
+}
+
+/// [`inbound_secret`], and whether it was minted by this call (the original's "read or lazy
+/// heal", `handlers/workspace_provision_shared.go:65-81` at 624ef4d0).
+pub async fn inbound_secret_healed(
+    executor: impl PgExecutor<'_>,
+    crypto: &Crypto,
+    workspace_id: Uuid,
+) -> Result<Option<(String, bool)>, StoreError> {
     use base64::Engine;
     let bytes: [u8; 32] = rand::random();
     let minted = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let secret = sqlx::query_scalar!(
-        r#"UPDATE workspaces
-           SET platform_inbound_secret = COALESCE(NULLIF(platform_inbound_secret, ''), $2)
-           WHERE id = $1
-           RETURNING platform_inbound_secret AS "secret!""#,
+    let sealed = seal_inbound(crypto, &minted)?;
+    let row = sqlx::query!(
+        r#"WITH old AS (
+             SELECT NULLIF(platform_inbound_secret, '') AS secret
+             FROM workspaces WHERE id = $1 FOR UPDATE
+           )
+           UPDATE workspaces w
+           SET platform_inbound_secret = COALESCE(old.secret, $2)
+           FROM old WHERE w.id = $1
+           RETURNING w.platform_inbound_secret AS "secret!", (old.secret IS NULL) AS "minted!""#,
         workspace_id,
-        minted
+        sealed
     )
     .fetch_optional(executor)
     .await?;
-    Ok(secret)
+    match row {
+        None => Ok(None),
+        Some(row) if row.minted => Ok(Some((minted, true))),
+        Some(row) => Ok(Some((open_inbound(crypto, &row.secret)?, false))),
+    }
+}
+
+/// The prefix of an encrypted `platform_inbound_secret`: `enc:<version>:` then the standard
+/// base64 of what [`Crypto::encrypt`] produced. A value without it is plaintext (as the Go
+/// original stores it, and as it is stored here without a key); base64url never holds `:`.
+const SEALED_PREFIX: &str = "enc:";
+
+/// The stored form of an inbound secret: encrypted with the secrets' cipher when it has a key.
+pub fn seal_inbound(crypto: &Crypto, secret: &str) -> Result<String, StoreError> {
+    use base64::Engine;
+    if !crypto.enabled() {
+        return Ok(secret.to_string());
+    }
+    let (sealed, version) = crypto.encrypt(secret.as_bytes())?;
+    let text = base64::engine::general_purpose::STANDARD.encode(sealed);
+    Ok(format!("{SEALED_PREFIX}{version}:{text}"))
+}
+
+/// The secret from its stored form (encrypted, or plaintext as an adopted Go database has it).
+pub fn open_inbound(crypto: &Crypto, stored: &str) -> Result<String, StoreError> {
+    use base64::Engine;
+    let Some(rest) = stored.strip_prefix(SEALED_PREFIX) else {
+        return Ok(stored.to_string());
+    };
+    let broken = |_: &str| StoreError::Crypto(crate::crypto::CryptoError::DecryptFailed);
+    let (version, text) = rest.split_once(':').ok_or_else(|| broken("no version"))?;
+    let version: i32 = version.parse().map_err(|_| broken("bad version"))?;
+    let sealed = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| broken("bad base64"))?;
+    let plain = crypto.decrypt(&sealed, version)?;
+    String::from_utf8(plain).map_err(|_| broken("not UTF-8"))
 }
 
 /// A request the busy agent could not take, as queued.

@@ -114,7 +114,7 @@ pub async fn register(
                 .context("registration failed")?,
         ),
     };
-    let secret = store::messaging::inbound_secret(&mut *tx, body.id)
+    let secret = store::messaging::inbound_secret(&mut *tx, &state.crypto, body.id)
         .await
         .context("registration failed")?;
     tx.commit().await.context("registration failed")?;
@@ -236,7 +236,7 @@ pub async fn heartbeat(
     store::events::announce(&mut *tx, "WORKSPACE_HEARTBEAT", id, &load)
         .await
         .context("failed to update")?;
-    let secret = store::messaging::inbound_secret(&mut *tx, id)
+    let secret = store::messaging::inbound_secret(&mut *tx, &state.crypto, id)
         .await
         .context("failed to update")?;
     tx.commit().await.context("failed to update")?;

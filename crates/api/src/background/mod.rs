@@ -2,6 +2,7 @@
 //! cancelled and ticks the [`crate::liveness::Liveness`] registry so `/admin/liveness` shows it.
 
 pub mod activity_retention;
+pub mod delegation_sweeper;
 pub mod heartbeat_monitor;
 pub mod instance_liveness;
 pub mod provision_timeout;
@@ -13,7 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::AppState;
 
 /// Starts the background work of a serving process on `tasks`: the live event stream's
-/// listener, the schedules' firing loop and the heartbeat liveness loop. Everything stops when `shutdown` is
+/// listener, the schedules' firing loop, the delegations' sweeper and the heartbeat liveness loop. Everything stops when `shutdown` is
 /// cancelled; the server joins `tasks` before it closes the database pool.
 pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
     let hub = state.events.clone();
@@ -44,6 +45,23 @@ pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
     if state.provisioning.backend().is_some() {
         tasks.spawn(instance_liveness::run(state.clone(), shutdown.clone()));
     }
+    let interval = state
+        .config
+        .delegation_sweep_interval
+        .filter(|i| !i.is_zero())
+        .unwrap_or(delegation_sweeper::DEFAULT_INTERVAL);
+    let stuck_after = state
+        .config
+        .delegation_stuck_after
+        .filter(|i| !i.is_zero())
+        .unwrap_or(delegation_sweeper::DEFAULT_STUCK_AFTER);
+    tasks.spawn(delegation_sweeper::run(
+        state.db.clone(),
+        state.liveness.clone(),
+        interval,
+        stuck_after,
+        shutdown.clone(),
+    ));
     let ttl = state.config.heartbeat_ttl;
     if ttl.is_zero() {
         tracing::warn!("heartbeat TTL is zero: workspaces are never marked offline");

@@ -1,18 +1,23 @@
 //! Agent messaging: the A2A proxy (`proxy.rs`: who may call, `caller.rs`; JSON-RPC
 //! normalisation, `payload.rs`; which addresses may be called, `address.rs`; the wire to the
 //! agent, `agent.rs`; its timeouts, `watch.rs`; what a call records, `call.rs`; token usage,
-//! `usage.rs`); agents' messages to the canvas (`notify.rs`); the chat history (`history.rs`); the busy queue (`queue.rs`); a workspace's live events as server-sent events (`stream.rs`).
+//! `usage.rs`); agents' messages to the canvas (`notify.rs`); the chat history (`history.rs`); the busy queue (`queue.rs`); a workspace's live events as server-sent events (`stream.rs`); chat attachments
+//! (`uploads.rs`); delegations and their ledger (`delegations.rs`); the session search
+//! (`session_search.rs`).
 
 pub mod address;
 pub mod agent;
 pub mod call;
 pub mod caller;
+pub mod delegations;
 pub mod history;
 pub mod notify;
 pub mod payload;
 pub mod proxy;
 pub mod queue;
+pub mod session_search;
 pub mod stream;
+pub mod uploads;
 pub mod usage;
 pub mod watch;
 

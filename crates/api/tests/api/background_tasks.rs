@@ -1,5 +1,5 @@
-//! The background tasks of a serving process (event stream listener, heartbeat sweep, the hub's
-//! stopper) are all on the server's task tracker and all end once shutdown is cancelled, so the
+//! The background tasks of a serving process (event stream listener, heartbeat sweep, delegations'
+//! sweeper, the hub's stopper) are all on the server's task tracker and all end once shutdown is cancelled, so the
 //! server can join them before it closes the database pool.
 
 use std::time::Duration;
@@ -26,6 +26,7 @@ async fn no_background_task_outlives_shutdown(db: PgPool) {
             let ticked = state.liveness.snapshot();
             if ticked.contains_key(api::events_hub::LIVENESS_NAME)
                 && ticked.contains_key(api::background::heartbeat_monitor::LIVENESS_NAME)
+                && ticked.contains_key(api::background::delegation_sweeper::LIVENESS_NAME)
             {
                 return;
             }
@@ -36,9 +37,10 @@ async fn no_background_task_outlives_shutdown(db: PgPool) {
     .expect("the background loops start");
     assert_eq!(
         tasks.len(),
-        5,
-        "the hub's stopper, its listener, the activity retention sweep, the heartbeat sweep and \
-         the provision-timeout sweep (the scheduler is off: its poll interval is zero here)"
+        6,
+        "the hub's stopper, its listener, the activity retention sweep, the delegations' sweeper, \
+         the heartbeat sweep and the provision-timeout sweep (the scheduler is off: its poll \
+         interval is zero here)"
     );
 
     shutdown.cancel();

@@ -365,9 +365,9 @@ async fn generated_paths_through_symlinks_never_escape(db: PgPool) {
 }
 
 /// POST routes that read no body, as in the original: minting a workspace token, rotating an
-/// external workspace's token (the canvas sends none, or `{}`), and minting an org token (whose
-/// optional `{"name"}` is ignored when it does not bind).
-const BODYLESS: [&str; 7] = [
+/// external workspace's token (the canvas sends none, or `{}`), minting an org token (whose
+/// optional `{"name"}` is ignored when it does not bind), and a poll-mode agent's ack of a file.
+const BODYLESS: [&str; 8] = [
     // The lifecycle actions ignore their body, as the original does.
     "/workspaces/{id}/restart",
     "/workspaces/{id}/pause",
@@ -376,6 +376,7 @@ const BODYLESS: [&str; 7] = [
     "/workspaces/{id}/tokens",
     "/workspaces/{id}/external/rotate",
     "/org/tokens",
+    "/workspaces/{id}/pending-uploads/{file_id}/ack",
 ];
 
 /// A minimal valid body for every route that takes JSON (the table's POST, PUT and PATCH routes).

@@ -29,4 +29,5 @@ mod settings_tokens;
 mod templates;
 mod tenant_proxy;
 mod terminal_eic;
+mod uploads_delegations;
 mod workspace_cache;

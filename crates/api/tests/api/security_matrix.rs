@@ -220,6 +220,36 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
         ("GET", "/workspaces/{id}/a2a/queue/{queue_id}") => ("", None, false, false),
         ("GET", "/workspaces/{id}/events/stream") => ("", None, false, false),
         ("GET", "/workspaces/{id}/chat-history") => ("", None, false, false),
+        ("GET", "/workspaces/{id}/session-search") => ("?q=matrix", None, false, false),
+        // Not multipart: the handler's own 400, before any agent is called.
+        ("POST", "/workspaces/{id}/chat/uploads") => ("", with(json!({})), false, false),
+        // No path: the handler's own 400.
+        ("GET", "/workspaces/{id}/chat/download") => ("", None, false, false),
+        ("GET", "/workspaces/{id}/pending-uploads/{file_id}/content")
+        | ("POST", "/workspaces/{id}/pending-uploads/{file_id}/ack") => ("", None, false, false),
+        // The nil target does not exist: the background call fails at once.
+        ("POST", "/workspaces/{id}/delegate") => (
+            "",
+            with(json!({"target_id": Uuid::nil(), "task": "matrix"})),
+            false,
+            false,
+        ),
+        ("GET", "/workspaces/{id}/delegations")
+        | ("GET", "/admin/delegations" | "/admin/delegations/stats") => ("", None, false, false),
+        ("POST", "/workspaces/{id}/delegations/record") => (
+            "",
+            with(
+                json!({"target_id": Uuid::nil(), "task": "matrix", "delegation_id": format!("matrix-{n}")}),
+            ),
+            false,
+            false,
+        ),
+        ("POST", "/workspaces/{id}/delegations/{delegation_id}/update") => (
+            "",
+            with(json!({"status": "failed", "error": "matrix"})),
+            false,
+            false,
+        ),
         ("POST", "/admin/a2a-queue/drop-stale") => ("?max_age_minutes=600", None, false, false),
         // Through the caller checks to the payload's own 400: no agent is called.
         ("POST", "/workspaces/{id}/a2a") => (
@@ -364,7 +394,9 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
         .replace("{approvalId}", &Uuid::new_v4().to_string())
         .replace("{memoryId}", &Uuid::nil().to_string())
         .replace("{scheduleId}", &Uuid::nil().to_string())
-        .replace("{queue_id}", &Uuid::new_v4().to_string());
+        .replace("{queue_id}", &Uuid::new_v4().to_string())
+        .replace("{file_id}", &Uuid::nil().to_string())
+        .replace("{delegation_id}", "matrix-delegation");
     Some(Recipe {
         uri: format!("{path}{suffix}"),
         body,

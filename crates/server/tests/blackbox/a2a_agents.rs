@@ -17,10 +17,10 @@ use tokio::process::{Child, ChildStdout, Command};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Bounds every wait (the first run of the agent imports the SDK).
-const WAIT: Duration = Duration::from_secs(60);
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
 /// The agent's python, from the venv `tests/agents/setup` creates once.
-fn agent_python() -> String {
+pub(crate) fn agent_python() -> String {
     let output = std::process::Command::new(repo_root().join("tests/agents/setup"))
         .output()
         .expect("tests/agents/setup runs");
@@ -33,13 +33,13 @@ fn agent_python() -> String {
 }
 
 /// A running agent and its stdout, one JSON object per line.
-struct Agent {
+pub(crate) struct Agent {
     _child: Child,
     lines: Lines<BufReader<ChildStdout>>,
 }
 
 impl Agent {
-    async fn start(server: &TestServer, workspace: &str, mode: &str) -> Agent {
+    pub(crate) async fn start(server: &TestServer, workspace: &str, mode: &str) -> Agent {
         let mut child = Command::new(agent_python())
             .arg(repo_root().join("tests/agents/echo_agent.py"))
             .args([
@@ -64,7 +64,7 @@ impl Agent {
         agent
     }
 
-    async fn next_line(&mut self) -> Value {
+    pub(crate) async fn next_line(&mut self) -> Value {
         let line = tokio::time::timeout(WAIT, self.lines.next_line())
             .await
             .expect("the agent says something in time")
@@ -75,7 +75,7 @@ impl Agent {
 }
 
 /// Every frame the canvas's socket receives.
-async fn canvas(server: &TestServer) -> Arc<Mutex<Vec<Value>>> {
+pub(crate) async fn canvas(server: &TestServer) -> Arc<Mutex<Vec<Value>>> {
     let url = server.base_url.replace("http://", "ws://") + "/ws";
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
         .await
@@ -94,7 +94,7 @@ async fn canvas(server: &TestServer) -> Arc<Mutex<Vec<Value>>> {
     frames
 }
 
-async fn frame(
+pub(crate) async fn frame(
     frames: &Arc<Mutex<Vec<Value>>>,
     event: &str,
     matches: impl Fn(&Value) -> bool,
@@ -122,7 +122,7 @@ fn message(text: &str) -> Value {
         "messageId": uuid::Uuid::new_v4(), "parts": [{"kind": "text", "text": text}]}}})
 }
 
-async fn dev_server_with_workspace(name: &str) -> (TestServer, String) {
+pub(crate) async fn dev_server_with_workspace(name: &str) -> (TestServer, String) {
     let server = TestServer::builder()
         .env("MOLECULE_ENV", "development")
         .start()

@@ -29,3 +29,4 @@ mod schedules_two_replicas;
 mod secrets_at_rest;
 mod shutdown;
 mod subcommands;
+mod uploads_delegations;

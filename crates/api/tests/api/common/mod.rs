@@ -104,10 +104,14 @@ pub async fn send_raw_with(
     headers: &[(&str, &str)],
     body: Vec<u8>,
 ) -> Reply {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("content-type", "application/json");
+    let mut request = Request::builder().method(method).uri(uri);
+    // JSON unless the caller names its own content type (a multipart upload).
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
+        request = request.header("content-type", "application/json");
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
