@@ -204,6 +204,8 @@ async fn record_and_fault(
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     };
     tracing::info!(method = %call.method, path = %call.path, "control plane call");
+    // A provision is in flight from its arrival, the injected delay included.
+    let _in_flight = (call.path == "/cp/workspaces/provision").then(|| InFlight::enter(&cp));
     cp.state.lock().unwrap().calls.push(call);
     let faults = cp.faults();
     if faults.delay_ms > 0 {
@@ -253,7 +255,6 @@ struct ProvisionBody {
 }
 
 async fn provision(State(cp): State<Arc<ControlPlane>>, body: Bytes) -> Response {
-    let _in_flight = InFlight::enter(&cp);
     let Ok(request) = serde_json::from_slice::<ProvisionBody>(&body) else {
         return failure(StatusCode::BAD_REQUEST, "invalid provision request");
     };
