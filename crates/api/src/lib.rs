@@ -22,6 +22,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod ops;
 pub mod panels;
+pub mod plugins;
 pub mod routes;
 pub mod schedules;
 pub mod settings;

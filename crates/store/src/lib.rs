@@ -16,6 +16,7 @@ pub mod layouts;
 pub mod memories;
 pub mod messaging;
 pub mod migrate;
+pub mod plugins;
 pub mod registry;
 pub mod schedules;
 pub mod secret_scopes;
