@@ -18,6 +18,7 @@ mod metadata_model;
 mod metadata_workspaces;
 mod panels_budget_audit_traces;
 mod panels_viewport_approvals;
+mod plugins;
 mod registry_routes;
 mod schedules;
 mod security_matrix;
