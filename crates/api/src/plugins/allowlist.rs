@@ -53,7 +53,7 @@ pub struct AllowlistRequest {
     pub enabled_by: String,
 }
 
-/// The org's id from the path; a malformed one is 404 `org not found` (the original's query
+/// The org's id from the path; a malformed one is 400 `invalid org ID` (the original's query
 /// failed with 500, QUIRK 11).
 async fn org(
     state: &AppState,
@@ -61,7 +61,7 @@ async fn org(
     caller: Option<Extension<OrgCaller>>,
 ) -> Result<Uuid, ApiError> {
     let not_found = || ApiError::NotFound("org not found".into());
-    let id = Uuid::parse_str(raw).map_err(|_| not_found())?;
+    let id = Uuid::parse_str(raw).map_err(|_| ApiError::BadRequest("invalid org ID".into()))?;
     // An org token answers 403 for any org but its own, before the existence check, so it
     // cannot probe which ids exist (the original checked existence first).
     if let Some(Extension(OrgCaller(token))) = caller
@@ -86,6 +86,7 @@ async fn org(
     params(("id" = String, Path, description = "Org (root workspace) id")),
     responses(
         (status = 200, description = "The allowlist", body = Allowlist),
+        (status = 400, description = "invalid org ID", body = ErrorBody),
         (status = 401, description = "admin auth required", body = ErrorBody),
         (status = 403, description = "org access denied", body = ErrorBody),
         (status = 404, description = "org not found", body = ErrorBody),
@@ -120,7 +121,7 @@ pub async fn get(
     request_body = AllowlistRequest,
     responses(
         (status = 200, description = "Replaced", body = AllowlistUpdated),
-        (status = 400, description = "invalid request body / enabled_by is required / invalid plugin name", body = ErrorBody),
+        (status = 400, description = "invalid request body / enabled_by is required / invalid plugin name / invalid org ID", body = ErrorBody),
         (status = 401, description = "admin auth required", body = ErrorBody),
         (status = 403, description = "org access denied", body = ErrorBody),
         (status = 404, description = "org not found", body = ErrorBody),

@@ -396,7 +396,7 @@ pub struct DownloadQuery {
     params(("id" = String, Path, description = "Workspace id"), ("name" = String, Path, description = "Plugin name"), DownloadQuery),
     responses(
         (status = 200, description = "The plugin as a gzipped tar", content_type = "application/gzip", body = Vec<u8>),
-        (status = 400, description = "invalid plugin name / source resolved to another plugin / invalid source", body = ErrorBody),
+        (status = 400, description = "invalid plugin name / source resolved to another plugin / invalid source / invalid workspace ID", body = ErrorBody),
         (status = 401, description = "Not this workspace's caller", body = ErrorBody),
         (status = 404, description = "failed to fetch plugin (not found)", body = ErrorBody),
         (status = 413, description = "staged plugin exceeds size limit / has too many entries", body = ErrorBody),
@@ -406,6 +406,7 @@ pub struct DownloadQuery {
         (status = 504, description = "fetch timed out", body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
+    WorkspaceId(_workspace): WorkspaceId,
     Path(path): Path<(String, String)>,
     Query(query): Query<DownloadQuery>,
 ) -> Result<Response, ApiError> {

@@ -698,8 +698,8 @@ async fn the_org_allowlist_governs_installs_in_the_whole_tree(db: PgPool) {
     );
     assert_error(
         &p.get("/orgs/not-a-uuid/plugins/allowlist").await,
-        StatusCode::NOT_FOUND,
-        "org not found",
+        StatusCode::BAD_REQUEST,
+        "invalid org ID",
     );
 }
 
