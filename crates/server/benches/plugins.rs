@@ -111,8 +111,14 @@ async fn run() {
     let uninstall = started.elapsed();
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    println!("plugin install, {FILES} files, {} KiB, EC2 workspace, eic-sim --profile aws", TOTAL_BYTES / 1024);
-    println!("  cold install (first contact with the instance): {}", ms(cold));
+    println!(
+        "plugin install, {FILES} files, {} KiB, EC2 workspace, eic-sim --profile aws",
+        TOTAL_BYTES / 1024
+    );
+    println!(
+        "  cold install (first contact with the instance): {}",
+        ms(cold)
+    );
     println!(
         "  warm install (replaces the whole folder): median {} (min {}, max {}, {WARM_RUNS} runs)",
         ms(quantile(&warm, 0.5)),
