@@ -846,6 +846,21 @@ async fn github_sources_are_cloned_at_their_pinned_ref(db: PgPool) {
             json!({"error": "failed to fetch plugin from github", "source": source})
         );
     }
+    // A repository carrying a symlink to a host file is refused whole.
+    let work = remote.path().join("work-linked");
+    std::fs::create_dir_all(&work).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", work.join("passwd")).unwrap();
+    bare_repo(remote.path(), "linked", &[("plugin.yaml", "x: 1\n")]);
+    let linked = p.install(id, "github://owner/linked#v1").await;
+    assert_eq!(
+        linked.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        linked.text
+    );
+    assert_eq!(linked.json["error"], "plugin contains an unsafe entry");
+    assert_eq!(linked.json["path"], "passwd");
+    assert!(!p.configs(id).join("plugins/linked").exists());
     // The download of a github plugin is named after the repository.
     let download = p
         .get(&format!("/workspaces/{id}/plugins/molecule-ai-plugin-demo/download?source=github://owner/molecule-ai-plugin-demo%23v1"))
