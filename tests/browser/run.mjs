@@ -105,7 +105,9 @@ async function main() {
   if (database) cleanups.push(database.drop);
 
   const adminToken = randomBytes(24).toString("hex");
-  const serverEnv = serverEnvironment({ database, sim, allowedOrigin: allowed.origin, adminToken });
+  const pluginsDir = join(scratch, "plugins");
+  plantPlugin(pluginsDir);
+  const serverEnv = serverEnvironment({ database, sim, allowedOrigin: allowed.origin, adminToken, pluginsDir });
   const serverDir = join(scratch, "server");
   mkdirSync(serverDir);
   const server = await startServer({
@@ -180,7 +182,7 @@ async function main() {
 }
 
 /** The inherited environment, minus what would change the server's mode, plus the test's setup. */
-function serverEnvironment({ database, sim, allowedOrigin, adminToken }) {
+function serverEnvironment({ database, sim, allowedOrigin, adminToken, pluginsDir }) {
   const env = { ...process.env };
   for (const key of ["DATABASE_URL", "MOLECULE_ENV", "AWS_PROFILE", "AWS_SESSION_TOKEN", "CANVAS_PROXY_URL", "MOLECULE_ORG_ID"]) {
     delete env[key];
@@ -196,7 +198,21 @@ function serverEnvironment({ database, sim, allowedOrigin, adminToken }) {
     AWS_REGION: sim.region,
     AWS_EC2_METADATA_DISABLED: "true",
     WORKSPACE_EC2_OS_USER: sim.os_user,
+    ...(pluginsDir ? { PLUGINS_DIR: pluginsDir } : {}),
   });
+}
+
+/** The registry's one plugin, which the page installs from the Plugins section. */
+const PLUGIN_FILES = {
+  "plugin.yaml": "version: '1.0'\ndescription: Installed by the browser test\nruntimes: [langgraph]\n",
+  "rules/kind.md": "Be kind to the browser.\n",
+};
+function plantPlugin(pluginsDir) {
+  for (const [path, content] of Object.entries(PLUGIN_FILES)) {
+    const file = join(pluginsDir, "browser-plugin", path);
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, content);
+  }
 }
 
 /** Admin API: create the workspace, attach the simulated instance, mint a workspace token. */
@@ -363,6 +379,11 @@ function checkInstanceDisk(configsDir, results) {
   tally.check("instance disk: config.yaml holds what the page saved", saved != null && onDisk === saved);
   tally.check("instance disk: the kept upload exists", existsSync(join(configsDir, "browser-upload-b.md")));
   tally.check("instance disk: the deleted upload is gone", !existsSync(join(configsDir, "browser-upload-a.txt")));
+  const plugin = join(configsDir, "plugins", "browser-plugin");
+  tally.check(
+    "instance disk: the installed plugin is there whole",
+    Object.entries(PLUGIN_FILES).every(([path, content]) => existsSync(join(plugin, path)) && readFileSync(join(plugin, path), "utf8") === content),
+  );
 }
 
 /** What the Settings flow wrote, read straight from PostgreSQL with psql. */

@@ -78,6 +78,9 @@ pub struct ApiConfig {
     pub a2a_idle_window: std::time::Duration,
     /// `A2A_CALL_LIMIT_SECONDS`: the ceiling of one agent call (zero: 30 minutes).
     pub a2a_call_limit: std::time::Duration,
+    /// `PLUGINS_DIR`, `MAX_PLUGIN_BYTES`, `PLUGIN_GITHUB_BASE_URL`, `PLUGIN_INSTALL_FETCH_TIMEOUT`,
+    /// `PLUGIN_ALLOW_UNPINNED`: the plugin registry and installs.
+    pub plugins: crate::plugins::PluginsConfig,
 }
 
 impl ApiConfig {

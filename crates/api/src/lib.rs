@@ -25,6 +25,7 @@ pub mod ops;
 pub mod panels;
 pub mod provisioner;
 pub mod proxy;
+pub mod plugins;
 pub mod routes;
 pub mod schedules;
 pub mod settings;

@@ -25,6 +25,7 @@ use crate::external::handlers as external;
 use crate::files::handlers as files;
 use crate::memories::{kv, v1 as memories_v1, v2 as memories_v2};
 use crate::panels::{approvals, audit, budget, traces, viewport};
+use crate::plugins::{allowlist as plugin_allowlist, handlers as plugins};
 use crate::schedules::{handlers as schedules, health as schedule_health};
 use crate::settings::{config, org_tokens, secrets, tokens, transcript};
 use crate::workspaces::model;
@@ -240,6 +241,16 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(GET "/admin/schedules/health", Admin, schedule_health::platform),
         route!(GET "/workspaces/{id}/terminal", Workspace, terminal::open),
         route!(GET "/workspaces/{id}/terminal/diagnose", Workspace, terminal::diagnose::diagnose),
+        route!(GET "/plugins", Public, plugins::list_registry),
+        route!(GET "/plugins/sources", Public, plugins::sources),
+        route!(GET "/workspaces/{id}/plugins", Workspace, plugins::list_installed),
+        route!(POST "/workspaces/{id}/plugins", Workspace, plugins::install),
+        route!(GET "/workspaces/{id}/plugins/available", Workspace, plugins::available),
+        route!(GET "/workspaces/{id}/plugins/compatibility", Workspace, plugins::compatibility),
+        route!(DELETE "/workspaces/{id}/plugins/{name}", Workspace, plugins::uninstall),
+        route!(GET "/workspaces/{id}/plugins/{name}/download", Workspace, plugins::download),
+        route!(GET "/orgs/{id}/plugins/allowlist", Admin, plugin_allowlist::get),
+        route!(PUT "/orgs/{id}/plugins/allowlist", Admin, plugin_allowlist::put),
     ]
 }
 

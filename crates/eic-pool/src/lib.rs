@@ -378,6 +378,32 @@ impl EicPool {
         .await
     }
 
+    /// Replaces the directory `dir` with exactly `files` (paths relative to it, validated by the
+    /// caller): written into a temporary sibling, then renamed into place, so the directory
+    /// appears whole or not at all. Writes are pipelined on the connection's SFTP session.
+    pub async fn write_tree(
+        &self,
+        instance_id: &str,
+        dir: &str,
+        files: &[(String, bytes::Bytes)],
+    ) -> Result<(), EicError> {
+        let temp = sftp::temp_path_for(dir)?;
+        let old = sftp::temp_path_for(dir)?.replace(".tmp-", ".old-");
+        self.run("write_tree", instance_id, async |fs: &RemoteFs| {
+            fs.write_tree(dir, &temp, &old, files).await
+        })
+        .await
+    }
+
+    /// Removes the directory `dir` and everything under it (symlinks are removed, never
+    /// followed); `false` when it did not exist.
+    pub async fn remove_tree(&self, instance_id: &str, dir: &str) -> Result<bool, EicError> {
+        self.run("remove_tree", instance_id, async |fs: &RemoteFs| {
+            fs.remove_tree(dir).await
+        })
+        .await
+    }
+
     /// Entries under `path` to `depth` levels (paths relative to `path`), without `.git`,
     /// `__pycache__`, `node_modules` and `.DS_Store`. A missing directory gives `[]`.
     pub async fn list_dir(

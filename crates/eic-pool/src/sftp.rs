@@ -7,6 +7,7 @@
 //! server's version (the server answers in order, so the version still arrives first).
 
 mod temp_files;
+mod tree;
 
 use std::collections::HashSet;
 use std::future::Future;

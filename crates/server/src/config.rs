@@ -272,6 +272,32 @@ pub struct Config {
     )]
     pub a2a_call_limit_seconds: u64,
 
+    /// The plugin registry: one folder per plugin [default: ./plugins if present, else <data-dir>/plugins].
+    #[arg(long, env = "PLUGINS_DIR", global = true)]
+    pub plugins_dir: Option<PathBuf>,
+
+    /// Largest plugin (sum of its files' bytes) that may be installed or downloaded.
+    #[arg(long, env = "MAX_PLUGIN_BYTES", default_value_t = 100 * 1024 * 1024, global = true)]
+    pub max_plugin_bytes: u64,
+
+    /// Where `github://owner/repo` sources are cloned from (`<base>/<owner>/<repo>.git`).
+    #[arg(
+        long,
+        env = "PLUGIN_GITHUB_BASE_URL",
+        default_value = "https://github.com",
+        global = true
+    )]
+    pub plugin_github_base_url: String,
+
+    /// Bound of one plugin fetch (a `git` clone or a registry copy).
+    #[arg(long, env = "PLUGIN_INSTALL_FETCH_TIMEOUT", default_value = "5m", value_parser = parse_duration, global = true)]
+    pub plugin_fetch_timeout: Duration,
+
+    /// Accept `github://owner/repo` without a `#ref` (`1`/`true`).
+    #[arg(long, env = "PLUGIN_ALLOW_UNPINNED", default_value = "false",
+          value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    pub plugin_allow_unpinned: bool,
+
     /// AWS region of the workspaces' EC2 instances.
     #[arg(long, env = "AWS_REGION", default_value = "us-east-2", global = true)]
     pub aws_region: String,
@@ -440,6 +466,16 @@ impl Config {
             a2a_idle_window: Duration::from_secs(self.a2a_idle_timeout_seconds),
             a2a_call_limit: Duration::from_secs(self.a2a_call_limit_seconds),
             provisioner: self.provisioner_config(),
+            plugins: api::plugins::PluginsConfig {
+                dir: self.plugins_dir(),
+                max_bytes: self.max_plugin_bytes,
+                github_base_url: self
+                    .plugin_github_base_url
+                    .trim_end_matches('/')
+                    .to_string(),
+                fetch_timeout: self.plugin_fetch_timeout,
+                allow_unpinned: self.plugin_allow_unpinned,
+            },
             ..api::ApiConfig::default()
         }
     }
@@ -591,6 +627,18 @@ impl Config {
             bundled.to_path_buf()
         } else {
             self.data_dir.join("templates")
+        }
+    }
+
+    fn plugins_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.plugins_dir {
+            return dir.clone();
+        }
+        let bundled = Path::new("plugins");
+        if bundled.is_dir() {
+            bundled.to_path_buf()
+        } else {
+            self.data_dir.join("plugins")
         }
     }
 

@@ -18,6 +18,7 @@ pub mod memories;
 pub mod messaging;
 pub mod migrate;
 pub mod provisioning;
+pub mod plugins;
 pub mod registry;
 pub mod schedules;
 pub mod secret_scopes;

@@ -268,6 +268,25 @@ async function scheduleTab() {
   await call("schedule", "DELETE", `${path}/${id}`);
 }
 
+const PLUGIN = "browser-plugin";
+
+/** SkillsTab's Plugins section: installed, registry and sources on mount, then an install from the registry. */
+async function pluginsTab() {
+  const [installed, registry, sources] = await Promise.all([
+    call("plugins", "GET", `${wsPath}/plugins`),
+    call("plugins", "GET", "/plugins"),
+    call("plugins", "GET", "/plugins/sources"),
+  ]);
+  check("plugins: the registry lists the browser plugin", (registry.json ?? []).some((p) => p.name === PLUGIN));
+  check("plugins: the sources are github and local", JSON.stringify(sources.json?.schemes) === '["github","local"]');
+  check("plugins: nothing installed yet", Array.isArray(installed.json) && installed.json.length === 0);
+  const done = await call("plugins", "POST", `${wsPath}/plugins`, { source: `local://${PLUGIN}` });
+  check("plugins: installed", done.json?.status === "installed" && done.json?.plugin === PLUGIN, done.json?.status);
+  const after = await call("plugins", "GET", `${wsPath}/plugins`);
+  const row = (after.json ?? []).find((p) => p.name === PLUGIN);
+  check("plugins: listed as installed, supported on langgraph", row?.supported_on_runtime === true, JSON.stringify(row));
+}
+
 async function main() {
   document.getElementById("page-origin").textContent = location.origin;
   document.getElementById("server").textContent = server;
@@ -293,6 +312,7 @@ async function main() {
   await approvals();
   await memoryTab();
   await scheduleTab();
+  await pluginsTab();
 }
 
 function showTime(id, ms) {

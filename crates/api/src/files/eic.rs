@@ -131,6 +131,52 @@ impl FileBackend for EicBackend {
                 .await?)
         })
     }
+
+    fn replace_dir<'a>(
+        &'a self,
+        root: Root,
+        dir: &'a RelPath,
+        files: Vec<(RelPath, Bytes)>,
+    ) -> BoxFuture<'a, Result<(), FilesError>> {
+        self.replace_dir_boxed(root, dir, files)
+    }
+
+    fn remove_dir<'a>(
+        &'a self,
+        root: Root,
+        dir: &'a RelPath,
+    ) -> BoxFuture<'a, Result<bool, FilesError>> {
+        Box::pin(async move {
+            Ok(self
+                .pool
+                .remove_tree(&self.instance_id, &self.remote_path(root, Some(dir)))
+                .await?)
+        })
+    }
+}
+
+impl EicBackend {
+    fn replace_dir_boxed<'a>(
+        &'a self,
+        root: Root,
+        dir: &'a RelPath,
+        files: Vec<(RelPath, Bytes)>,
+    ) -> BoxFuture<'a, Result<(), FilesError>> {
+        Box::pin(async move {
+            let files: Vec<(String, Bytes)> = files
+                .into_iter()
+                .map(|(path, content)| (path.as_str().to_owned(), content))
+                .collect();
+            Ok(self
+                .pool
+                .write_tree(
+                    &self.instance_id,
+                    &self.remote_path(root, Some(dir)),
+                    &files,
+                )
+                .await?)
+        })
+    }
 }
 
 fn unavailable(reason: &str) -> ApiError {

@@ -97,6 +97,27 @@ impl FileBackend for LocalBackend {
         let path = path.clone();
         Box::pin(blocking(move || delete(&root_dir, &path)))
     }
+
+    fn replace_dir<'a>(
+        &'a self,
+        root: Root,
+        dir: &'a RelPath,
+        files: Vec<(RelPath, Bytes)>,
+    ) -> BoxFuture<'a, Result<(), FilesError>> {
+        let root_dir = self.root_dir(root);
+        let dir = dir.clone();
+        Box::pin(blocking(move || replace_dir(&root_dir, &dir, &files)))
+    }
+
+    fn remove_dir<'a>(
+        &'a self,
+        root: Root,
+        dir: &'a RelPath,
+    ) -> BoxFuture<'a, Result<bool, FilesError>> {
+        let root_dir = self.root_dir(root);
+        let dir = dir.clone();
+        Box::pin(blocking(move || remove_dir(&root_dir, &dir)))
+    }
 }
 
 /// A directory known to be the root or inside it, with its canonical path.
@@ -388,6 +409,103 @@ fn delete(root: &Path, path: &RelPath) -> Result<(), FilesError> {
             other => other.map_err(FilesError::local("failed to delete file")),
         },
     }
+}
+
+/// A fresh hidden sibling name of `name` (`.<name>.<kind>-<uuid>`).
+fn sibling(parent: &Path, name: &str, kind: &str) -> PathBuf {
+    parent.join(format!(".{name}.{kind}-{}", uuid::Uuid::new_v4().simple()))
+}
+
+/// Writes `files` into a fresh hidden sibling of `dir`, then renames it over `dir` (the old
+/// version, if any, renamed aside first and removed after): readers see the old tree or the
+/// new one. The sibling is ours and new, and the paths are `RelPath`s, so nothing under it can
+/// be a symlink.
+fn replace_dir(root: &Path, dir: &RelPath, files: &[(RelPath, Bytes)]) -> Result<(), FilesError> {
+    let confined = Confined::create(root)?;
+    let parent = confined.parent_for_write(dir)?;
+    let target = parent.join(dir.file_name());
+    let temp = sibling(&parent, dir.file_name(), "tmp");
+    let filled = fill(&temp, files);
+    if let Err(error) = filled {
+        let _ = fs::remove_dir_all(&temp);
+        return Err(error);
+    }
+    let old = sibling(&parent, dir.file_name(), "old");
+    let moved_old = match fs::rename(&target, &old) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(source) => {
+            let _ = fs::remove_dir_all(&temp);
+            return Err(FilesError::Local {
+                context: "failed to replace directory",
+                source,
+            });
+        }
+    };
+    if let Err(source) = fs::rename(&temp, &target) {
+        if moved_old {
+            let _ = fs::rename(&old, &target);
+        }
+        let _ = fs::remove_dir_all(&temp);
+        return Err(FilesError::Local {
+            context: "failed to replace directory",
+            source,
+        });
+    }
+    if moved_old {
+        remove_any(&old).map_err(FilesError::local("failed to remove old directory"))?;
+    }
+    Ok(())
+}
+
+fn fill(temp: &Path, files: &[(RelPath, Bytes)]) -> Result<(), FilesError> {
+    fs::create_dir(temp).map_err(FilesError::local("failed to create directory"))?;
+    for (path, content) in files {
+        let target = temp.join(path.as_str());
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(FilesError::local("failed to create directory"))?;
+        }
+        write_new_file(&target, content).map_err(FilesError::local("failed to write file"))?;
+    }
+    Ok(())
+}
+
+/// Removes a directory tree (not following symlinks) or a single file or link.
+fn remove_any(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}
+
+fn remove_dir(root: &Path, dir: &RelPath) -> Result<bool, FilesError> {
+    let Some(confined) = Confined::open(root)? else {
+        return Ok(false);
+    };
+    let parents: Vec<&str> = dir.components().collect();
+    let parent = match confined.resolve(parents[..parents.len() - 1].iter().copied())? {
+        Resolved::Found(parent) => parent,
+        Resolved::MissingFrom(..) => return Ok(false),
+    };
+    let target = parent.join(dir.file_name());
+    if fs::symlink_metadata(&target).is_err() {
+        return Ok(false);
+    }
+    // Renamed aside first, so the directory disappears at once rather than file by file.
+    let aside = sibling(&parent, dir.file_name(), "old");
+    match fs::rename(&target, &aside) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(source) => {
+            return Err(FilesError::Local {
+                context: "failed to remove directory",
+                source,
+            });
+        }
+    }
+    remove_any(&aside).map_err(FilesError::local("failed to remove directory"))?;
+    Ok(true)
 }
 
 /// Copies `template` into `workspace/configs` and creates the other roots.

@@ -155,6 +155,24 @@ pub trait FileBackend: Send + Sync {
     fn delete<'a>(&'a self, root: Root, path: &'a RelPath)
     -> BoxFuture<'a, Result<(), FilesError>>;
 
+    /// Replaces the directory `dir` with exactly `files` (paths relative to `dir`): the new
+    /// tree is written aside and moved into place, so it appears whole or not at all, and
+    /// nothing of a previous version survives. Parents are created.
+    fn replace_dir<'a>(
+        &'a self,
+        root: Root,
+        dir: &'a RelPath,
+        files: Vec<(RelPath, Bytes)>,
+    ) -> BoxFuture<'a, Result<(), FilesError>>;
+
+    /// Removes the directory `dir` and everything under it, never following a symlink;
+    /// `false` when nothing was there.
+    fn remove_dir<'a>(
+        &'a self,
+        root: Root,
+        dir: &'a RelPath,
+    ) -> BoxFuture<'a, Result<bool, FilesError>>;
+
     /// The outer guard around each operation (504 past it). A backend that bounds its
     /// operations itself and names the failing step answers a little more than its own budget.
     fn deadline(&self) -> Duration {
@@ -243,6 +261,25 @@ impl WorkspaceFiles {
 
     pub async fn delete(&self, root: Root, path: &RelPath) -> Result<(), FilesError> {
         bounded(self.backend.deadline(), self.backend.delete(root, path)).await
+    }
+
+    /// See [`FileBackend::replace_dir`].
+    pub async fn replace_dir(
+        &self,
+        root: Root,
+        dir: &RelPath,
+        files: Vec<(RelPath, Bytes)>,
+    ) -> Result<(), FilesError> {
+        bounded(
+            self.backend.deadline(),
+            self.backend.replace_dir(root, dir, files),
+        )
+        .await
+    }
+
+    /// See [`FileBackend::remove_dir`].
+    pub async fn remove_dir(&self, root: Root, dir: &RelPath) -> Result<bool, FilesError> {
+        bounded(self.backend.deadline(), self.backend.remove_dir(root, dir)).await
     }
 }
 

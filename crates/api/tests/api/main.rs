@@ -19,6 +19,8 @@ mod metadata_model;
 mod metadata_workspaces;
 mod panels_budget_audit_traces;
 mod panels_viewport_approvals;
+mod plugins;
+mod plugins_eic;
 mod registry_routes;
 mod schedules;
 mod security_matrix;

@@ -376,6 +376,26 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
         ("POST", "/admin/workspaces/{id}/bootstrap-failed") => {
             ("", with(json!({"error": "matrix"})), false, false)
         }
+        ("GET", "/plugins" | "/plugins/sources" | "/workspaces/{id}/plugins")
+        | ("GET", "/workspaces/{id}/plugins/available" | "/orgs/{id}/plugins/allowlist")
+        | ("DELETE", "/workspaces/{id}/plugins/{name}") => ("", None, false, false),
+        ("GET", "/workspaces/{id}/plugins/compatibility") => {
+            ("?runtime=claude-code", None, false, false)
+        }
+        // Through the guard to the fetch: the matrix has no registry, so 404.
+        ("POST", "/workspaces/{id}/plugins") => (
+            "",
+            with(json!({"source": "local://matrix-plugin"})),
+            false,
+            false,
+        ),
+        ("GET", "/workspaces/{id}/plugins/{name}/download") => ("", None, false, false),
+        ("PUT", "/orgs/{id}/plugins/allowlist") => (
+            "",
+            with(json!({"plugins": [], "enabled_by": "matrix"})),
+            false,
+            false,
+        ),
         _ => return None,
     };
     // Reads target the planted secret file; writes and deletes a scratch file.
@@ -390,6 +410,7 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
         .replace("{workspaceId}", &subject.to_string())
         .replace("{*path}", file)
         .replace("{key}", "MATRIX_KEY")
+        .replace("{name}", "matrix-plugin")
         .replace("{tokenId}", &Uuid::nil().to_string())
         .replace("{approvalId}", &Uuid::new_v4().to_string())
         .replace("{memoryId}", &Uuid::nil().to_string())
