@@ -55,6 +55,8 @@ pub struct ApiConfig {
     /// `ACTIVITY_RETENTION_DAYS`: activities older than this are swept; `None` is the default
     /// (30), `Some(0)` keeps them for ever.
     pub activity_retention_days: Option<u32>,
+    /// `WORKSPACE_CACHE=false`: `GET /workspaces/{id}` always reads the database.
+    pub disable_workspace_cache: bool,
     /// The git sha baked in at build time (`dev` when unknown).
     pub git_sha: String,
     /// The crate version.

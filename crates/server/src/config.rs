@@ -160,6 +160,11 @@ pub struct Config {
     )]
     pub activity_retention_days: u32,
 
+    /// Serve `GET /workspaces/{id}` from the in-process cache (`false`: always the database).
+    #[arg(long, env = "WORKSPACE_CACHE", default_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    pub workspace_cache: bool,
+
     /// A request body not fully received within this is cut with 408.
     #[arg(long, env = "REQUEST_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
     pub request_body_timeout: Duration,
@@ -358,6 +363,7 @@ impl Config {
             request_body_timeout: Some(self.request_body_timeout),
             max_list_entries: Some(self.max_list_entries),
             activity_retention_days: Some(self.activity_retention_days),
+            disable_workspace_cache: !self.workspace_cache,
             git_sha: crate::GIT_SHA.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             external_platform_url: non_empty(&self.external_platform_url),
