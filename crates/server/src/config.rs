@@ -246,7 +246,7 @@ pub struct Config {
     #[arg(
         long,
         env = "EIC_MAX_OPS_PER_CONNECTION",
-        default_value_t = 8,
+        default_value_t = 32,
         global = true
     )]
     pub eic_max_ops_per_connection: usize,
@@ -593,8 +593,8 @@ mod tests {
 
     #[test]
     fn max_ops_per_connection_reaches_the_eic_config() {
-        let cli = parse(&["--eic-max-ops-per-connection", "32"]);
-        assert_eq!(cli.config.eic_config().max_ops_per_connection, 32);
+        let cli = parse(&["--eic-max-ops-per-connection", "12"]);
+        assert_eq!(cli.config.eic_config().max_ops_per_connection, 12);
     }
 
     #[test]
@@ -609,7 +609,7 @@ mod tests {
         ]);
         let eic = cli.config.eic_config();
         assert_eq!(eic.endpoint_id.as_deref(), Some("eice-1"));
-        assert_eq!(eic.max_ops_per_connection, 8, "the default");
+        assert_eq!(eic.max_ops_per_connection, 32, "the default");
         assert_eq!(eic.instance_ips["i-0123456789abcdef0"], "10.0.0.5");
         assert_eq!(eic.instance_ips["i-01234567"], "10.0.0.6");
         assert!(parse_instance_ips("i-1=not-an-ip").is_err());
