@@ -105,13 +105,9 @@ pub struct Config {
     #[arg(long, env = "WORKSPACES_DIR", global = true)]
     pub workspaces_dir: Option<PathBuf>,
 
-    /// Browser origins allowed by CORS, comma-separated.
-    #[arg(
-        long,
-        env = "CORS_ORIGINS",
-        default_value = "http://localhost:3000,http://localhost:3001",
-        global = true
-    )]
+    /// Browser origins allowed by CORS, comma-separated. Unset: CORS allows the original's
+    /// `http://localhost:3000` and `:3001`, and `/ws` any origin (set, `/ws` wants one of them).
+    #[arg(long, env = "CORS_ORIGINS", default_value = "", global = true)]
     pub cors_origins: String,
 
     /// Requests per minute per client IP; `0` turns the limiter off.
@@ -589,6 +585,13 @@ mod tests {
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn unset_cors_origins_is_empty_so_the_live_stream_takes_any_origin() {
+        // CORS falls back to the localhost defaults by itself; `/ws` checks origins only when
+        // the operator set the list, as the original's upgrader read the raw variable.
+        assert!(parse(&[]).config.api_config().cors_origins.is_empty());
     }
 
     #[test]
