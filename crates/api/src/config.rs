@@ -64,6 +64,8 @@ pub struct ApiConfig {
     /// `DELEGATION_STUCK_THRESHOLD_S`: an `in_progress` delegation without a heartbeat for this
     /// long is `stuck`; `None` or zero is the default (10 minutes).
     pub delegation_stuck_after: Option<std::time::Duration>,
+    /// `WORKSPACE_CACHE=false`: `GET /workspaces/{id}` always reads the database.
+    pub disable_workspace_cache: bool,
     /// The git sha baked in at build time (`dev` when unknown).
     pub git_sha: String,
     /// The crate version.

@@ -165,12 +165,34 @@ impl Drop for ListeningGuard {
     }
 }
 
+/// Routes outside `/workspaces/{id}/…` whose writes touch no row of `workspaces` or
+/// `canvas_layouts` that a cached body was read from: creation inserts a row no 200 was ever
+/// cached for; the others write secrets, tokens, templates, memories, the A2A queue or the
+/// canvas viewport (`canvas_viewport`, not `canvas_layouts`).
+const WRITES_NO_CACHED_ROW: [&str; 7] = [
+    "/workspaces",
+    "/admin/a2a-queue/drop-stale",
+    "/templates/import",
+    "/settings/secrets",
+    "/admin/secrets",
+    "/org/tokens",
+    "/canvas/viewport",
+];
+/// The same, for route patterns under these prefixes (`/settings/secrets/{key}`, …).
+const WRITES_NO_CACHED_ROW_UNDER: [&str; 4] = [
+    "/settings/secrets/",
+    "/admin/secrets/",
+    "/org/tokens/",
+    "/admin/memories/",
+];
+
 /// Middleware: after any request that may write (not GET, HEAD or OPTIONS), invalidates the
 /// workspace its path names, or clears the cache when a route's write may reach workspaces its
-/// path does not name (creation, a cascading delete). Nothing for a path no route serves, nor
-/// for the agents' `/registry/*` routes: their handlers invalidate the one workspace they wrote,
-/// so a heartbeat never empties the cache. It runs whatever the status, since a failed request
-/// may still have committed something; the database trigger covers the other replicas.
+/// path does not name (a cascading delete, an adoption). Nothing for a path no route serves, for
+/// a route that writes no cached row ([`WRITES_NO_CACHED_ROW`]), nor for the agents'
+/// `/registry/*` routes: their handlers invalidate the one workspace they wrote, so a heartbeat
+/// never empties the cache. It runs whatever the status, since a failed request may still have
+/// committed something; the database trigger covers the other replicas.
 pub async fn invalidate_after_write(
     State(cache): State<WorkspaceCache>,
     request: Request,
@@ -181,8 +203,20 @@ pub async fn invalidate_after_write(
         return next.run(request).await;
     }
     let path = request.uri().path();
-    let routed = request.extensions().get::<MatchedPath>().is_some();
-    let handled = !routed || path.starts_with("/registry/");
+    let pattern = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let handled = match pattern {
+        None => true,
+        Some(pattern) => {
+            path.starts_with("/registry/")
+                || WRITES_NO_CACHED_ROW.contains(&pattern)
+                || WRITES_NO_CACHED_ROW_UNDER
+                    .iter()
+                    .any(|prefix| pattern.starts_with(prefix))
+        }
+    };
     let written = only_workspace_written(&method, path);
     let response = next.run(request).await;
     match (handled, written) {

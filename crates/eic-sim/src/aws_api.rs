@@ -59,7 +59,7 @@ pub async fn handle(
             if let Err(reason) = sim.verifier.verify_headers(&request, "ec2") {
                 return ec2_error(StatusCode::FORBIDDEN, "SignatureDoesNotMatch", &reason);
             }
-            ec2_query(&sim, &body)
+            ec2_query(&sim, &body).await
         }
     }
 }
@@ -233,13 +233,23 @@ impl Form {
     }
 }
 
-fn ec2_query(sim: &Sim, body: &[u8]) -> Response {
+async fn ec2_query(sim: &Sim, body: &[u8]) -> Response {
     let form = Form(
         form_urlencoded::parse(body)
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect(),
     );
-    match form.get("Action") {
+    let action = form.get("Action");
+    let delay = sim.faults().describe_delay_ms;
+    if delay > 0
+        && matches!(
+            action,
+            Some("DescribeInstances" | "DescribeInstanceConnectEndpoints")
+        )
+    {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    match action {
         Some("DescribeInstances") => {
             sim.count_describe();
             describe_instances(sim, &form)

@@ -67,9 +67,13 @@ struct ServeArgs {
     /// not group/other-writable (sshd's ChrootDirectory rule).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// Injected latencies: `aws` models real AWS (key push 300 ms, handshake 1 s, 10 ms per chunk).
+    /// Injected latencies: `aws` models real AWS (key push 300 ms, handshake 1 s, 10 ms per chunk,
+    /// each EC2 `Describe` call `--describe-delay`).
     #[arg(long, value_enum, default_value = "none")]
     profile: Profile,
+    /// What each EC2 `Describe` call costs under `--profile aws`.
+    #[arg(long, default_value = "100ms", value_parser = parse_duration)]
+    describe_delay: Duration,
     /// How long a pushed key authorises logins (AWS: 60 s).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     key_ttl: Duration,
@@ -112,11 +116,13 @@ enum Profile {
 }
 
 impl Profile {
-    fn faults(self, key_ttl: Duration) -> Faults {
+    fn faults(self, key_ttl: Duration, describe_delay: Duration) -> Faults {
         let key_ttl_ms = u64::try_from(key_ttl.as_millis()).unwrap_or(u64::MAX);
+        let describe_delay_ms = u64::try_from(describe_delay.as_millis()).unwrap_or(u64::MAX);
         match self {
             Profile::None => Faults {
                 key_ttl_ms,
+                describe_delay_ms: 0,
                 ..Faults::default()
             },
             // The original's own figures (`handlers/template_files_eic.go:113-117` at 624ef4d0):
@@ -127,6 +133,8 @@ impl Profile {
                 handshake_delay_ms: 1000,
                 chunk_latency_ms: 10,
                 key_ttl_ms,
+                // An EC2 Query API call from inside the region: about 100 ms.
+                describe_delay_ms,
             },
         }
     }
@@ -276,7 +284,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.region.clone(),
         endpoint_dns,
         instances,
-        args.profile.faults(args.key_ttl),
+        args.profile.faults(args.key_ttl, args.describe_delay),
         shutdown.clone(),
     ));
     let mut app = Router::new()

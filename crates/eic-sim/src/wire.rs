@@ -67,6 +67,9 @@ pub struct Faults {
     pub chunk_latency_ms: u64,
     /// How long a key pushed from now on authorises logins (`--key-ttl`; 0: not at all).
     pub key_ttl_ms: u64,
+    /// Delay every `DescribeInstances` and `DescribeInstanceConnectEndpoints` answer.
+    #[serde(default)]
+    pub describe_delay_ms: u64,
 }
 
 /// A partial update of [`Faults`] (`POST /_sim/faults`); absent fields keep their value.
@@ -82,6 +85,8 @@ pub struct FaultsPatch {
     pub chunk_latency_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key_ttl_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub describe_delay_ms: Option<u64>,
 }
 
 impl Faults {
@@ -100,6 +105,9 @@ impl Faults {
         }
         if let Some(v) = patch.key_ttl_ms {
             self.key_ttl_ms = v;
+        }
+        if let Some(v) = patch.describe_delay_ms {
+            self.describe_delay_ms = v;
         }
     }
 }

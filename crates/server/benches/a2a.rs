@@ -181,13 +181,15 @@ async fn load(url: &str, length: Duration) -> Run {
 async fn conversations(server: &TestServer, id: &str) {
     let pid = server.pid().expect("running");
     let sampling = Arc::new(AtomicBool::new(true));
-    let peak = Arc::new(AtomicU64::new(rss_kib(pid)));
+    let peak = Arc::new(AtomicU64::new(rss_kib(pid).expect("the server's VmRSS")));
     let idle = peak.load(Ordering::Relaxed);
     let sampler = {
         let (sampling, peak) = (sampling.clone(), peak.clone());
         tokio::spawn(async move {
             while sampling.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                if let Some(kib) = rss_kib(pid) {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
@@ -223,13 +225,12 @@ async fn conversations(server: &TestServer, id: &str) {
     );
 }
 
-/// The process's resident set (VmRSS) in KiB.
-fn rss_kib(pid: u32) -> u64 {
+/// The process's resident set (VmRSS) in KiB; `None` once it is gone (never read as 0).
+fn rss_kib(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
             line.split_whitespace().nth(1)?.parse().ok()
         })
-        .unwrap_or(0)
 }

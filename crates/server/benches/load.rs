@@ -56,7 +56,7 @@ async fn run() {
     }
     let admin = format!("Authorization: Bearer {ADMIN_TOKEN}");
     let own = format!("Authorization: Bearer {token}");
-    let idle_rss = rss_kib(server.pid().expect("running"));
+    let idle_rss = rss_kib(server.pid().expect("running")).expect("the server's VmRSS");
     println!("metadata server idle RSS: {} MiB", mib(idle_rss));
     for (label, path, header) in [
         ("GET /workspaces/{id}", format!("/workspaces/{id}"), None),
@@ -238,7 +238,9 @@ impl Wrk<'_> {
             let (done, peak) = (done.clone(), peak.clone());
             std::thread::spawn(move || {
                 while !done.load(Ordering::Relaxed) {
-                    peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                    if let Some(kib) = rss_kib(pid) {
+                        peak.fetch_max(kib, Ordering::Relaxed);
+                    }
                     std::thread::sleep(Duration::from_millis(100));
                 }
             })
@@ -255,6 +257,7 @@ impl Wrk<'_> {
         );
         let mut result = parse_wrk(&text);
         result.peak_rss_kib = peak.load(Ordering::Relaxed);
+        assert!(result.peak_rss_kib > 0, "the server's RSS was sampled");
         result
     }
 }
@@ -267,13 +270,15 @@ fn parse_wrk(text: &str) -> WrkResult {
             (Some("50%"), Some(value)) => result.p50 = value.to_string(),
             (Some("99%"), Some(value)) => result.p99 = value.to_string(),
             (Some("Requests/sec:"), Some(value)) => {
-                result.requests_per_second = value.parse().unwrap_or(0.0)
+                result.requests_per_second = value.parse().expect("wrk's Requests/sec")
             }
-            (Some(count), Some("requests")) => result.requests = count.parse().unwrap_or(0),
+            (Some(count), Some("requests")) => {
+                result.requests = count.parse().expect("wrk's request count");
+            }
             _ => {}
         }
         if let Some(count) = line.strip_prefix("Non-2xx or 3xx responses:") {
-            result.non_2xx = count.trim().parse().unwrap_or(0);
+            result.non_2xx = count.trim().parse().expect("wrk's non-2xx count");
         }
         if let Some(errors) = line.strip_prefix("Socket errors:") {
             // "connect 0, read 0, write 0, timeout 0"
@@ -286,14 +291,13 @@ fn parse_wrk(text: &str) -> WrkResult {
     result
 }
 
-/// VmRSS of a process in KiB (0 once it is gone).
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+/// VmRSS of a process in KiB; `None` once it is gone (never read as 0).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|value| value.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn mib(kib: u64) -> String {

@@ -105,13 +105,9 @@ pub struct Config {
     #[arg(long, env = "WORKSPACES_DIR", global = true)]
     pub workspaces_dir: Option<PathBuf>,
 
-    /// Browser origins allowed by CORS, comma-separated.
-    #[arg(
-        long,
-        env = "CORS_ORIGINS",
-        default_value = "http://localhost:3000,http://localhost:3001",
-        global = true
-    )]
+    /// Browser origins allowed by CORS, comma-separated. Unset: CORS allows the original's
+    /// `http://localhost:3000` and `:3001`, and `/ws` any origin (set, `/ws` wants one of them).
+    #[arg(long, env = "CORS_ORIGINS", default_value = "", global = true)]
     pub cors_origins: String,
 
     /// Requests per minute per client IP; `0` turns the limiter off.
@@ -230,6 +226,10 @@ pub struct Config {
         global = true
     )]
     pub delegation_stuck_threshold_s: u64,
+    /// Serve `GET /workspaces/{id}` from the in-process cache (`false`: always the database).
+    #[arg(long, env = "WORKSPACE_CACHE", default_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
+    pub workspace_cache: bool,
 
     /// A request body not fully received within this is cut with 408.
     #[arg(long, env = "REQUEST_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
@@ -338,7 +338,7 @@ pub struct Config {
     #[arg(
         long,
         env = "EIC_MAX_OPS_PER_CONNECTION",
-        default_value_t = 8,
+        default_value_t = 32,
         global = true
     )]
     pub eic_max_ops_per_connection: usize,
@@ -459,6 +459,7 @@ impl Config {
                 self.delegation_sweeper_interval_s,
             )),
             delegation_stuck_after: Some(Duration::from_secs(self.delegation_stuck_threshold_s)),
+            disable_workspace_cache: !self.workspace_cache,
             git_sha: crate::GIT_SHA.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             external_platform_url: non_empty(&self.external_platform_url),
@@ -760,9 +761,16 @@ mod tests {
     }
 
     #[test]
+    fn unset_cors_origins_is_empty_so_the_live_stream_takes_any_origin() {
+        // CORS falls back to the localhost defaults by itself; `/ws` checks origins only when
+        // the operator set the list, as the original's upgrader read the raw variable.
+        assert!(parse(&[]).config.api_config().cors_origins.is_empty());
+    }
+
+    #[test]
     fn max_ops_per_connection_reaches_the_eic_config() {
-        let cli = parse(&["--eic-max-ops-per-connection", "32"]);
-        assert_eq!(cli.config.eic_config().max_ops_per_connection, 32);
+        let cli = parse(&["--eic-max-ops-per-connection", "12"]);
+        assert_eq!(cli.config.eic_config().max_ops_per_connection, 12);
     }
 
     #[test]
@@ -777,7 +785,7 @@ mod tests {
         ]);
         let eic = cli.config.eic_config();
         assert_eq!(eic.endpoint_id.as_deref(), Some("eice-1"));
-        assert_eq!(eic.max_ops_per_connection, 8, "the default");
+        assert_eq!(eic.max_ops_per_connection, 32, "the default");
         assert_eq!(eic.instance_ips["i-0123456789abcdef0"], "10.0.0.5");
         assert_eq!(eic.instance_ips["i-01234567"], "10.0.0.6");
         assert!(parse_instance_ips("i-1=not-an-ip").is_err());

@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::http::header::ORIGIN;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 use utoipa::ToSchema;
@@ -74,17 +76,19 @@ pub async fn list_for_workspace(
 
 /// `GET /ws`: the live event stream. The canvas connects without `X-Workspace-ID` and receives
 /// every event; an agent names itself with `X-Workspace-ID` (and its token, once it has one) and
-/// receives the events of the workspaces it may talk to.
+/// receives the events of the workspaces it may talk to. With `CORS_ORIGINS` set, the `Origin`
+/// must be one of them (a missing one too is refused), as the original's upgrader checked it.
 #[utoipa::path(get, path = "/ws", tag = "events", responses(
     (status = 101, description = "The live event stream (WebSocket)"),
     (status = 400, description = "Not a WebSocket upgrade, or invalid X-Workspace-ID"),
     (status = 401, description = "Not the named workspace's token", body = ErrorBody),
+    (status = 403, description = "`CORS_ORIGINS` is set and the `Origin` is missing or not one of them", body = ErrorBody),
     (status = 405, description = "Not a GET upgrade"),
     (status = 426, description = "Upgrade required")))]
 pub async fn socket(
     State(state): State<AppState>,
     headers: HeaderMap,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let agent = match headers
         .get(WORKSPACE_ID_HEADER)
@@ -99,7 +103,34 @@ pub async fn socket(
             Some(id)
         }
     };
+    // The original authenticated the agent first, then its upgrader checked the origin.
+    if !origin_allowed(&state.config.cors_origins, &headers) {
+        let body = ErrorBody {
+            code: None,
+            error: "origin not allowed".to_string(),
+        };
+        return Err(ApiError::with_body(StatusCode::FORBIDDEN, &body));
+    }
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return Ok(rejection.into_response()),
+    };
     Ok(upgrade.on_upgrade(move |socket| stream_events(state, agent, socket)))
+}
+
+/// The upgrader's origin rule (`handlers/socket.go:17-31` at 624ef4d0): anything when
+/// `CORS_ORIGINS` is empty, else an `Origin` equal (ignoring case) to one of its entries; a
+/// missing `Origin` matches none.
+fn origin_allowed(cors_origins: &[String], headers: &HeaderMap) -> bool {
+    if cors_origins.is_empty() {
+        return true;
+    }
+    let Some(origin) = headers.get(ORIGIN).and_then(|o| o.to_str().ok()) else {
+        return false;
+    };
+    cors_origins
+        .iter()
+        .any(|allowed| allowed.trim().eq_ignore_ascii_case(origin))
 }
 
 async fn stream_events(state: AppState, agent: Option<Uuid>, mut socket: WebSocket) {

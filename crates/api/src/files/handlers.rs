@@ -22,7 +22,7 @@ use crate::{ApiConfig, ApiError, AppState};
 /// Set to `true` on a listing cut at `MAX_LIST_ENTRIES`.
 pub const TRUNCATED_HEADER: &str = "x-list-truncated";
 
-/// Writes of one replace in flight at once (the EIC pool runs `EIC_MAX_OPS_PER_CONNECTION`, default 8, per instance).
+/// Writes of one replace in flight at once (the EIC pool runs `EIC_MAX_OPS_PER_CONNECTION`, default 32, per instance).
 const REPLACE_CONCURRENCY: usize = 4;
 
 #[derive(Debug, Deserialize, IntoParams)]

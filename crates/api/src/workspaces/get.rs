@@ -50,9 +50,15 @@ pub async fn get(
     Query(query): Query<GetQuery>,
 ) -> Result<Response, ApiError> {
     let cache = state.events.workspace_cache();
-    let ticket = match cache.lookup(id) {
-        Lookup::Hit(body) => return Ok(json_body(body)),
-        Lookup::Miss(ticket) => ticket,
+    // `WORKSPACE_CACHE=false`: no lookup and no fill, every read is a query (counted a miss).
+    let ticket = if state.config.disable_workspace_cache {
+        metrics::counter!(crate::workspace_cache::MISSES_TOTAL).increment(1);
+        None
+    } else {
+        match cache.lookup(id) {
+            Lookup::Hit(body) => return Ok(json_body(body)),
+            Lookup::Miss(ticket) => Some(ticket),
+        }
     };
     let row = store::workspaces::get(&state.db, id)
         .await
@@ -72,7 +78,7 @@ pub async fn get(
         .map_err(ApiError::internal("failed to encode the workspace"))?;
     let body = Bytes::from(body);
     // Only live rows: their body is the same with or without `include_removed`.
-    if !removed {
+    if let Some(ticket) = ticket.filter(|_| !removed) {
         cache.fill(ticket, id, body.clone());
     }
     Ok(json_body(body))

@@ -293,3 +293,49 @@ fn tokio_stream_from(
         receiver.recv().await.map(|chunk| (chunk, receiver))
     })
 }
+
+/// `/ws` with `CORS_ORIGINS` set: the original's upgrader refused a missing `Origin` too
+/// (`handlers/socket.go:17-31`); without `CORS_ORIGINS` anything goes.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn live_stream_refuses_a_missing_origin_when_cors_origins_is_set(db: PgPool) {
+    let upgrade = [
+        ("connection", "upgrade"),
+        ("upgrade", "websocket"),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ];
+    let with_origin = |origin: &'static str| {
+        let mut headers = upgrade.to_vec();
+        headers.push(("origin", origin));
+        headers
+    };
+    let (listed, _dir) = router(&db, |c| {
+        c.cors_origins = vec!["https://canvas.example".into()]
+    });
+    let reply = send_with(&listed, "GET", "/ws", &upgrade, None).await;
+    assert_eq!(
+        (reply.status, reply.text.as_str()),
+        (StatusCode::FORBIDDEN, r#"{"error":"origin not allowed"}"#)
+    );
+    // A listed origin passes the check; in-process there is no connection to upgrade, so the
+    // answer is the upgrade's own refusal, not 403.
+    let reply = send_with(
+        &listed,
+        "GET",
+        "/ws",
+        &with_origin("https://canvas.example"),
+        None,
+    )
+    .await;
+    assert_ne!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.status.is_client_error(), "{}", reply.status);
+    // The tenant's own origin passes CORS (same host) but, unlisted, not the upgrader.
+    let mut same_host = with_origin("https://tenant.example");
+    same_host.push(("host", "tenant.example"));
+    let reply = send_with(&listed, "GET", "/ws", &same_host, None).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+
+    let (open, _dir) = router(&db, |c| c.cors_origins = vec![]);
+    let reply = send_with(&open, "GET", "/ws", &upgrade, None).await;
+    assert_ne!(reply.status, StatusCode::FORBIDDEN);
+}

@@ -971,6 +971,14 @@ async fn test_tokens_follow_their_gate(db: PgPool) {
         )
     );
 
+    // A removed workspace's row still exists: the original minted for it
+    // (`handlers/admin_test_token.go` looks the id up with no status condition).
+    let reply = api.call("DELETE", &format!("/workspaces/{id}"), None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let reply = api.call("GET", &url, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.json["workspace_id"], id.to_string());
+
     let production = |enable: bool, admin: Option<&str>| {
         let mut config = test_config(dir.path());
         config.molecule_env = "production".into();
@@ -1111,4 +1119,34 @@ async fn create_matches_the_original_where_clients_rely_on_it(db: PgPool) {
     let id = reply.json["id"].as_str().unwrap();
     let get = send_with(&tenant, "GET", &format!("/workspaces/{id}"), &org, None).await;
     assert_eq!(get.json["tier"], 4, "a tenant's default tier");
+}
+
+/// The PATCH side of create's parity (`handlers/workspace_crud.go` Update at 624ef4d0): `url`,
+/// `model` and `template` are not PATCH keys there (ignored, so a PATCH never gives a
+/// non-external workspace a URL), and the existence check has no status condition (a removed
+/// workspace's row is still updated).
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn patch_ignores_keys_the_original_never_patched(db: PgPool) {
+    let api = Api::new(db.clone());
+    let id = api
+        .create(json!({"name": "p", "model": "anthropic:claude-sonnet-4-5"}))
+        .await;
+    let url = format!("/workspaces/{id}");
+    let body = json!({"url": "https://agent.example.com", "model": "lm-studio/x",
+                      "template": "", "tier": 2});
+    let reply = api.call("PATCH", &url, Some(body)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let get = api.call("GET", &url, None).await;
+    assert_eq!(
+        get.json["url"], "",
+        "no URL for a workspace that is not external"
+    );
+    assert_eq!(get.json["tier"], 2);
+    let model = api.call("GET", &format!("{url}/model"), None).await;
+    assert_eq!(model.json["model"], "anthropic:claude-sonnet-4-5");
+
+    let reply = api.call("DELETE", &url, None).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let reply = api.call("PATCH", &url, Some(json!({"tier": 3}))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
 }

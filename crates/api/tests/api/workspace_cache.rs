@@ -36,9 +36,14 @@ struct Server {
 impl Server {
     /// The router over a state whose hub is listening, so the cache is in use.
     async fn listening(db: PgPool) -> Server {
+        Self::listening_with(db, |_| {}).await
+    }
+
+    async fn listening_with(db: PgPool, tune: impl FnOnce(&mut api::ApiConfig)) -> Server {
         let shutdown = CancellationToken::new();
-        let mut services =
-            common::test_services(db.clone(), common::test_config(&std::env::temp_dir()));
+        let mut config = common::test_config(&std::env::temp_dir());
+        tune(&mut config);
+        let mut services = common::test_services(db.clone(), config);
         services.events = EventsHub::new(shutdown.clone());
         let state = AppState::new(services);
         state
@@ -365,4 +370,73 @@ async fn agent_writes_and_unknown_paths_leave_other_workspaces_cached(db: PgPool
     let reply = server.call("POST", "/no/such/route", Some(json!({}))).await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
     assert!(server.is_cached(busy) && server.is_cached(quiet));
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_write_invalidates_only_the_workspaces_it_can_change(db: PgPool) {
+    let server = Server::listening(db).await;
+    let patched = server.create(json!({"name": "patched"})).await;
+    let other = server.create(json!({"name": "other"})).await;
+    server.settle().await;
+    server.get(patched).await;
+    server.get(other).await;
+    server.silence_announcements().await;
+
+    let reply = server
+        .call(
+            "PATCH",
+            &format!("/workspaces/{patched}"),
+            Some(json!({"name": "renamed"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert!(
+        !server.is_cached(patched),
+        "the PATCHed workspace is read again"
+    );
+    assert!(server.is_cached(other), "another workspace stays cached");
+    assert_eq!(server.get(patched).await["name"], "renamed");
+
+    // Writes that touch no cached row: creation, the canvas viewport, a global secret.
+    server.create(json!({"name": "newcomer"})).await;
+    let viewport = json!({"x": 1, "y": 2, "zoom": 1.5});
+    let reply = server.call("PUT", "/canvas/viewport", Some(viewport)).await;
+    assert!(
+        reply.status.is_success(),
+        "{}: {}",
+        reply.status,
+        reply.text
+    );
+    let secret = json!({"key": "SOME_KEY", "value": "v"});
+    let reply = server.call("PUT", "/settings/secrets", Some(secret)).await;
+    assert!(
+        reply.status.is_success(),
+        "{}: {}",
+        reply.status,
+        reply.text
+    );
+    assert!(
+        server.is_cached(patched) && server.is_cached(other),
+        "unrelated writes leave the cache alone"
+    );
+
+    // A cascading delete may reach workspaces its path does not name: everything goes.
+    let reply = server
+        .call("DELETE", &format!("/workspaces/{patched}"), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert!(!server.is_cached(other));
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn with_the_cache_off_every_read_is_a_query(db: PgPool) {
+    let server = Server::listening_with(db, |c| c.disable_workspace_cache = true).await;
+    let id = server.create(json!({"name": "before"})).await;
+    server.settle().await;
+    assert_eq!(server.get(id).await["name"], "before");
+    assert!(!server.is_cached(id), "nothing is filled");
+    // Unannounced, so only a read of the database can see it.
+    server.silence_announcements().await;
+    server.rename_in_sql(id, "after").await;
+    assert_eq!(server.get(id).await["name"], "after");
 }

@@ -4,6 +4,8 @@
 use crate::support;
 
 use crate::support::INSTANCE;
+use std::time::{Duration, Instant};
+
 use eic_pool::EicPool;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -47,5 +49,41 @@ async fn without_configuration_the_instance_is_discovered() {
         .unwrap();
     let status = sim.control().status().await.unwrap();
     assert_eq!(status.describe_calls, 2, "{status:?}");
+    pool.close().await;
+}
+
+/// The two `Describe` calls run at once (the endpoint lookup needs no answer of the instance's),
+/// and their result is cached per instance: with each call charged 400 ms and nothing else
+/// delayed, a cold setup pays one call's delay, not two, and the next setup none.
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_costs_one_describe_round_trip_and_is_cached() {
+    const DESCRIBE: Duration = Duration::from_millis(400);
+    let sim = support::sim();
+    sim.control()
+        .set_faults(eic_sim::FaultsPatch {
+            describe_delay_ms: Some(400),
+            ..eic_sim::FaultsPatch::default()
+        })
+        .await
+        .unwrap();
+    let pool = EicPool::new(support::config(sim.info())).await.unwrap();
+    let started = Instant::now();
+    pool.write_file(INSTANCE, "/configs/timed", b"x")
+        .await
+        .unwrap();
+    let cold = started.elapsed();
+    assert!(cold >= DESCRIBE, "{cold:?}");
+    assert!(cold < DESCRIBE * 2, "both Describe calls at once: {cold:?}");
+    assert_eq!(sim.control().status().await.unwrap().describe_calls, 2);
+
+    // A new connection to the same instance (the first one dropped) describes nothing.
+    sim.control().drop_tunnels().await.unwrap();
+    let _ = pool.read_file(INSTANCE, "/configs/timed", 16).await;
+    pool.read_file(INSTANCE, "/configs/timed", 16)
+        .await
+        .unwrap();
+    let status = sim.control().status().await.unwrap();
+    assert_eq!(status.describe_calls, 2, "{status:?}");
+    assert!(status.tunnels_opened >= 2, "{status:?}");
     pool.close().await;
 }

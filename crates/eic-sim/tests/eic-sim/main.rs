@@ -9,7 +9,8 @@ use aws_credential_types::Credentials;
 use aws_sdk_ec2instanceconnect as eic;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use eic_sim::{
-    SimInfo, SimProcess, SimStatus, TunnelListener, TunnelTarget, presign_open_tunnel_url,
+    FaultsPatch, SimInfo, SimProcess, SimStatus, TunnelListener, TunnelTarget,
+    presign_open_tunnel_url,
 };
 use russh::client::{Config, Handle, Handler};
 use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
@@ -495,4 +496,55 @@ fn sigterm_stops_the_sshds_and_removes_the_root() {
     drop(sim);
     assert_eq!(sshd_masters(&marker), 0);
     assert!(!root.exists());
+}
+
+/// Profile `aws` charges each EC2 `Describe` call (`--describe-delay`, default 100 ms); the
+/// control API changes it at run time; profile `none` charges nothing.
+#[tokio::test]
+async fn the_aws_profile_charges_each_describe_call() {
+    let describe = "Action=DescribeInstances&Version=2016-11-15&InstanceId.1=i-0123456789abcdef0";
+    let sim = SimProcess::spawn(&[
+        "--instance",
+        INSTANCE,
+        "--profile",
+        "aws",
+        "--describe-delay",
+        "150ms",
+    ])
+    .unwrap();
+    let info = sim.info();
+    assert_eq!(
+        sim.control()
+            .set_faults(FaultsPatch::default())
+            .await
+            .unwrap()
+            .describe_delay_ms,
+        150
+    );
+    let started = Instant::now();
+    let (status, xml) = ec2_query(info, &info.secret_access_key, describe).await;
+    assert_eq!(status, 200, "{xml}");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+
+    let faults = sim
+        .control()
+        .set_faults(FaultsPatch {
+            describe_delay_ms: Some(0),
+            ..FaultsPatch::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(faults.describe_delay_ms, 0);
+    drop(sim);
+
+    let sim = SimProcess::spawn(&["--instance", INSTANCE]).unwrap();
+    assert_eq!(
+        sim.control()
+            .set_faults(FaultsPatch::default())
+            .await
+            .unwrap()
+            .describe_delay_ms,
+        0,
+        "profile none"
+    );
 }
