@@ -17,6 +17,10 @@ use crate::{AwsSettings, EicConfig, EicError};
 
 const EC2_API_VERSION: &str = "2016-11-15";
 /// Endpoint states the aws-cli accepts for tunnels.
+/// Pages of the endpoint listing read at most (an account holds a few endpoints per VPC; the
+/// bound keeps a misbehaving `NextToken` from looping).
+const MAX_ENDPOINT_PAGES: usize = 20;
+
 const USABLE_ENDPOINT_STATES: [&str; 4] = [
     "create-complete",
     "update-in-progress",
@@ -184,32 +188,56 @@ impl Aws {
     }
 
     /// The usable EIC Endpoints of the account and region, each as `[id, dns, subnet, state,
-    /// vpc]`.
+    /// vpc]`: every page of the listing (`NextToken`), at most [`MAX_ENDPOINT_PAGES`] of them.
     async fn describe_endpoints(&self) -> Result<Vec<Vec<String>>, EicError> {
-        let endpoints = self
-            .query(
-                "DescribeInstanceConnectEndpoints",
-                &[
-                    ("Filter.1.Name", "state"),
-                    ("Filter.1.Value.1", USABLE_ENDPOINT_STATES[0]),
-                    ("Filter.1.Value.2", USABLE_ENDPOINT_STATES[1]),
-                    ("Filter.1.Value.3", USABLE_ENDPOINT_STATES[2]),
-                    ("Filter.1.Value.4", USABLE_ENDPOINT_STATES[3]),
-                ],
+        let reply_error = |e: quick_xml::Error| {
+            discovery(format!("DescribeInstanceConnectEndpoints reply: {e}"))
+        };
+        let mut endpoints = Vec::new();
+        let mut next_token = String::new();
+        for _ in 0..MAX_ENDPOINT_PAGES {
+            let mut params = vec![
+                ("Filter.1.Name", "state"),
+                ("Filter.1.Value.1", USABLE_ENDPOINT_STATES[0]),
+                ("Filter.1.Value.2", USABLE_ENDPOINT_STATES[1]),
+                ("Filter.1.Value.3", USABLE_ENDPOINT_STATES[2]),
+                ("Filter.1.Value.4", USABLE_ENDPOINT_STATES[3]),
+            ];
+            if !next_token.is_empty() {
+                params.push(("NextToken", next_token.as_str()));
+            }
+            let page = self
+                .query("DescribeInstanceConnectEndpoints", &params)
+                .await?;
+            endpoints.extend(
+                xml::records(
+                    &page,
+                    "DescribeInstanceConnectEndpointsResponse/instanceConnectEndpointSet/item",
+                    &[
+                        "instanceConnectEndpointId",
+                        "dnsName",
+                        "subnetId",
+                        "state",
+                        "vpcId",
+                    ],
+                )
+                .map_err(reply_error)?,
+            );
+            next_token = xml::records(
+                &page,
+                "DescribeInstanceConnectEndpointsResponse",
+                &["nextToken"],
             )
-            .await?;
-        xml::records(
-            &endpoints,
-            "DescribeInstanceConnectEndpointsResponse/instanceConnectEndpointSet/item",
-            &[
-                "instanceConnectEndpointId",
-                "dnsName",
-                "subnetId",
-                "state",
-                "vpcId",
-            ],
-        )
-        .map_err(|e| discovery(format!("DescribeInstanceConnectEndpoints reply: {e}")))
+            .map_err(reply_error)?
+            .into_iter()
+            .next()
+            .and_then(|mut fields| fields.pop())
+            .unwrap_or_default();
+            if next_token.is_empty() {
+                break;
+            }
+        }
+        Ok(endpoints)
     }
 
     async fn describe_instance(&self, instance_id: &str) -> Result<Instance, EicError> {
