@@ -11,6 +11,7 @@ pub mod budget;
 pub mod crypto;
 pub mod error;
 pub mod events;
+pub mod key_rotation;
 pub mod file_targets;
 pub mod layouts;
 pub mod memories;

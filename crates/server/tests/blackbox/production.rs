@@ -251,6 +251,24 @@ async fn metrics_carry_the_build_and_the_process_and_every_series_is_documented(
             "{series}missing:\n{text}"
         );
     }
+    // Each background loop's age, once it ticked (the scheduler ticks at start).
+    let loop_age = "workspace_server_background_loop_age_seconds{loop=\"scheduler\"} ";
+    let text = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let text = reqwest::get(server.url("/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if text.lines().any(|line| line.starts_with(loop_age)) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {loop_age}series"));
     let operations =
         std::fs::read_to_string(crate::harness::repo_root().join("docs/operations.md")).unwrap();
     let undocumented: Vec<&str> = text
