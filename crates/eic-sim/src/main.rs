@@ -253,15 +253,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         secret_access_key: SECRET_ACCESS_KEY.into(),
         region: args.region.clone(),
     };
-    let sim = Arc::new(Sim::new(
-        verifier,
-        args.region.clone(),
-        endpoint_dns,
-        instances,
-        args.profile.faults(args.key_ttl),
-        shutdown.clone(),
-    )
-    .with_max_tunnels(args.max_tunnels));
+    let sim = Arc::new(
+        Sim::new(
+            verifier,
+            args.region.clone(),
+            endpoint_dns,
+            instances,
+            args.profile.faults(args.key_ttl),
+            shutdown.clone(),
+        )
+        .with_max_tunnels(args.max_tunnels),
+    );
     let app = Router::new()
         .route("/", post(aws_api::handle))
         .route("/openTunnel", get(tunnel::open_tunnel))

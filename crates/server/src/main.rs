@@ -137,9 +137,7 @@ async fn rotate_secrets_key(config: Config) -> anyhow::Result<()> {
             "secrets key rotation failed (nothing was changed): {}",
             database::error_chain(&error)
         ),
-        other => anyhow::Error::new(Permanent(format!(
-            "secrets key rotation refused: {other}"
-        ))),
+        other => anyhow::Error::new(Permanent(format!("secrets key rotation refused: {other}"))),
     })?;
     tracing::info!(
         reencrypted = report.reencrypted,

@@ -337,7 +337,9 @@ async fn a_due_schedule_reaches_a_real_agent_and_its_run_is_recorded() {
     assert!(message["messageId"].as_str().unwrap().starts_with("cron-"));
     assert_eq!(message["parts"][0]["text"], "write the daily report");
     assert!(
-        response.to_string().contains("echo: write the daily report"),
+        response
+            .to_string()
+            .contains("echo: write the daily report"),
         "{response}"
     );
 }

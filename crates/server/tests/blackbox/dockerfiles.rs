@@ -216,7 +216,7 @@ fn base_images_cargo_chef_and_the_toolchain_are_pinned() {
             {
                 stages.push(stage.to_string());
             }
-            if stages.iter().any(|stage| *stage == image) {
+            if stages.contains(&image) {
                 continue;
             }
             let (reference, digest) = match image.split_once('@') {
@@ -240,8 +240,7 @@ fn base_images_cargo_chef_and_the_toolchain_are_pinned() {
         let version = arg_default(&all, "CARGO_CHEF_VERSION")
             .unwrap_or_else(|| panic!("{name}: ARG CARGO_CHEF_VERSION"));
         assert!(
-            version.split('.').count() == 3
-                && version.split('.').all(|n| n.parse::<u32>().is_ok()),
+            version.split('.').count() == 3 && version.split('.').all(|n| n.parse::<u32>().is_ok()),
             "{name}: cargo-chef pinned to an exact version, not {version}"
         );
         let install = arguments(&all, "RUN")
@@ -249,7 +248,8 @@ fn base_images_cargo_chef_and_the_toolchain_are_pinned() {
             .find(|run| run.contains("cargo install cargo-chef"))
             .unwrap_or_else(|| panic!("{name}: installs cargo-chef"));
         assert!(
-            install.contains("--locked") && install.contains(r#"--version "=${CARGO_CHEF_VERSION}""#),
+            install.contains("--locked")
+                && install.contains(r#"--version "=${CARGO_CHEF_VERSION}""#),
             "{name}: `{install}`"
         );
     }

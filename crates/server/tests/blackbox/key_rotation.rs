@@ -103,7 +103,9 @@ async fn every_secret_is_re_encrypted_under_the_new_key_once() {
             old_cipher.decrypt(value, 1).is_err(),
             "{table}.{name} no longer opens with the old key"
         );
-        let plain = new_cipher.decrypt(value, 1).expect("opens with the new key");
+        let plain = new_cipher
+            .decrypt(value, 1)
+            .expect("opens with the new key");
         plaintexts.push(String::from_utf8(plain).unwrap());
     }
     plaintexts.sort();

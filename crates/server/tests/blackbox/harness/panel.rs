@@ -36,11 +36,7 @@ impl PanelRig {
     }
 
     /// [`PanelRig::start`] with more settings for the server.
-    pub async fn start_with(
-        profile: &str,
-        instances: &[String],
-        env: &[(&str, &str)],
-    ) -> PanelRig {
+    pub async fn start_with(profile: &str, instances: &[String], env: &[(&str, &str)]) -> PanelRig {
         // An endpoint with room for every instance (AWS allows 20 per endpoint).
         let max_tunnels = instances.len().max(20).to_string();
         let mut args = vec!["--profile", profile, "--max-tunnels", &max_tunnels];
