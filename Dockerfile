@@ -7,14 +7,17 @@
 # The image expects an external PostgreSQL in DATABASE_URL; the built-in PostgreSQL the binary
 # starts without it is a development convenience and has no server binaries here.
 
-# The toolchain of rust-toolchain.toml; RUSTUP_TOOLCHAIN makes rustup use the image's own
-# instead of installing the file's extra components (rustfmt, clippy) into a build image.
+# The toolchain of rust-toolchain.toml (an exact tag; a test keeps them equal); RUSTUP_TOOLCHAIN
+# makes rustup use the image's own instead of installing the file's extra components (rustfmt,
+# clippy) into a build image. Every base image is pinned by exact tag or digest.
 ARG RUST_VERSION=1.95.0
 
 FROM rust:${RUST_VERSION}-slim-bookworm AS chef
 ARG RUST_VERSION
 ENV RUSTUP_TOOLCHAIN=${RUST_VERSION}
-RUN cargo install cargo-chef --locked --version ~0.1
+# Pinned: the recipe format and the cook step are cargo-chef's; a new release is a reviewed bump.
+ARG CARGO_CHEF_VERSION=0.1.78
+RUN cargo install cargo-chef --locked --version "=${CARGO_CHEF_VERSION}"
 WORKDIR /src
 
 FROM chef AS planner
@@ -33,7 +36,9 @@ RUN GIT_SHA="${GIT_SHA}" cargo build --release --locked --package server \
     && install -D -m 0755 target/release/workspace-server /out/workspace-server
 
 # distroless/cc: glibc, libgcc, CA certificates and /etc/passwd with `nonroot` (65532); no shell.
-FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+# distroless publishes no dated tags: pinned by digest (bump it with `crane digest
+# gcr.io/distroless/cc-debian12:nonroot`).
+FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f AS runtime
 COPY --from=builder /out/workspace-server /usr/local/bin/workspace-server
 USER 65532:65532
 WORKDIR /home/nonroot

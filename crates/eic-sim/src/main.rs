@@ -82,6 +82,10 @@ struct ServeArgs {
     port: u16,
     #[arg(long, default_value = "us-east-1")]
     region: String,
+    /// Concurrent tunnels the endpoint allows (AWS: 20); more for tests of one server holding
+    /// more connections than one endpoint would give it.
+    #[arg(long, default_value_t = state::DEFAULT_MAX_TUNNELS)]
+    max_tunnels: u64,
     /// Stop (cleanly) when stdin reaches EOF, i.e. when the parent holding the pipe dies, even
     /// by SIGKILL; `SimProcess` sets it so that a killed test leaves no sshd behind.
     #[arg(long)]
@@ -279,14 +283,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         secret_access_key: SECRET_ACCESS_KEY.into(),
         region: args.region.clone(),
     };
-    let sim = Arc::new(Sim::new(
-        verifier,
-        args.region.clone(),
-        endpoint_dns,
-        instances,
-        args.profile.faults(args.key_ttl, args.describe_delay),
-        shutdown.clone(),
-    ));
+    let sim = Arc::new(
+        Sim::new(
+            verifier,
+            args.region.clone(),
+            endpoint_dns,
+            instances,
+            args.profile.faults(args.key_ttl, args.describe_delay),
+            shutdown.clone(),
+        )
+        .with_max_tunnels(args.max_tunnels),
+    );
     let mut app = Router::new()
         .route("/", post(aws_api::handle))
         .route("/openTunnel", get(tunnel::open_tunnel))

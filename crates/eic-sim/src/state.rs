@@ -42,6 +42,9 @@ struct Counters {
     describe_calls: AtomicU64,
 }
 
+/// Concurrent tunnels an EIC endpoint allows on AWS (EC2 User Guide).
+pub const DEFAULT_MAX_TUNNELS: u64 = 20;
+
 #[derive(Debug)]
 pub struct Sim {
     pub verifier: Verifier,
@@ -56,6 +59,8 @@ pub struct Sim {
     tunnels: Mutex<HashMap<u64, LiveTunnel>>,
     next_tunnel: AtomicU64,
     counters: Counters,
+    /// Concurrent tunnels the endpoint allows (AWS: 20).
+    max_tunnels: u64,
 }
 
 /// Removes its tunnel from the live set on `Drop`, however the relay ended.
@@ -92,7 +97,19 @@ impl Sim {
             tunnels: Mutex::default(),
             next_tunnel: AtomicU64::new(1),
             counters: Counters::default(),
+            max_tunnels: DEFAULT_MAX_TUNNELS,
         }
+    }
+
+    /// An endpoint allowing `max` concurrent tunnels instead of AWS's 20 (`--max-tunnels`).
+    pub fn with_max_tunnels(mut self, max: u64) -> Self {
+        self.max_tunnels = max;
+        self
+    }
+
+    /// Concurrent tunnels the endpoint allows.
+    pub fn max_tunnels(&self) -> u64 {
+        self.max_tunnels
     }
 
     pub fn faults(&self) -> Faults {

@@ -20,8 +20,6 @@ use tokio_util::sync::CancellationToken;
 use crate::sigv4::SignedRequest;
 use crate::state::Sim;
 
-/// An endpoint allows this many concurrent connections (EC2 User Guide).
-const MAX_CONCURRENT_TUNNELS: u64 = 20;
 const SSHD_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Chunks queued per direction before the reader waits (bounds memory under latency).
 const QUEUED_CHUNKS: usize = 256;
@@ -94,10 +92,11 @@ async fn accept(
             "the endpoint refuses new tunnels (fault injected by eic-sim)".into(),
         ));
     }
-    if sim.live_tunnels() >= MAX_CONCURRENT_TUNNELS {
+    let max_tunnels = sim.max_tunnels();
+    if sim.live_tunnels() >= max_tunnels {
         return Err((
             StatusCode::TOO_MANY_REQUESTS,
-            format!("the endpoint allows {MAX_CONCURRENT_TUNNELS} concurrent connections"),
+            format!("the endpoint allows {max_tunnels} concurrent connections"),
         ));
     }
     if faults.handshake_delay_ms > 0 {

@@ -32,6 +32,9 @@ pub enum Command {
     Healthcheck,
     /// Print the version and the git sha it was built from.
     Version,
+    /// Re-encrypt every secret at rest from SECRETS_ENCRYPTION_KEY_OLD to SECRETS_ENCRYPTION_KEY
+    /// in one transaction, and exit (idempotent: rows already under the new key are kept).
+    RotateSecretsKey,
 }
 
 /// Log output format.
@@ -96,6 +99,16 @@ pub struct Config {
         global = true
     )]
     pub secrets_encryption_key: Option<SecretString>,
+
+    /// The key being retired, read only by `rotate-secrets-key` (which re-encrypts every secret
+    /// from it to SECRETS_ENCRYPTION_KEY); unset when moving plaintext secrets to a first key.
+    #[arg(
+        long,
+        env = "SECRETS_ENCRYPTION_KEY_OLD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub secrets_encryption_key_old: Option<SecretString>,
 
     /// Template folders [default: ./workspace-configs-templates if present, else <data-dir>/templates].
     #[arg(long, env = "CONFIGS_DIR", global = true)]
@@ -576,6 +589,11 @@ impl Config {
         let key = set(&self.secrets_encryption_key);
         if let Err(error) = store::crypto::Crypto::from_env_value(key, env == "production") {
             problems.push(format!("SECRETS_ENCRYPTION_KEY: {error}"));
+        }
+        if let Some(old) = set(&self.secrets_encryption_key_old)
+            && let Err(error) = store::crypto::Crypto::from_env_value(Some(old), false)
+        {
+            problems.push(format!("SECRETS_ENCRYPTION_KEY_OLD: {error}"));
         }
         if let Some(url) = set(&self.database_url)
             && let Err(error) = url.parse::<sqlx::postgres::PgConnectOptions>()

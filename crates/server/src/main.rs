@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             println!("workspace-server {} ({GIT_SHA})", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
-        Command::Serve | Command::Migrate | Command::Healthcheck => {}
+        Command::Serve | Command::Migrate | Command::Healthcheck | Command::RotateSecretsKey => {}
     }
     if !matches!(command, Command::Healthcheck) {
         telemetry::init(cli.config.log_format);
@@ -50,6 +50,7 @@ fn main() -> ExitCode {
             Command::Serve => serve::run(cli.config).await,
             Command::Migrate => migrate(cli.config).await,
             Command::Healthcheck => healthcheck(cli.config.port).await,
+            Command::RotateSecretsKey => rotate_secrets_key(cli.config).await,
             Command::Version => Ok(()),
         }
     });
@@ -100,6 +101,54 @@ async fn migrate(config: Config) -> anyhow::Result<()> {
         }
     })?;
     tracing::info!("database schema is up to date");
+    Ok(())
+}
+
+/// `rotate-secrets-key`: re-encrypts every secret at rest from `SECRETS_ENCRYPTION_KEY_OLD` to
+/// `SECRETS_ENCRYPTION_KEY` in one transaction (`store::key_rotation`). The schema must be
+/// migrated already (the command never migrates: it only touches the secrets).
+async fn rotate_secrets_key(config: Config) -> anyhow::Result<()> {
+    use secrecy::ExposeSecret;
+    let key = |value: &Option<secrecy::SecretString>| {
+        value
+            .as_ref()
+            .map(|v| v.expose_secret().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let Some(new_key) = key(&config.secrets_encryption_key) else {
+        return Err(anyhow::Error::new(Permanent(
+            "rotate-secrets-key needs the new key in SECRETS_ENCRYPTION_KEY".into(),
+        )));
+    };
+    let old_key = key(&config.secrets_encryption_key_old);
+    let new = store::crypto::Crypto::from_env_value(Some(&new_key), false)
+        .map_err(|e| anyhow::Error::new(Permanent(format!("SECRETS_ENCRYPTION_KEY: {e}"))))?;
+    let old = store::crypto::Crypto::from_env_value(old_key.as_deref(), false)
+        .map_err(|e| anyhow::Error::new(Permanent(format!("SECRETS_ENCRYPTION_KEY_OLD: {e}"))))?;
+    let database = database::Database::open(&config).await?;
+    let result = async {
+        let mut conn = database.pool.acquire().await?;
+        store::key_rotation::rotate(&mut conn, &old, &new).await
+    }
+    .await;
+    database.close().await;
+    let report = result.map_err(|error| match error {
+        store::key_rotation::RotationError::Store(error) => anyhow::anyhow!(
+            "secrets key rotation failed (nothing was changed): {}",
+            database::error_chain(&error)
+        ),
+        other => anyhow::Error::new(Permanent(format!("secrets key rotation refused: {other}"))),
+    })?;
+    tracing::info!(
+        reencrypted = report.reencrypted,
+        encrypted_plaintext = report.encrypted_plaintext,
+        already_current = report.already_current,
+        "secrets re-encrypted under the new key"
+    );
+    println!(
+        "rotate-secrets-key: {} re-encrypted, {} plaintext encrypted, {} already under the new key",
+        report.reencrypted, report.encrypted_plaintext, report.already_current
+    );
     Ok(())
 }
 

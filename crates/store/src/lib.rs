@@ -13,6 +13,7 @@ pub mod delegations;
 pub mod error;
 pub mod events;
 pub mod file_targets;
+pub mod key_rotation;
 pub mod layouts;
 pub mod memories;
 pub mod messaging;

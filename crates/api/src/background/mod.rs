@@ -75,7 +75,7 @@ pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
     ));
 }
 
-/// The schedules' firing loop. Until the A2A proxy is wired in, runs are recorded as skipped.
+/// The schedules' firing loop, delivering through the server's own A2A proxy.
 fn start_scheduler(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker) {
     let poll = state.config.scheduler_poll;
     if poll.is_zero() {
@@ -85,7 +85,9 @@ fn start_scheduler(state: &AppState, shutdown: &CancellationToken, tasks: &TaskT
     let scheduler = scheduler::Scheduler {
         pool: state.db.clone(),
         liveness: state.liveness.clone(),
-        dispatch: std::sync::Arc::new(crate::schedules::dispatch::ProxyUnavailable),
+        dispatch: std::sync::Arc::new(crate::schedules::dispatch::ThroughProxy {
+            state: state.clone(),
+        }),
         poll,
     };
     tasks.spawn(scheduler.run(shutdown.clone()));

@@ -110,6 +110,31 @@ pub async fn proxy(
     deliver(call, total, started).await
 }
 
+/// An in-process call through the proxy, as the original's `ProxyA2ARequest` served its cron
+/// scheduler (`handlers/a2a_proxy.go:157-166` at 624ef4d0): the same checks after the caller's
+/// (unknown or removed target, budget, normalisation), the same delivery, activity rows and
+/// events. `caller` `None` is the canvas class (no access check, `source_id` NULL).
+pub async fn call_in_process(
+    state: AppState,
+    target_id: Uuid,
+    caller: Option<Uuid>,
+    body: &Value,
+) -> ApiResult<Response> {
+    let started = Instant::now();
+    let target = store::messaging::proxy_target(&state.db, target_id)
+        .await
+        .context("lookup failed")?
+        .ok_or_else(ApiError::workspace_not_found)?;
+    if target.over_budget() {
+        let body = error_body("workspace budget limit exceeded");
+        return Err(ApiError::with_body(StatusCode::PAYMENT_REQUIRED, &body));
+    }
+    let request = payload::normalise(body.to_string().as_bytes())?;
+    let total = state.config.a2a_total_timeout();
+    let call = Call::new(state, target_id, target, caller, request);
+    deliver(call, total, started).await
+}
+
 /// Delivers a checked call: into a poll-mode agent's inbox, or to the agent's URL.
 pub(super) async fn deliver(call: Call, total: Duration, started: Instant) -> ApiResult<Response> {
     if call.target.polls() {

@@ -27,6 +27,10 @@ pub const RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
 /// Open file descriptors of the process (sockets included), from `/proc/self/fd`.
 pub const OPEN_FDS: &str = "process_open_fds";
 
+/// Seconds since each background loop last ticked (`loop`: its name in `GET /admin/liveness`),
+/// set when `/metrics` is scraped: a stalled loop's value keeps growing.
+pub const BACKGROUND_LOOP_AGE_SECONDS: &str = "workspace_server_background_loop_age_seconds";
+
 /// When [`describe`] ran: the origin of [`UPTIME_SECONDS`].
 static STARTED: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
 
@@ -58,7 +62,21 @@ pub fn describe() {
         "Resident memory size"
     );
     metrics::describe_gauge!(OPEN_FDS, "Open file descriptors");
+    metrics::describe_gauge!(
+        BACKGROUND_LOOP_AGE_SECONDS,
+        metrics::Unit::Seconds,
+        "Seconds since the background loop last ticked"
+    );
     STARTED.get_or_init(Instant::now);
+}
+
+/// Sets the age of every background loop's last tick; called when `/metrics` is scraped.
+pub fn record_liveness(liveness: &crate::liveness::Liveness) {
+    let now = chrono::Utc::now();
+    for (name, last) in liveness.snapshot() {
+        let age = (now - last).num_milliseconds().max(0) as f64 / 1000.0;
+        metrics::gauge!(BACKGROUND_LOOP_AGE_SECONDS, "loop" => name).set(age);
+    }
 }
 
 /// Sets the build and process gauges; called when `/metrics` is scraped.

@@ -117,6 +117,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!(DB_POOL_MAX_CONNECTIONS)
         .set(f64::from(state.db.options().get_max_connections()));
     crate::middleware::metrics::record_process(&state.config.version, &state.config.git_sha);
+    crate::middleware::metrics::record_liveness(&state.liveness);
     (
         [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.metrics.render(),

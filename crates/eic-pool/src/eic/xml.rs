@@ -33,7 +33,8 @@ pub(crate) fn records(
             }
             Event::Text(text) => {
                 if let Some(record) = current.as_mut() {
-                    let value = text.xml_content()?;
+                    // EC2 answers XML 1.0.
+                    let value = text.xml_content(quick_xml::XmlVersion::Explicit1_0)?;
                     if let Some(slot) = field_slot(&path, record_path, fields) {
                         record[slot].push_str(&value);
                     }

@@ -19,6 +19,8 @@ struct FakeState {
     panics: AtomicUsize,
     /// Connections handed out, by setup number, so tests can break their transport.
     conns: Mutex<Vec<Arc<AtomicBool>>>,
+    /// How long each disconnect takes.
+    disconnect_time: Mutex<Duration>,
 }
 
 #[derive(Clone, Default)]
@@ -63,6 +65,8 @@ impl Connector for Fake {
     }
 
     async fn disconnect(&self, _conn: &FakeConn) {
+        let time = *self.0.disconnect_time.lock().unwrap();
+        tokio::time::sleep(time).await;
         self.0.disconnects.fetch_add(1, Ordering::SeqCst);
     }
 }
@@ -430,6 +434,32 @@ async fn close_refuses_new_leases_and_disconnects_idle_connections() {
     drop(busy);
     assert_eq!(pool.status().connections, 0);
     assert_eq!(fake.dropped(), 2);
+}
+
+/// SIGTERM's close of 32 open connections, each of whose disconnects takes 1 s: they run side by
+/// side, so the close takes 1 s, not 32 (the server's `SHUTDOWN_TIMEOUT` is 25 s by default).
+#[tokio::test(start_paused = true)]
+async fn close_disconnects_thirty_two_connections_concurrently() {
+    let config = PoolConfig {
+        max_tunnels: 32,
+        ..config()
+    };
+    let (pool, fake) = pool_with(config);
+    let ids: Vec<InstanceId> = (0..32).map(|i| id(&format!("i-{i:02}"))).collect();
+    let leases = futures_util::future::join_all(ids.iter().map(|i| pool.acquire(i))).await;
+    drop(leases.into_iter().map(Result::unwrap).collect::<Vec<_>>());
+    assert_eq!(pool.status().connections, 32);
+    *fake.0.disconnect_time.lock().unwrap() = Duration::from_secs(1);
+
+    let started = tokio::time::Instant::now();
+    pool.close().await;
+    let took = started.elapsed();
+    assert_eq!(fake.disconnects(), 32);
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(2),
+        "32 disconnects of 1 s each took {took:?} (in sequence: 32 s)"
+    );
+    assert_eq!(fake.dropped(), 32);
 }
 
 #[tokio::test(start_paused = true)]

@@ -2,7 +2,8 @@
 //! (`tests/agents/echo_agent.py`), started on loopback and registering itself: the canvas's call
 //! through the proxy to the agent and its answer as `A2A_RESPONSE` on `/ws`; the agent's `notify`
 //! as `AGENT_MESSAGE`; a poll-mode agent reading its inbox with a `since_id` cursor, each message
-//! once.
+//! once; a schedule's prompt fired by the firing loop through the proxy to the agent, and its run
+//! recorded.
 
 use std::collections::HashSet;
 use std::process::Stdio;
@@ -252,4 +253,93 @@ async fn a_one_mebibyte_reply_reaches_the_canvas_on_another_replica() {
     let text = response["payload"]["response_body"].to_string();
     let longest_run = text.split(|c| c != 'x').map(str::len).max().unwrap_or(0);
     assert_eq!(longest_run, size, "the whole reply, not a placeholder");
+}
+
+/// The firing loop delivers a due schedule's prompt through the proxy to a real agent (the
+/// original's message shape: `message/send`, `messageId` `cron-…`), and records the run: `ok`
+/// on the schedule, a `cron_run` history row, a `CRON_EXECUTED` event, and the proxy's
+/// `a2a_receive` row with the agent's answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_due_schedule_reaches_a_real_agent_and_its_run_is_recorded() {
+    let server = TestServer::builder()
+        .env("MOLECULE_ENV", "development")
+        .env("SCHEDULER_POLL_INTERVAL", "100ms")
+        .start()
+        .await;
+    let (status, created) = server.post("/workspaces", &json!({"name": "Cron"})).await;
+    assert!(status.is_success(), "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let _agent = Agent::start(&server, &id, "push").await;
+    let schedule = json!({"name": "daily report", "cron_expr": "0 0 1 1 *",
+        "prompt": "write the daily report"});
+    let (status, created) = server
+        .post(&format!("/workspaces/{id}/schedules"), &schedule)
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let schedule_id = created["id"].as_str().unwrap().to_string();
+    let pool = server.pool().await.unwrap();
+    sqlx::query("UPDATE workspace_schedules SET next_run_at = now() - interval '1 second'")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let history = tokio::time::timeout(WAIT, async {
+        loop {
+            let (status, history) = server
+                .get(&format!("/workspaces/{id}/schedules/{schedule_id}/history"))
+                .await;
+            assert_eq!(status, 200, "{history}");
+            if history.as_array().is_some_and(|runs| !runs.is_empty()) {
+                return history;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the schedule fires");
+    assert_eq!(history[0]["status"], "ok", "{history}");
+    assert_eq!(history[0]["request"]["prompt"], "write the daily report");
+    let (_, listed) = server.get(&format!("/workspaces/{id}/schedules")).await;
+    assert_eq!(listed[0]["last_status"], "ok", "{listed}");
+    assert_eq!(listed[0]["run_count"], 1, "{listed}");
+    let executed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM structure_events WHERE event_type = 'CRON_EXECUTED'
+         AND payload->>'status' = 'ok'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(executed, 1);
+    // The agent received the prompt, in the original's shape, and answered it.
+    let received: (Value, Value) = tokio::time::timeout(WAIT, async {
+        loop {
+            let row = sqlx::query_as::<_, (Value, Option<Value>)>(
+                "SELECT request_body, response_body FROM activity_logs
+                 WHERE activity_type = 'a2a_receive' AND source_id IS NULL
+                 AND workspace_id = $1::uuid",
+            )
+            .bind(&id)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+            if let Some((request, Some(response))) = row {
+                return (request, response);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the proxy logs the call");
+    let (request, response) = received;
+    assert_eq!(request["method"], "message/send");
+    let message = &request["params"]["message"];
+    assert_eq!(message["role"], "user");
+    assert!(message["messageId"].as_str().unwrap().starts_with("cron-"));
+    assert_eq!(message["parts"][0]["text"], "write the daily report");
+    assert!(
+        response
+            .to_string()
+            .contains("echo: write the daily report"),
+        "{response}"
+    );
 }

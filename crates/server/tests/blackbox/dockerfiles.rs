@@ -154,6 +154,109 @@ fn check_common(name: &str) -> Vec<(String, String)> {
     all
 }
 
+/// The default of `ARG name=value` in the Dockerfile's instructions.
+fn arg_default<'a>(all: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    arguments(all, "ARG")
+        .into_iter()
+        .find_map(|arg| arg.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// A tag that names one build: a version (`1.95.0`) or a date (`20251229`), not a moving name
+/// (`bookworm-slim`, `nonroot`, `latest`).
+fn is_exact_tag(tag: &str) -> bool {
+    let has_version = tag
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .any(|part| part.matches('.').count() >= 2 && !part.starts_with('.'));
+    let has_date = tag
+        .split(|c: char| !c.is_ascii_digit())
+        .any(|part| part.len() == 8);
+    has_version || has_date
+}
+
+/// Releases are reproducible: every base image is pinned by digest or an exact tag, cargo-chef by
+/// an exact version, and the toolchain image is the one of `rust-toolchain.toml`, whose version
+/// `rust-version` in `Cargo.toml` and the README name too.
+#[test]
+fn base_images_cargo_chef_and_the_toolchain_are_pinned() {
+    let toolchain = repo_file("rust-toolchain.toml");
+    let channel = toolchain
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("channel = "))
+        .expect("a channel")
+        .trim_matches('"')
+        .to_string();
+    let manifest = repo_file("Cargo.toml");
+    let rust_version = manifest
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("rust-version = "))
+        .expect("rust-version in Cargo.toml")
+        .trim_matches('"')
+        .to_string();
+    assert!(
+        channel.starts_with(&rust_version),
+        "rust-version {rust_version} and the toolchain {channel} agree"
+    );
+    assert!(
+        repo_file("README.md").contains(&format!("Rust {channel}")),
+        "the README names Rust {channel}"
+    );
+    for name in ["Dockerfile", "Dockerfile.tenant"] {
+        let all = instructions(&repo_file(name));
+        assert_eq!(
+            arg_default(&all, "RUST_VERSION"),
+            Some(channel.as_str()),
+            "{name}: RUST_VERSION is the toolchain's"
+        );
+        let mut stages: Vec<String> = Vec::new();
+        for from in arguments(&all, "FROM") {
+            let words: Vec<&str> = from.split_whitespace().collect();
+            let image = words[0].replace("${RUST_VERSION}", &channel);
+            if let [.., as_keyword, stage] = words.as_slice()
+                && as_keyword.eq_ignore_ascii_case("as")
+            {
+                stages.push(stage.to_string());
+            }
+            if stages.contains(&image) {
+                continue;
+            }
+            let (reference, digest) = match image.split_once('@') {
+                Some((reference, digest)) => (reference, Some(digest)),
+                None => (image.as_str(), None),
+            };
+            if let Some(digest) = digest {
+                let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+                assert!(
+                    hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+                    "{name}: {image}: a sha256 digest"
+                );
+                continue;
+            }
+            let tag = reference.rsplit_once(':').map_or("", |(_, tag)| tag);
+            assert!(
+                is_exact_tag(tag),
+                "{name}: pin {image} by digest or an exact tag (a version or a date)"
+            );
+        }
+        let version = arg_default(&all, "CARGO_CHEF_VERSION")
+            .unwrap_or_else(|| panic!("{name}: ARG CARGO_CHEF_VERSION"));
+        assert!(
+            version.split('.').count() == 3 && version.split('.').all(|n| n.parse::<u32>().is_ok()),
+            "{name}: cargo-chef pinned to an exact version, not {version}"
+        );
+        let install = arguments(&all, "RUN")
+            .into_iter()
+            .find(|run| run.contains("cargo install cargo-chef"))
+            .unwrap_or_else(|| panic!("{name}: installs cargo-chef"));
+        assert!(
+            install.contains("--locked")
+                && install.contains(r#"--version "=${CARGO_CHEF_VERSION}""#),
+            "{name}: `{install}`"
+        );
+    }
+    assert!(is_exact_tag("1.95.0-slim-bookworm") && is_exact_tag("bookworm-20251229-slim"));
+    assert!(!is_exact_tag("bookworm-slim") && !is_exact_tag("nonroot") && !is_exact_tag("1.95"));
+}
+
 #[test]
 fn the_plain_image_is_minimal_and_non_root() {
     let all = check_common("Dockerfile");

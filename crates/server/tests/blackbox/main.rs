@@ -16,6 +16,7 @@ mod error_logs;
 mod events_two_replicas;
 mod faults;
 mod foundation;
+mod key_rotation;
 mod logs_no_secrets;
 mod logs_no_tokens;
 mod metadata;

@@ -51,6 +51,26 @@ fn the_alert_rules_pass_promtool() {
     );
 }
 
+/// The alert rules behave as their runbooks say: `promtool test rules` over
+/// `docs/alerts_test.yml` (a stalled background loop alerts, a ticking one does not).
+#[test]
+fn the_alert_rules_pass_their_promtool_unit_tests() {
+    let path = repo_root().join("docs/alerts_test.yml");
+    let output = std::process::Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|error| {
+            panic!("promtool not found ({error}): install the `prometheus` package (.ci/run does)")
+        });
+    assert!(
+        output.status.success(),
+        "promtool test rules docs/alerts_test.yml:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The series named in `text`: words starting with one of the server's metric prefixes.
 fn series_named(text: &str) -> std::collections::BTreeSet<String> {
     const PREFIXES: [&str; 4] = ["molecule_", "eic_", "workspace_server_", "process_"];

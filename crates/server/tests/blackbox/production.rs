@@ -251,6 +251,24 @@ async fn metrics_carry_the_build_and_the_process_and_every_series_is_documented(
             "{series}missing:\n{text}"
         );
     }
+    // Each background loop's age, once it ticked (the scheduler ticks at start).
+    let loop_age = "workspace_server_background_loop_age_seconds{loop=\"scheduler\"} ";
+    let text = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let text = reqwest::get(server.url("/metrics"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if text.lines().any(|line| line.starts_with(loop_age)) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {loop_age}series"));
     let operations =
         std::fs::read_to_string(crate::harness::repo_root().join("docs/operations.md")).unwrap();
     let undocumented: Vec<&str> = text
@@ -263,4 +281,71 @@ async fn metrics_carry_the_build_and_the_process_and_every_series_is_documented(
         undocumented.is_empty(),
         "add to the metrics table of docs/operations.md: {undocumented:?}"
     );
+}
+
+/// SIGTERM with 32 open EIC connections (32 instances on eic-sim, each with a file read through
+/// the server): the process exits cleanly within `SHUTDOWN_TIMEOUT`, and every tunnel is closed.
+/// That the disconnects run side by side (1 s each would take 1 s in all, not 32) is shown by the
+/// pool's own test, `close_disconnects_thirty_two_connections_concurrently`: a real SSH disconnect
+/// does not wait for the remote, so no simulator delay can slow one down here.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_thirty_two_eic_connections_ends_within_the_shutdown_timeout() {
+    use crate::harness::panel::{PanelRig, instance_ids};
+    const CONNECTIONS: usize = 32;
+    const TIMEOUT: Duration = Duration::from_secs(5);
+    let instances = instance_ids(CONNECTIONS);
+    let mut rig = PanelRig::start_with(
+        "none",
+        &instances,
+        &[
+            ("EIC_MAX_TUNNELS", "32"),
+            ("EIC_POOL_MAX_INSTANCES", "32"),
+            ("SHUTDOWN_TIMEOUT", "5s"),
+        ],
+    )
+    .await;
+    let mut ids = Vec::new();
+    for (n, instance) in instances.iter().enumerate() {
+        ids.push(rig.attached_workspace(&format!("eic-{n}"), instance).await);
+    }
+    let paths: Vec<String> = ids
+        .iter()
+        .map(|id| format!("/workspaces/{id}/files/config.yaml"))
+        .collect();
+    let reads = paths.iter().map(|path| rig.server.get(path));
+    for (status, body) in futures_util::future::join_all(reads).await {
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let control = rig.sim.control();
+    assert_eq!(
+        control.status().await.unwrap().live_tunnels,
+        CONNECTIONS as u64,
+        "one open connection per instance"
+    );
+    // Slow tunnels while closing, as a congested endpoint would be.
+    let patch = eic_sim::FaultsPatch {
+        chunk_latency_ms: Some(1000),
+        ..eic_sim::FaultsPatch::default()
+    };
+    control.set_faults(patch).await.unwrap();
+
+    let signalled = Instant::now();
+    let status = tokio::task::block_in_place(|| rig.server.terminate()).expect("running");
+    let took = signalled.elapsed();
+    eprintln!("SIGTERM with {CONNECTIONS} EIC connections: exited after {took:?}");
+    assert!(status.success(), "a clean exit: {status}");
+    assert!(
+        took < TIMEOUT,
+        "SIGTERM with {CONNECTIONS} EIC connections took {took:?}; SHUTDOWN_TIMEOUT={TIMEOUT:?}"
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if control.status().await.unwrap().live_tunnels == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "every tunnel is closed after the exit");
 }

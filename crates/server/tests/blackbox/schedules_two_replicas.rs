@@ -1,6 +1,7 @@
 //! Two server processes on one database fire schedules: every due slot is claimed by exactly one
-//! replica. Until the A2A proxy is wired in, each run is recorded as skipped (`a2a proxy
-//! unavailable`) with a history row and a `CRON_SKIPPED` event, which is what is counted here.
+//! replica. The workspaces here have no agent: each run goes through the A2A proxy, which answers
+//! `workspace has no URL`, and is recorded as an error with a history row and a `CRON_EXECUTED`
+//! event, which is what is counted here (`a2a_agents.rs` fires one to a real agent).
 
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ async fn wait_for(pool: &PgPool, sql: &'static str, at_least: i64) {
 
 const RUNS: &str = "SELECT COALESCE(SUM(run_count), 0)::bigint FROM workspace_schedules";
 const HISTORY: &str = "SELECT count(*) FROM activity_logs WHERE activity_type = 'cron_run'";
-const SKIPPED: &str = "SELECT count(*) FROM structure_events WHERE event_type = 'CRON_SKIPPED'";
+const EXECUTED: &str = "SELECT count(*) FROM structure_events WHERE event_type = 'CRON_EXECUTED'";
 
 #[tokio::test]
 async fn a_schedule_due_fifty_times_fires_fifty_times_across_two_replicas() {
@@ -75,7 +76,7 @@ async fn a_schedule_due_fifty_times_fires_fifty_times_across_two_replicas() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(count(&pool, RUNS).await, 50);
     assert_eq!(count(&pool, HISTORY).await, 50);
-    assert_eq!(count(&pool, SKIPPED).await, 50);
+    assert_eq!(count(&pool, EXECUTED).await, 50);
 
     let (status, history) = first
         .get(&format!(
@@ -84,8 +85,8 @@ async fn a_schedule_due_fifty_times_fires_fifty_times_across_two_replicas() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(history.as_array().unwrap().len(), 20, "the last 20 runs");
-    assert_eq!(history[0]["status"], "skipped");
-    assert_eq!(history[0]["error_detail"], "a2a proxy unavailable");
+    assert_eq!(history[0]["status"], "error");
+    assert_eq!(history[0]["error_detail"], "workspace has no URL");
 }
 
 #[tokio::test]

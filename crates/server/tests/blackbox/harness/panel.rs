@@ -32,7 +32,14 @@ pub struct PanelRig {
 
 impl PanelRig {
     pub async fn start(profile: &str, instances: &[String]) -> PanelRig {
-        let mut args = vec!["--profile", profile];
+        Self::start_with(profile, instances, &[]).await
+    }
+
+    /// [`PanelRig::start`] with more settings for the server.
+    pub async fn start_with(profile: &str, instances: &[String], env: &[(&str, &str)]) -> PanelRig {
+        // An endpoint with room for every instance (AWS allows 20 per endpoint).
+        let max_tunnels = instances.len().max(20).to_string();
+        let mut args = vec!["--profile", profile, "--max-tunnels", &max_tunnels];
         for instance in instances {
             args.extend(["--instance", instance.as_str()]);
         }
@@ -44,6 +51,9 @@ impl PanelRig {
             .env("WORKSPACE_EC2_OS_USER", &info.os_user);
         for (key, value) in info.aws_env() {
             builder = builder.env(key, &value);
+        }
+        for (key, value) in env {
+            builder = builder.env(key, value);
         }
         let server = builder.start().await;
         PanelRig { sim, server }

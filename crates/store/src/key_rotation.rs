@@ -1,0 +1,168 @@
+//! Re-encrypting every secret at rest from one `SECRETS_ENCRYPTION_KEY` to another, in place and
+//! in one transaction (`workspace-server rotate-secrets-key`). The encrypted columns are
+//! `workspace_secrets.encrypted_value` and `global_secrets.encrypted_value` (the only ones this
+//! server writes; the original's `workspace_channels` field encryption has no table here).
+//!
+//! Idempotent and resumable: a row that already decrypts with the new key is left as it is, so a
+//! second run changes nothing and a run after an interrupted one (rolled back as a whole) starts
+//! over safely. A row that decrypts with neither key stops the run before anything is written.
+
+use sqlx::PgConnection;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::StoreError;
+use crate::crypto::{Crypto, VERSION_AES_GCM, VERSION_PLAINTEXT};
+
+/// What a rotation did, per kind of row.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RotationReport {
+    /// Rows moved from the old key to the new one.
+    pub reencrypted: u64,
+    /// Plaintext rows (`encryption_version` 0, written without a key) now encrypted.
+    pub encrypted_plaintext: u64,
+    /// Rows already under the new key, left untouched.
+    pub already_current: u64,
+}
+
+#[derive(Debug, Error)]
+pub enum RotationError {
+    #[error("the new key is required (SECRETS_ENCRYPTION_KEY)")]
+    NoNewKey,
+    #[error(
+        "{table} row {id} (key {key}) decrypts with neither the old nor the new key: nothing was \
+         changed"
+    )]
+    Unreadable {
+        table: &'static str,
+        id: Uuid,
+        key: String,
+    },
+    #[error("{table} row {id} (key {key}) has encryption_version {version}: nothing was changed")]
+    UnknownVersion {
+        table: &'static str,
+        id: Uuid,
+        key: String,
+        version: i32,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for RotationError {
+    fn from(error: sqlx::Error) -> Self {
+        RotationError::Store(StoreError::Database(error))
+    }
+}
+
+/// One stored value, whichever table it is in.
+struct Stored {
+    id: Uuid,
+    key: String,
+    value: Vec<u8>,
+    version: i32,
+}
+
+/// Re-encrypts every secret under `new` in one transaction, reading the rows that are not
+/// already under `new` with `old` (disabled: only plaintext rows are expected besides). The
+/// tables are locked against writes (reads go on) until the commit.
+pub async fn rotate(
+    conn: &mut PgConnection,
+    old: &Crypto,
+    new: &Crypto,
+) -> Result<RotationReport, RotationError> {
+    if !new.enabled() {
+        return Err(RotationError::NoNewKey);
+    }
+    let mut tx = sqlx::Connection::begin(conn).await?;
+    sqlx::query!("LOCK TABLE workspace_secrets, global_secrets IN SHARE ROW EXCLUSIVE MODE")
+        .execute(&mut *tx)
+        .await?;
+    let mut report = RotationReport::default();
+
+    let rows = sqlx::query_as!(
+        Stored,
+        r#"SELECT id, key, encrypted_value AS value, encryption_version AS version
+           FROM workspace_secrets ORDER BY id"#
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in rows {
+        if let Some(value) = rewrap("workspace_secrets", &row, old, new, &mut report)? {
+            sqlx::query!(
+                "UPDATE workspace_secrets SET encrypted_value = $2, encryption_version = $3
+                 WHERE id = $1",
+                row.id,
+                value,
+                VERSION_AES_GCM
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+
+    let rows = sqlx::query_as!(
+        Stored,
+        r#"SELECT id, key, encrypted_value AS value, encryption_version AS version
+           FROM global_secrets ORDER BY id"#
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in rows {
+        if let Some(value) = rewrap("global_secrets", &row, old, new, &mut report)? {
+            sqlx::query!(
+                "UPDATE global_secrets SET encrypted_value = $2, encryption_version = $3
+                 WHERE id = $1",
+                row.id,
+                value,
+                VERSION_AES_GCM
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+
+    tx.commit().await?;
+    Ok(report)
+}
+
+/// The row's value under the new key, or `None` when it already is.
+fn rewrap(
+    table: &'static str,
+    row: &Stored,
+    old: &Crypto,
+    new: &Crypto,
+    report: &mut RotationReport,
+) -> Result<Option<Vec<u8>>, RotationError> {
+    let plaintext = match row.version {
+        VERSION_PLAINTEXT => {
+            report.encrypted_plaintext += 1;
+            row.value.clone()
+        }
+        VERSION_AES_GCM => {
+            if new.decrypt(&row.value, row.version).is_ok() {
+                report.already_current += 1;
+                return Ok(None);
+            }
+            let plaintext =
+                old.decrypt(&row.value, row.version)
+                    .map_err(|_| RotationError::Unreadable {
+                        table,
+                        id: row.id,
+                        key: row.key.clone(),
+                    })?;
+            report.reencrypted += 1;
+            plaintext
+        }
+        version => {
+            return Err(RotationError::UnknownVersion {
+                table,
+                id: row.id,
+                key: row.key.clone(),
+                version,
+            });
+        }
+    };
+    let (value, _) = new.encrypt(&plaintext).map_err(StoreError::from)?;
+    Ok(Some(value))
+}
