@@ -1,7 +1,8 @@
 //! Re-encrypting every secret at rest from one `SECRETS_ENCRYPTION_KEY` to another, in place and
 //! in one transaction (`workspace-server rotate-secrets-key`). The encrypted columns are
-//! `workspace_secrets.encrypted_value` and `global_secrets.encrypted_value` (the only ones this
-//! server writes; the original's `workspace_channels` field encryption has no table here).
+//! `workspace_secrets.encrypted_value`, `global_secrets.encrypted_value` and
+//! `workspaces.platform_inbound_secret` (sealed as text, see `messaging::seal_inbound`); the
+//! original's `workspace_channels` field encryption has no table here.
 //!
 //! Idempotent and resumable: a row that already decrypts with the new key is left as it is, so a
 //! second run changes nothing and a run after an interrupted one (rolled back as a whole) starts
@@ -75,7 +76,9 @@ pub async fn rotate(
         return Err(RotationError::NoNewKey);
     }
     let mut tx = sqlx::Connection::begin(conn).await?;
-    sqlx::query!("LOCK TABLE workspace_secrets, global_secrets IN SHARE ROW EXCLUSIVE MODE")
+    sqlx::query!(
+        "LOCK TABLE workspace_secrets, global_secrets, workspaces IN SHARE ROW EXCLUSIVE MODE"
+    )
         .execute(&mut *tx)
         .await?;
     let mut report = RotationReport::default();
@@ -122,8 +125,53 @@ pub async fn rotate(
         }
     }
 
+    rotate_inbound_secrets(&mut *tx, old, new, &mut report).await?;
     tx.commit().await?;
     Ok(report)
+}
+
+/// The agents' inbound secrets: plaintext ones (adopted from the Go original, or written without a
+/// key) and those under the old key are sealed under the new one.
+async fn rotate_inbound_secrets(
+    tx: &mut PgConnection,
+    old: &Crypto,
+    new: &Crypto,
+    report: &mut RotationReport,
+) -> Result<(), RotationError> {
+    use crate::messaging::{is_sealed_inbound, open_inbound, seal_inbound};
+    let rows = sqlx::query!(
+        r#"SELECT id, platform_inbound_secret AS "secret!" FROM workspaces
+           WHERE COALESCE(platform_inbound_secret, '') <> '' ORDER BY id"#
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in rows {
+        let plaintext = if !is_sealed_inbound(&row.secret) {
+            report.encrypted_plaintext += 1;
+            row.secret
+        } else if open_inbound(new, &row.secret).is_ok() {
+            report.already_current += 1;
+            continue;
+        } else {
+            let plaintext =
+                open_inbound(old, &row.secret).map_err(|_| RotationError::Unreadable {
+                    table: "workspaces",
+                    id: row.id,
+                    key: "platform_inbound_secret".to_string(),
+                })?;
+            report.reencrypted += 1;
+            plaintext
+        };
+        let sealed = seal_inbound(new, &plaintext)?;
+        sqlx::query!(
+            "UPDATE workspaces SET platform_inbound_secret = $2 WHERE id = $1",
+            row.id,
+            sealed
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// The row's value under the new key, or `None` when it already is.

@@ -173,6 +173,11 @@ pub fn seal_inbound(crypto: &Crypto, secret: &str) -> Result<String, StoreError>
     Ok(format!("{SEALED_PREFIX}{version}:{text}"))
 }
 
+/// Whether a stored inbound secret is sealed (else it is plaintext).
+pub fn is_sealed_inbound(stored: &str) -> bool {
+    stored.starts_with(SEALED_PREFIX)
+}
+
 /// The secret from its stored form (encrypted, or plaintext as an adopted Go database has it).
 pub fn open_inbound(crypto: &Crypto, stored: &str) -> Result<String, StoreError> {
     use base64::Engine;
