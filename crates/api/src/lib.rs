@@ -7,6 +7,7 @@ pub mod admin;
 pub mod agents;
 pub mod auth;
 pub mod background;
+pub mod bundles;
 pub mod config;
 pub mod error;
 pub mod events;
