@@ -22,6 +22,7 @@ pub mod messaging;
 pub mod middleware;
 pub mod openapi;
 pub mod ops;
+pub mod org;
 pub mod panels;
 pub mod routes;
 pub mod schedules;

@@ -28,7 +28,7 @@ use crate::panels::{approvals, audit, budget, traces, viewport};
 use crate::schedules::{handlers as schedules, health as schedule_health};
 use crate::settings::{config, org_tokens, secrets, tokens, transcript};
 use crate::workspaces::model;
-use crate::{admin, bundles, events, messaging, openapi, ops, templates, terminal, workspaces};
+use crate::{admin, bundles, events, messaging, openapi, ops, org, templates, terminal, workspaces};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +157,8 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(POST "/templates/import", Admin, templates::import),
         route!(GET "/bundles/export/{id}", Admin, bundles::export),
         route!(POST "/bundles/import", Admin, bundles::import),
+        route!(GET "/org/templates", Admin, org::list),
+        route!(POST "/org/import", Admin, org::import),
         route!(GET "/workspaces/{id}/files", Workspace, files::list),
         route!(PUT "/workspaces/{id}/files", Workspace, files::replace),
         route!(GET "/workspaces/{id}/files/{*path}", Workspace, files::read),

@@ -444,6 +444,8 @@ pub fn stage_new(
         }
         if let Some(template) = template {
             copy_tree(template, &staging.join(Root::Configs.local_dir_name()))?;
+            // Secrets travel as encrypted workspace secrets, never as a plaintext `.env`.
+            let _ = fs::remove_file(staging.join(Root::Configs.local_dir_name()).join(".env"));
         }
         for (root, path, content) in files {
             // A fresh folder holding no symlink (the copy skips them): joining the validated

@@ -17,6 +17,8 @@ use uuid::Uuid;
 // Each handler with the operation its `#[utoipa::path]` generated (`__path_*`), which the
 // route table's `route!` rows document.
 pub use create::{__path_create, create};
+pub(crate) use create::{Seed, create_workspace};
+pub(crate) use plan::{Canvas, CreatePayload, plan_payload};
 pub use delete::{__path_delete, delete};
 pub use get::{__path_get, get};
 pub use list::{__path_list, list};
