@@ -98,7 +98,8 @@ async fn read_text(files: &WorkspaceFiles, path: &str) -> ApiResult<Option<Strin
     let path = RelPath::parse(path).map_err(ApiError::internal("invalid path"))?;
     match files.read(Root::Configs, &path).await {
         Ok(bytes) => Ok(String::from_utf8(bytes).ok()),
-        Err(FilesError::NotFound | FilesError::IsDirectory) => Ok(None),
+        // A symlink out of the workspace is not part of it.
+        Err(FilesError::NotFound | FilesError::IsDirectory | FilesError::Escape) => Ok(None),
         Err(error) => Err(error.into()),
     }
 }
@@ -109,7 +110,7 @@ async fn read_skills(files: &WorkspaceFiles) -> ApiResult<Vec<BundleSkill>> {
     let skills_dir = RelPath::parse("skills").map_err(ApiError::internal("invalid path"))?;
     let listing = match files.list(Root::Configs, Some(&skills_dir), SKILL_DEPTH).await {
         Ok(listing) => listing,
-        Err(FilesError::NotFound) => return Ok(Vec::new()),
+        Err(FilesError::NotFound | FilesError::Escape) => return Ok(Vec::new()),
         Err(error) => return Err(error.into()),
     };
     let mut skills: BTreeMap<String, BundleSkill> = BTreeMap::new();
@@ -134,7 +135,7 @@ async fn read_skills(files: &WorkspaceFiles) -> ApiResult<Vec<BundleSkill>> {
                 Ok(text) => text,
                 Err(_) => continue,
             },
-            Err(FilesError::NotFound | FilesError::IsDirectory) => continue,
+            Err(FilesError::NotFound | FilesError::IsDirectory | FilesError::Escape) => continue,
             Err(error) => return Err(error.into()),
         };
         let skill = skills.entry(skill.to_string()).or_insert_with(|| BundleSkill {

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::{Bundle, MAX_BUNDLE_FILES, MAX_BUNDLE_WORKSPACES, max_bundle_bytes};
 use crate::error::{ApiResult, ErrorBody};
 use crate::files::handlers::read_body;
-use crate::files::{RelPath, Root};
+use crate::files::{FilesError, RelPath, Root};
 use crate::json::parse_body;
 use crate::{ApiError, AppState};
 
@@ -61,7 +61,7 @@ struct Node {
 #[utoipa::path(post, path = "/bundles/import", tag = "bundles", request_body = Bundle,
     responses(
     (status = 201, description = "Created (fresh ids; a name taken at the top level gets ` (copy)`)", body = ImportResult),
-    (status = 400, description = "`invalid bundle`, or an unsafe path or too many entries", body = ErrorBody),
+    (status = 400, description = "`invalid bundle`, an unsafe path, too many entries, or paths that collide (`workspace` names the node)", body = ErrorBody),
     (status = 401, description = "Not an admin", body = ErrorBody),
     (status = 413, description = "Over `MAX_BUNDLE_BYTES`, or a file over `MAX_FILE_BYTES`", body = ErrorBody),
     (status = 500, description = "A node failed; nothing was created", body = ImportFailed),
@@ -127,15 +127,25 @@ fn flatten(
     }
     let mut seen = HashSet::new();
     for skill in &bundle.skills {
-        // One component: a skill id is a folder name.
-        if skill.id.contains('/') || skill.id.contains('\\') {
+        // A skill id is one folder name; a file key a relative path inside it. Each is checked
+        // on its own (joined, `skills/s` + `/etc/passwd` would look relative).
+        let id = RelPath::parse(&skill.id)
+            .ok()
+            .filter(|id| id.components().count() == 1);
+        let Some(id) = id else {
             return Err(ApiError::BadRequest(format!(
                 "invalid bundle: unsafe path {:?} in workspace {name:?}",
                 format!("skills/{}", skill.id)
             )));
-        }
+        };
         for (path, content) in &skill.files {
-            let full = format!("skills/{}/{path}", skill.id);
+            let Ok(rel) = RelPath::parse(path) else {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid bundle: unsafe path {:?} in workspace {name:?}",
+                    format!("skills/{}/{path}", skill.id)
+                )));
+            };
+            let full = format!("skills/{}/{}", id.as_str(), rel.as_str());
             if !seen.insert(full.clone()) {
                 continue;
             }
@@ -205,10 +215,10 @@ async fn unique_names(state: &AppState, nodes: &mut [Node]) -> ApiResult<()> {
 
 /// The rows in one transaction, then each workspace's files; all undone on any failure.
 async fn write(state: &AppState, nodes: &[Node]) -> ApiResult<()> {
-    let failed = |node: &Node, error: String| {
+    let failed = |node: &Node, error: String, status: StatusCode| {
         tracing::error!(workspace = %node.name, %error, "bundle import failed");
         ApiError::with_body(
-            StatusCode::INTERNAL_SERVER_ERROR,
+            status,
             &ImportFailed {
                 error: format!("failed to import workspace {:?}", node.name),
                 workspace: node.name.clone(),
@@ -250,7 +260,7 @@ async fn write(state: &AppState, nodes: &[Node]) -> ApiResult<()> {
         if let Err(error) = inserted {
             return Err(match error.is_unavailable() {
                 true => ApiError::datastore_unavailable(error),
-                false => failed(node, error.to_string()),
+                false => failed(node, error.to_string(), StatusCode::INTERNAL_SERVER_ERROR),
             });
         }
     }
@@ -261,13 +271,19 @@ async fn write(state: &AppState, nodes: &[Node]) -> ApiResult<()> {
                 .await
         {
             crate::files::remove_local_folders(&state.config, &placed).await;
-            return Err(failed(node, error.to_string()));
+            // The bundle's own paths collide (a file where another needs a folder): its fault.
+            let status = match error {
+                FilesError::ParentIsFile | FilesError::IsDirectory => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            return Err(failed(node, error.to_string(), status));
         }
         placed.push(node.id);
     }
     if let Err(error) = tx.commit().await {
         crate::files::remove_local_folders(&state.config, &placed).await;
-        return Err(failed(&nodes[0], error.to_string()));
+        let status = StatusCode::INTERNAL_SERVER_ERROR;
+        return Err(failed(&nodes[0], error.to_string(), status));
     }
     Ok(())
 }

@@ -258,7 +258,10 @@ pub fn load(root: &TemplateRoot) -> Result<OrgTemplate, TemplateError> {
         .map(|name| root.root.join(name))
         .find(|path| path.is_file())
         .ok_or(TemplateError::NotFound)?;
-    let text = read_capped(&file).map_err(|_| TemplateError::NotFound)?;
+    let text = read_capped(&file).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => TemplateError::NotFound,
+        _ => TemplateError::Invalid(error.to_string()),
+    })?;
     let doc: serde_yaml::Value =
         serde_yaml::from_str(&text).map_err(|e| TemplateError::Invalid(e.to_string()))?;
     let mut stack = vec![file.clone()];
