@@ -22,6 +22,7 @@ const SKILL_DEPTH: u32 = 5;
     params(("id" = String, Path, description = "Workspace id")),
     responses(
     (status = 200, description = "The workspace tree as a bundle", body = Bundle),
+    (status = 400, description = "The workspace's files cannot be read as a tree (a file where a folder is expected)", body = ErrorBody),
     (status = 401, description = "Not an admin", body = ErrorBody),
     (status = 404, description = "`bundle not found`", body = ErrorBody),
     (status = 409, description = "The workspace's instance is unavailable", body = ErrorBody),
