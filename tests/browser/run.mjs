@@ -102,6 +102,9 @@ async function main() {
 
   const adminToken = randomBytes(24).toString("hex");
   const serverEnv = serverEnvironment({ database, sim, allowedOrigin: allowed.origin, adminToken });
+  const orgDir = join(scratch, "org-templates");
+  seedOrgTemplate(orgDir);
+  serverEnv.ORG_TEMPLATES_DIR = orgDir;
   const serverDir = join(scratch, "server");
   mkdirSync(serverDir);
   const server = await startServer({
@@ -181,6 +184,17 @@ function serverEnvironment({ database, sim, allowedOrigin, adminToken }) {
     AWS_EC2_METADATA_DISABLED: "true",
     WORKSPACE_EC2_OS_USER: sim.os_user,
   });
+}
+
+/** An org template for the palette: an include, a required key, a root with one child. */
+function seedOrgTemplate(orgDir) {
+  const dir = join(orgDir, "browser-org");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, "org.yaml"),
+    "name: Browser Org\ndescription: imported by the browser test\nrequired_env: [BROWSER_ORG_KEY]\nworkspaces:\n  - !include lead.yaml\n",
+  );
+  writeFileSync(join(dir, "lead.yaml"), "name: Browser Lead\nchildren:\n  - name: Browser Helper\n");
 }
 
 /** Admin API: create the workspace, attach the simulated instance, mint a workspace token. */

@@ -268,6 +268,40 @@ async function scheduleTab() {
   await call("schedule", "DELETE", `${path}/${id}`);
 }
 
+/**
+ * ContextMenu's Export and Duplicate, BundleDropZone's import, and TemplatePalette's Org section
+ * with its missing-keys preflight (OrgImportPreflightModal saves the key as a global secret).
+ */
+async function bundlesAndOrg() {
+  const exported = await call("bundle", "GET", `/bundles/export/${encodeURIComponent(workspaceId)}`, undefined, adminToken);
+  const bundle = exported.json ?? {};
+  check("bundle: export reads the instance's config.yaml", (bundle.prompts?.["config.yaml"] ?? "").includes("runtime:"), bundle.name);
+  const duplicate = await call("bundle", "POST", "/bundles/import", bundle, adminToken);
+  check(
+    "bundle: Duplicate of a root workspace creates a copy with a fresh id",
+    duplicate.status === 201 && duplicate.json?.workspace_id !== workspaceId && duplicate.json?.name === `${bundle.name} (copy)`,
+    duplicate.json?.name,
+  );
+  // The drop zone: the downloaded file (JSON.stringify(bundle, null, 2)) parsed and posted back.
+  const dropped = JSON.parse(JSON.stringify(bundle, null, 2));
+  const imported = await call("bundle", "POST", "/bundles/import", dropped, adminToken);
+  check("bundle: the dropped file imports again under the next free name", imported.json?.name === `${bundle.name} (copy 2)`, imported.json?.name);
+  const copy = await call("bundle", "GET", `/bundles/export/${encodeURIComponent(imported.json?.workspace_id ?? "none")}`, undefined, adminToken);
+  check("bundle: the copy carries the same files", copy.json?.prompts?.["config.yaml"] === bundle.prompts?.["config.yaml"]);
+
+  const templates = await call("org", "GET", "/org/templates", undefined, adminToken);
+  const template = (templates.json ?? []).find((t) => t.dir === "browser-org");
+  check("org: the palette lists the template with its required key", template?.required_env?.[0] === "BROWSER_ORG_KEY", JSON.stringify(template?.required_env));
+  const refused = await call("org", "POST", "/org/import", { dir: "browser-org" }, adminToken);
+  check("org: import without the key is 412 naming it", refused.status === 412 && refused.json?.missing_env?.[0] === "BROWSER_ORG_KEY", refused.status);
+  await call("org", "PUT", "/settings/secrets", { key: "BROWSER_ORG_KEY", value: "from-the-modal" }, adminToken);
+  const created = await call("org", "POST", "/org/import", { dir: "browser-org" }, adminToken);
+  check("org: import creates the tree", created.status === 201 && created.json?.count === 2 && !created.json?.error, JSON.stringify(created.json?.workspaces?.map((w) => w.name)));
+  results.settings.orgWorkspaces = (created.json?.workspaces ?? []).map((w) => w.id);
+  const again = await call("org", "POST", "/org/import", { dir: "browser-org" }, adminToken);
+  check("org: importing again resumes (every node skipped)", (again.json?.workspaces ?? []).every((w) => w.skipped === true) && again.json?.count === 2);
+}
+
 async function main() {
   document.getElementById("page-origin").textContent = location.origin;
   document.getElementById("server").textContent = server;
@@ -293,6 +327,7 @@ async function main() {
   await approvals();
   await memoryTab();
   await scheduleTab();
+  await bundlesAndOrg();
 }
 
 function showTime(id, ms) {
