@@ -192,7 +192,7 @@ function seedOrgTemplate(orgDir) {
   mkdirSync(dir, { recursive: true });
   writeFileSync(
     join(dir, "org.yaml"),
-    "name: Browser Org\ndescription: imported by the browser test\nrequired_env: [BROWSER_ORG_KEY]\nworkspaces:\n  - !include lead.yaml\n",
+    "name: Browser Org\ndescription: imported by the browser test\nrequired_env: [ORG_PREFLIGHT_KEY]\nworkspaces:\n  - !include lead.yaml\n",
   );
   writeFileSync(join(dir, "lead.yaml"), "name: Browser Lead\nchildren:\n  - name: Browser Helper\n");
 }

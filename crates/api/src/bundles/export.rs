@@ -99,10 +99,21 @@ async fn read_text(files: &WorkspaceFiles, path: &str) -> ApiResult<Option<Strin
     let path = RelPath::parse(path).map_err(ApiError::internal("invalid path"))?;
     match files.read(Root::Configs, &path).await {
         Ok(bytes) => Ok(String::from_utf8(bytes).ok()),
-        // A symlink out of the workspace is not part of it.
-        Err(FilesError::NotFound | FilesError::IsDirectory | FilesError::Escape) => Ok(None),
+        Err(error) if absent(&error) => Ok(None),
         Err(error) => Err(error.into()),
     }
+}
+
+/// Not part of the bundle: missing (on either backend), a folder where a file was expected, or
+/// a symlink out of the workspace.
+fn absent(error: &FilesError) -> bool {
+    matches!(
+        error,
+        FilesError::NotFound
+            | FilesError::IsDirectory
+            | FilesError::Escape
+            | FilesError::Remote(eic_pool::EicError::NotFound)
+    )
 }
 
 /// One skill per folder under `skills/`, with every text file in it (plain files directly
@@ -111,7 +122,7 @@ async fn read_skills(files: &WorkspaceFiles) -> ApiResult<Vec<BundleSkill>> {
     let skills_dir = RelPath::parse("skills").map_err(ApiError::internal("invalid path"))?;
     let listing = match files.list(Root::Configs, Some(&skills_dir), SKILL_DEPTH).await {
         Ok(listing) => listing,
-        Err(FilesError::NotFound | FilesError::Escape) => return Ok(Vec::new()),
+        Err(error) if absent(&error) => return Ok(Vec::new()),
         Err(error) => return Err(error.into()),
     };
     let mut skills: BTreeMap<String, BundleSkill> = BTreeMap::new();
@@ -136,7 +147,7 @@ async fn read_skills(files: &WorkspaceFiles) -> ApiResult<Vec<BundleSkill>> {
                 Ok(text) => text,
                 Err(_) => continue,
             },
-            Err(FilesError::NotFound | FilesError::IsDirectory | FilesError::Escape) => continue,
+            Err(error) if absent(&error) => continue,
             Err(error) => return Err(error.into()),
         };
         let skill = skills.entry(skill.to_string()).or_insert_with(|| BundleSkill {

@@ -72,6 +72,13 @@ async fn export_reads_the_instance_and_import_lands_locally(db: PgPool) {
         "runtime: claude-code\nmodel: opus\n"
     );
 
+    // Missing files and folders on the instance are absent from the bundle, not errors.
+    std::fs::remove_dir_all(on_instance.join("skills")).unwrap();
+    std::fs::remove_file(on_instance.join("system-prompt.md")).unwrap();
+    let r = send(&app, "GET", &format!("/bundles/export/{root}"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!((r.json["system_prompt"].as_str(), r.json["skills"].clone()), (Some(""), json!([])));
+
     // An instance that cannot be reached: the export fails loudly (no silent partial bundle).
     let control = eic_sim::SimControl::new(&info.aws_endpoint_url);
     control.refuse_tunnels(true).await.unwrap();
