@@ -28,7 +28,9 @@ use crate::panels::{approvals, audit, budget, traces, viewport};
 use crate::schedules::{handlers as schedules, health as schedule_health};
 use crate::settings::{config, org_tokens, secrets, tokens, transcript};
 use crate::workspaces::model;
-use crate::{admin, bundles, events, messaging, openapi, ops, org, templates, terminal, workspaces};
+use crate::{
+    admin, bundles, events, messaging, openapi, ops, org, templates, terminal, workspaces,
+};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,10 @@ pub struct BundleNode {
 }
 
 /// One workspace in any status (the original exported removed ones too); `None` when absent.
-pub async fn node(executor: impl PgExecutor<'_>, id: Uuid) -> Result<Option<BundleNode>, StoreError> {
+pub async fn node(
+    executor: impl PgExecutor<'_>,
+    id: Uuid,
+) -> Result<Option<BundleNode>, StoreError> {
     let row = sqlx::query_as!(
         BundleNode,
         r#"SELECT name, COALESCE(role, '') AS "role!", COALESCE(tier, 0) AS "tier!", agent_card

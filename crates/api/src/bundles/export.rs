@@ -30,7 +30,10 @@ const SKILL_DEPTH: u32 = 5;
     (status = 502, description = "The workspace's instance failed", body = ErrorBody),
     (status = 503, description = "Datastore unavailable", body = ErrorBody),
     (status = 504, description = "The workspace's instance timed out", body = ErrorBody)))]
-pub async fn export(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Bundle>> {
+pub async fn export(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Bundle>> {
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
     Ok(Json(export_tree(&state, id).await?))
 }
@@ -81,12 +84,13 @@ type Files = (Option<String>, Option<String>, Vec<BundleSkill>);
 
 /// The workspace's prompt, config and skills; missing files are absent, not errors.
 async fn read_files(state: &AppState, id: Uuid) -> ApiResult<Files> {
-    let files = WorkspaceFiles::open(state, &id.to_string()).await.map_err(|error| {
-        match error {
-            ApiError::NotFound(_) => not_found(),
-            other => other,
-        }
-    })?;
+    let files =
+        WorkspaceFiles::open(state, &id.to_string())
+            .await
+            .map_err(|error| match error {
+                ApiError::NotFound(_) => not_found(),
+                other => other,
+            })?;
     let system_prompt = read_text(&files, "system-prompt.md").await?;
     let config_yaml = read_text(&files, "config.yaml").await?;
     let skills = read_skills(&files).await?;
@@ -120,7 +124,10 @@ fn absent(error: &FilesError) -> bool {
 /// under `skills/` are not skills).
 async fn read_skills(files: &WorkspaceFiles) -> ApiResult<Vec<BundleSkill>> {
     let skills_dir = RelPath::parse("skills").map_err(ApiError::internal("invalid path"))?;
-    let listing = match files.list(Root::Configs, Some(&skills_dir), SKILL_DEPTH).await {
+    let listing = match files
+        .list(Root::Configs, Some(&skills_dir), SKILL_DEPTH)
+        .await
+    {
         Ok(listing) => listing,
         Err(error) if absent(&error) => return Ok(Vec::new()),
         Err(error) => return Err(error.into()),
@@ -129,11 +136,13 @@ async fn read_skills(files: &WorkspaceFiles) -> ApiResult<Vec<BundleSkill>> {
     for entry in &listing.entries {
         let Some((skill, rest)) = entry.path.split_once('/') else {
             if entry.dir {
-                skills.entry(entry.path.clone()).or_insert_with(|| BundleSkill {
-                    id: entry.path.clone(),
-                    name: entry.path.clone(),
-                    ..BundleSkill::default()
-                });
+                skills
+                    .entry(entry.path.clone())
+                    .or_insert_with(|| BundleSkill {
+                        id: entry.path.clone(),
+                        name: entry.path.clone(),
+                        ..BundleSkill::default()
+                    });
             }
             continue;
         };
@@ -150,11 +159,13 @@ async fn read_skills(files: &WorkspaceFiles) -> ApiResult<Vec<BundleSkill>> {
             Err(error) if absent(&error) => continue,
             Err(error) => return Err(error.into()),
         };
-        let skill = skills.entry(skill.to_string()).or_insert_with(|| BundleSkill {
-            id: skill.to_string(),
-            name: skill.to_string(),
-            ..BundleSkill::default()
-        });
+        let skill = skills
+            .entry(skill.to_string())
+            .or_insert_with(|| BundleSkill {
+                id: skill.to_string(),
+                name: skill.to_string(),
+                ..BundleSkill::default()
+            });
         if rest == "SKILL.md" {
             skill.description = skill_description(&content);
         }
@@ -169,11 +180,9 @@ pub(crate) fn skill_description(skill_md: &str) -> String {
     let mut in_front_matter = false;
     for (index, line) in skill_md.lines().enumerate() {
         let line = line.trim();
-        if line == "---" {
-            if index == 0 || in_front_matter {
-                in_front_matter = !in_front_matter;
-                continue;
-            }
+        if line == "---" && (index == 0 || in_front_matter) {
+            in_front_matter = !in_front_matter;
+            continue;
         }
         if in_front_matter || line.is_empty() || line.starts_with('#') {
             continue;
@@ -187,7 +196,11 @@ pub(crate) fn skill_description(skill_md: &str) -> String {
 fn model_of(config_yaml: &str) -> String {
     serde_yaml::from_str::<serde_yaml::Value>(config_yaml)
         .ok()
-        .and_then(|doc| doc.get("model").and_then(|m| m.as_str()).map(str::to_string))
+        .and_then(|doc| {
+            doc.get("model")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
         .unwrap_or_default()
 }
 

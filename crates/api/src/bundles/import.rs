@@ -115,7 +115,11 @@ fn flatten(
             ))
         })?;
         crate::files::handlers::check_size(&state.config, content)?;
-        files.push((Root::Configs, rel, Bytes::copy_from_slice(content.as_bytes())));
+        files.push((
+            Root::Configs,
+            rel,
+            Bytes::copy_from_slice(content.as_bytes()),
+        ));
         Ok(())
     };
     if !bundle.system_prompt.is_empty() {
@@ -189,9 +193,9 @@ fn runtime_of(config_yaml: &str) -> Option<String> {
 /// siblings with the same name inside the bundle are told apart the same way.
 async fn unique_names(state: &AppState, nodes: &mut [Node]) -> ApiResult<()> {
     let mut taken: HashSet<(Option<usize>, String)> = HashSet::new();
-    for index in 0..nodes.len() {
-        let parent = nodes[index].parent;
-        let base = nodes[index].name.clone();
+    for node in nodes.iter_mut() {
+        let parent = node.parent;
+        let base = node.name.clone();
         if parent.is_none() {
             let existing = store::bundles::sibling_names_like(&state.db, None, &base)
                 .await
@@ -208,7 +212,7 @@ async fn unique_names(state: &AppState, nodes: &mut [Node]) -> ApiResult<()> {
             n += 1;
         }
         taken.insert((parent, name.clone()));
-        nodes[index].name = name;
+        node.name = name;
     }
     Ok(())
 }

@@ -74,7 +74,11 @@ struct Walk<'a> {
 }
 
 /// Runs the import; never fails as a whole: a fatal error is the answer's `error`.
-pub async fn run(state: &AppState, template: &OrgTemplate, root: Option<&TemplateRoot>) -> OrgImported {
+pub async fn run(
+    state: &AppState,
+    template: &OrgTemplate,
+    root: Option<&TemplateRoot>,
+) -> OrgImported {
     let mut walk = Walk {
         state,
         template,
@@ -123,14 +127,16 @@ impl Walk<'_> {
                     // Resumed: the row is an earlier import's. Its template schedules and
                     // channels are refreshed (idempotent upserts); nothing else is written.
                     let (channels, skipped) = self.extras(node, id, &self.env(node)).await;
-                    self.entries.push(entry(id, node, tier, Some(true), channels, skipped));
+                    self.entries
+                        .push(entry(id, node, tier, Some(true), channels, skipped));
                     id
                 }
                 None => self.create(node, parent, at, tier).await?,
             };
             let slots = child_slots(&node.children);
             for (child, slot) in node.children.iter().zip(slots) {
-                self.node(child, Some(id), (at.0 + slot.0, at.1 + slot.1)).await?;
+                self.node(child, Some(id), (at.0 + slot.0, at.1 + slot.1))
+                    .await?;
             }
             Ok(())
         })
@@ -189,8 +195,11 @@ impl Walk<'_> {
                     .await
                     .ok()
                     .flatten()
-                    .ok_or_else(|| format!("workspace {name:?} conflicted on insert but is not visible"))?;
-                self.entries.push(entry(id, node, tier, Some(true), None, None));
+                    .ok_or_else(|| {
+                        format!("workspace {name:?} conflicted on insert but is not visible")
+                    })?;
+                self.entries
+                    .push(entry(id, node, tier, Some(true), None, None));
                 return Ok(id);
             }
             Err(error) => {
@@ -286,8 +295,15 @@ impl Walk<'_> {
             let enabled = channel.enabled.unwrap_or(true);
             let config = serde_json::Value::Object(config);
             let db = &self.state.db;
-            match store::org::upsert_channel(db, id, &channel.channel_type, &config, enabled, &users)
-                .await
+            match store::org::upsert_channel(
+                db,
+                id,
+                &channel.channel_type,
+                &config,
+                enabled,
+                &users,
+            )
+            .await
             {
                 Ok(()) => recorded.push(channel.channel_type.clone()),
                 Err(error) => {
@@ -307,7 +323,9 @@ impl Walk<'_> {
         let root = self.root?;
         Some(match node.files_dir.is_empty() {
             true => root.root.clone(),
-            false => root.folder(&node.files_dir).unwrap_or_else(|| root.root.clone()),
+            false => root
+                .folder(&node.files_dir)
+                .unwrap_or_else(|| root.root.clone()),
         })
     }
 
@@ -369,11 +387,14 @@ impl Walk<'_> {
         let routing = template::merge_routing(&defaults.category_routing, &node.category_routing);
         let mut files = Vec::new();
         let mut add = |path: &str, content: String| -> Result<(), String> {
-            let rel = RelPath::parse(path).map_err(|_| format!("workspace {}: invalid path {path:?}", node.name))?;
+            let rel = RelPath::parse(path)
+                .map_err(|_| format!("workspace {}: invalid path {path:?}", node.name))?;
             files.push((Root::Configs, rel, Bytes::from(content)));
             Ok(())
         };
-        let own_config = copy_from.as_ref().is_some_and(|d| d.join("config.yaml").is_file());
+        let own_config = copy_from
+            .as_ref()
+            .is_some_and(|d| d.join("config.yaml").is_file());
         if !own_config {
             let mut yaml = format!(
                 "name: {}\ndescription: {}\nversion: 1.0.0\ntier: {tier}\nruntime: {runtime}\nmodel: {}\nruntime_config:\n  timeout: 0\n",
@@ -491,7 +512,9 @@ fn plugin_files(dir: &Path, max_bytes: u64) -> Vec<(String, String)> {
             if crate::files::PRUNED_NAMES.contains(&name.as_str()) {
                 continue;
             }
-            let Ok(kind) = entry.file_type() else { continue };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
             let rel = match prefix.is_empty() {
                 true => name.clone(),
                 false => format!("{prefix}/{name}"),
@@ -518,7 +541,8 @@ async fn seed_memories(state: &AppState, id: Uuid, seeds: &[MemorySeed], force: 
             None if seed.scope.is_empty() => "LOCAL".into(),
             None => seed.scope.to_uppercase(),
         };
-        if seed.content.trim().is_empty() || !matches!(scope.as_str(), "LOCAL" | "TEAM" | "GLOBAL") {
+        if seed.content.trim().is_empty() || !matches!(scope.as_str(), "LOCAL" | "TEAM" | "GLOBAL")
+        {
             continue;
         }
         let mut cut = seed.content.len().min(MAX_MEMORY_BYTES);
@@ -526,7 +550,9 @@ async fn seed_memories(state: &AppState, id: Uuid, seeds: &[MemorySeed], force: 
             cut -= 1;
         }
         let content = crate::memories::redact::redact_secrets(&seed.content[..cut]);
-        if let Err(error) = store::memories::insert(&state.db, id, &content, &scope, "general").await {
+        if let Err(error) =
+            store::memories::insert(&state.db, id, &content, &scope, "general").await
+        {
             tracing::warn!(%error, "org import: memory not seeded");
         }
     }

@@ -80,7 +80,10 @@ fn list_templates(org_dir: &std::path::Path) -> Vec<OrgTemplateSummary> {
             }
             Err(TemplateError::NotFound) => {
                 if root.root.join(".git").exists() {
-                    tracing::warn!(dir, "org template folder has .git but no org.yaml (half-finished checkout?)");
+                    tracing::warn!(
+                        dir,
+                        "org template folder has .git but no org.yaml (half-finished checkout?)"
+                    );
                 }
             }
             Err(error) => tracing::warn!(dir, %error, "org template skipped"),
@@ -148,7 +151,7 @@ async fn load_requested(
             let org_dir: PathBuf = state.config.org_templates_dir.clone();
             let loaded = tokio::task::spawn_blocking(move || {
                 let root = TemplateRoot::open(&org_dir, &dir)
-                    .ok_or_else(|| TemplateError::NotFound)
+                    .ok_or(TemplateError::NotFound)
                     .map_err(|e| (e, dir.clone()))?;
                 template::load(&root)
                     .map(|template| (template, Some(root)))

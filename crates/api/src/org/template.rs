@@ -35,9 +35,7 @@ pub enum TemplateError {
 #[serde(untagged)]
 pub enum EnvRequirement {
     Name(String),
-    AnyOf {
-        any_of: Vec<String>,
-    },
+    AnyOf { any_of: Vec<String> },
 }
 
 impl<'de> Deserialize<'de> for EnvRequirement {
@@ -265,8 +263,7 @@ pub fn load(root: &TemplateRoot) -> Result<OrgTemplate, TemplateError> {
     let doc: serde_yaml::Value =
         serde_yaml::from_str(&text).map_err(|e| TemplateError::Invalid(e.to_string()))?;
     let mut stack = vec![file.clone()];
-    let doc = expand(root, &root.root, doc, &mut stack)
-        .map_err(TemplateError::Expansion)?;
+    let doc = expand(root, &root.root, doc, &mut stack).map_err(TemplateError::Expansion)?;
     let template: OrgTemplate =
         serde_yaml::from_value(doc).map_err(|e| TemplateError::Invalid(e.to_string()))?;
     if template.count() > MAX_TEMPLATE_WORKSPACES {
@@ -303,9 +300,10 @@ fn expand(
             if stack.contains(&canonical) {
                 return Err(format!("!include cycle at {relative:?}"));
             }
-            let text = read_capped(&canonical).map_err(|e| format!("!include {relative:?}: {e}"))?;
-            let parsed: Value = serde_yaml::from_str(&text)
-                .map_err(|e| format!("!include {relative:?}: {e}"))?;
+            let text =
+                read_capped(&canonical).map_err(|e| format!("!include {relative:?}: {e}"))?;
+            let parsed: Value =
+                serde_yaml::from_str(&text).map_err(|e| format!("!include {relative:?}: {e}"))?;
             stack.push(canonical.clone());
             let folder = canonical.parent().unwrap_or(&root.root).to_path_buf();
             let expanded = expand(root, &folder, parsed, stack)?;
@@ -611,6 +609,9 @@ mod tests {
             serde_json::to_value(&req).unwrap(),
             serde_json::json!(["A", "B", {"any_of": ["X", "Y"]}])
         );
-        assert_eq!(serde_json::to_value(&rec).unwrap(), serde_json::json!(["C"]));
+        assert_eq!(
+            serde_json::to_value(&rec).unwrap(),
+            serde_json::json!(["C"])
+        );
     }
 }

@@ -66,7 +66,10 @@ pub(super) fn plan_create(config: &ApiConfig, body: &[u8]) -> Result<CreatePlan,
 
 /// Validates a parsed create request (the body of `POST /workspaces`, or a node of an org
 /// template) and fills in the defaults.
-pub(crate) fn plan_payload(config: &ApiConfig, payload: CreatePayload) -> Result<CreatePlan, ApiError> {
+pub(crate) fn plan_payload(
+    config: &ApiConfig,
+    payload: CreatePayload,
+) -> Result<CreatePlan, ApiError> {
     check_payload(&payload)?;
     let mut runtime = payload.runtime.clone().filter(|r| !r.is_empty());
     let mut model = payload.model.clone().filter(|m| !m.is_empty());

@@ -57,9 +57,15 @@ pub async fn read_file(app: &Router, id: &str, path: &str) -> Option<String> {
 pub fn assert_in_order(text: &str, keys: &[&str]) {
     let positions: Vec<usize> = keys
         .iter()
-        .map(|k| text.find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k} in {text}")))
+        .map(|k| {
+            text.find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("{k} in {text}"))
+        })
         .collect();
-    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{keys:?} in {text}");
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "{keys:?} in {text}"
+    );
 }
 
 async fn live_count(db: &PgPool) -> i64 {
@@ -85,7 +91,13 @@ async fn tree(app: &Router) -> (String, String) {
     let root = create(app, json!({"name": "Lead", "role": "leads", "tier": 2})).await;
     let child = create(app, json!({"name": "Helper", "parent_id": root})).await;
     put_file(app, &root, "system-prompt.md", "You lead.\n").await;
-    put_file(app, &root, "config.yaml", "name: Lead\nruntime: claude-code\nmodel: sonnet\n").await;
+    put_file(
+        app,
+        &root,
+        "config.yaml",
+        "name: Lead\nruntime: claude-code\nmodel: sonnet\n",
+    )
+    .await;
     put_file(
         app,
         &root,
@@ -108,8 +120,20 @@ async fn export_reads_the_workspace_files(db: PgPool) {
     assert_in_order(
         &r.text,
         &[
-            "schema", "id", "name", "description", "tier", "model", "system_prompt", "skills",
-            "tools", "prompts", "sub_workspaces", "agent_card", "author", "version",
+            "schema",
+            "id",
+            "name",
+            "description",
+            "tier",
+            "model",
+            "system_prompt",
+            "skills",
+            "tools",
+            "prompts",
+            "sub_workspaces",
+            "agent_card",
+            "author",
+            "version",
         ],
     );
     assert_eq!(b["schema"], "1.0");
@@ -150,7 +174,9 @@ async fn export_of_unknown_or_malformed_ids_is_404(db: PgPool) {
 async fn duplicate_of_a_root_gets_fresh_ids_and_a_unique_name(db: PgPool) {
     let s = setup(db);
     let (root, _) = tree(&s.app).await;
-    let bundle = send(&s.app, "GET", &format!("/bundles/export/{root}"), None).await.json;
+    let bundle = send(&s.app, "GET", &format!("/bundles/export/{root}"), None)
+        .await
+        .json;
     let r = send(&s.app, "POST", "/bundles/import", Some(&bundle)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_in_order(&r.text, &["workspace_id", "name", "status", "children"]);
@@ -158,7 +184,10 @@ async fn duplicate_of_a_root_gets_fresh_ids_and_a_unique_name(db: PgPool) {
     assert_eq!(r.json["status"], "provisioning");
     let new_root = r.json["workspace_id"].as_str().unwrap().to_string();
     assert_ne!(new_root, root);
-    let new_child = r.json["children"][0]["workspace_id"].as_str().unwrap().to_string();
+    let new_child = r.json["children"][0]["workspace_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(r.json["children"][0]["name"], "Helper");
     assert!(r.json["children"][0].get("children").is_none());
 
@@ -172,7 +201,13 @@ async fn duplicate_of_a_root_gets_fresh_ids_and_a_unique_name(db: PgPool) {
         .await
         .unwrap();
     assert_eq!(
-        (parent, role.as_deref(), tier, runtime.as_str(), source.as_str()),
+        (
+            parent,
+            role.as_deref(),
+            tier,
+            runtime.as_str(),
+            source.as_str()
+        ),
         (None, Some("leads"), 2, "claude-code", root.as_str())
     );
     let child_parent: Option<uuid::Uuid> =
@@ -194,18 +229,32 @@ async fn duplicate_of_a_root_gets_fresh_ids_and_a_unique_name(db: PgPool) {
     assert_eq!(events, 1);
 
     // The files landed in the new workspaces.
-    assert_eq!(read_file(&s.app, &new_root, "system-prompt.md").await.unwrap(), "You lead.\n");
     assert_eq!(
-        read_file(&s.app, &new_root, "skills/search/lib/util.py").await.unwrap(),
+        read_file(&s.app, &new_root, "system-prompt.md")
+            .await
+            .unwrap(),
+        "You lead.\n"
+    );
+    assert_eq!(
+        read_file(&s.app, &new_root, "skills/search/lib/util.py")
+            .await
+            .unwrap(),
         "print(1)\n"
     );
-    assert_eq!(read_file(&s.app, &new_child, "system-prompt.md").await.unwrap(), "You help.");
+    assert_eq!(
+        read_file(&s.app, &new_child, "system-prompt.md")
+            .await
+            .unwrap(),
+        "You help."
+    );
 
     // Again: the next free name.
     let r = send(&s.app, "POST", "/bundles/import", Some(&bundle)).await;
     assert_eq!(r.json["name"], "Lead (copy 2)", "{}", r.text);
     // The re-export of the copy carries the same content.
-    let copy = send(&s.app, "GET", &format!("/bundles/export/{new_root}"), None).await.json;
+    let copy = send(&s.app, "GET", &format!("/bundles/export/{new_root}"), None)
+        .await
+        .json;
     assert_eq!(copy["skills"], bundle["skills"]);
     assert_eq!(copy["system_prompt"], bundle["system_prompt"]);
 }
@@ -242,7 +291,13 @@ async fn invalid_bundles_are_400_and_create_nothing(db: PgPool) {
     let s = setup(db);
     let r = send_raw(&s.app, "POST", "/bundles/import", b"{not json".to_vec()).await;
     crate::common::assert_error(&r, StatusCode::BAD_REQUEST, "invalid bundle");
-    let r = send_raw(&s.app, "POST", "/bundles/import", br#"{"tier":"high"}"#.to_vec()).await;
+    let r = send_raw(
+        &s.app,
+        "POST",
+        "/bundles/import",
+        br#"{"tier":"high"}"#.to_vec(),
+    )
+    .await;
     crate::common::assert_error(&r, StatusCode::BAD_REQUEST, "invalid bundle");
     let hostile = [
         json!({"name": "x", "skills": [{"id": "..", "files": {"a": "x"}}]}),
@@ -281,7 +336,12 @@ async fn ten_thousand_entries_import_and_one_more_is_refused(db: PgPool) {
     let r = send(&s.app, "POST", "/bundles/import", Some(&at_limit)).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let id = r.json["workspace_id"].as_str().unwrap();
-    let skills = s.dir.path().join("workspaces").join(id).join("configs/skills/s");
+    let skills = s
+        .dir
+        .path()
+        .join("workspaces")
+        .join(id)
+        .join("configs/skills/s");
     assert_eq!(std::fs::read_dir(skills).unwrap().count(), 10_000);
 }
 
@@ -292,7 +352,13 @@ async fn oversized_bundles_and_files_are_413(db: PgPool) {
         c.max_file_bytes = 1024;
     });
     let huge = "x".repeat(128 * 1024);
-    let r = send(&s.app, "POST", "/bundles/import", Some(&json!({"name": "a", "system_prompt": huge}))).await;
+    let r = send(
+        &s.app,
+        "POST",
+        "/bundles/import",
+        Some(&json!({"name": "a", "system_prompt": huge})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", r.text);
     // A zip-bomb-sized file within a small bundle: over MAX_FILE_BYTES.
     let big = "x".repeat(2048);
@@ -322,7 +388,11 @@ async fn a_failing_node_is_named_and_nothing_stays(db: PgPool) {
     assert_eq!(r.json["workspace"], "second");
     assert_eq!(r.json["error"], "failed to import workspace \"second\"");
     assert_eq!(live_count(&s.db).await, 0);
-    assert!(folders(s.dir.path()).is_empty(), "{:?}", folders(s.dir.path()));
+    assert!(
+        folders(s.dir.path()).is_empty(),
+        "{:?}",
+        folders(s.dir.path())
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -331,10 +401,24 @@ async fn symlinks_in_a_workspace_do_not_leak_into_an_export(db: PgPool) {
     let id = create(&s.app, json!({"name": "Linked"})).await;
     let outside = s.dir.path().join("outside.txt");
     std::fs::write(&outside, "host secret").unwrap();
-    let skills = s.dir.path().join("workspaces").join(&id).join("configs/skills/s");
+    let skills = s
+        .dir
+        .path()
+        .join("workspaces")
+        .join(&id)
+        .join("configs/skills/s");
     std::fs::create_dir_all(&skills).unwrap();
     std::os::unix::fs::symlink(&outside, skills.join("leak.md")).unwrap();
-    std::os::unix::fs::symlink(&outside, skills.parent().unwrap().parent().unwrap().join("system-prompt.md")).unwrap();
+    std::os::unix::fs::symlink(
+        &outside,
+        skills
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("system-prompt.md"),
+    )
+    .unwrap();
     let r = send(&s.app, "GET", &format!("/bundles/export/{id}"), None).await;
     assert!(!r.text.contains("host secret"), "{}", r.text);
 }

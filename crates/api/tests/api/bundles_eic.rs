@@ -46,11 +46,19 @@ async fn export_reads_the_instance_and_import_lands_locally(db: PgPool) {
     let on_instance = info.instances[INSTANCE].root.join("configs");
     std::fs::create_dir_all(on_instance.join("skills/deploy")).unwrap();
     std::fs::write(on_instance.join("system-prompt.md"), "from the instance").unwrap();
-    std::fs::write(on_instance.join("config.yaml"), "runtime: claude-code\nmodel: opus\n").unwrap();
+    std::fs::write(
+        on_instance.join("config.yaml"),
+        "runtime: claude-code\nmodel: opus\n",
+    )
+    .unwrap();
     std::fs::write(on_instance.join("skills/deploy/SKILL.md"), "Deploys.\n").unwrap();
     // A template folder that the original would have exported instead: never read.
     std::fs::create_dir_all(dir.path().join("configs/decoy")).unwrap();
-    std::fs::write(dir.path().join("configs/decoy/config.yaml"), "name: decoy\n").unwrap();
+    std::fs::write(
+        dir.path().join("configs/decoy/config.yaml"),
+        "name: decoy\n",
+    )
+    .unwrap();
 
     let r = send(&app, "GET", &format!("/bundles/export/{root}"), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -64,9 +72,19 @@ async fn export_reads_the_instance_and_import_lands_locally(db: PgPool) {
     assert_eq!(imported.status, StatusCode::CREATED, "{}", imported.text);
     assert_eq!(imported.json["name"], "On EC2 (copy)");
     let id = imported.json["workspace_id"].as_str().unwrap();
-    assert_eq!(read_file(&app, id, "system-prompt.md").await.unwrap(), "from the instance");
-    assert_eq!(read_file(&app, id, "skills/deploy/SKILL.md").await.unwrap(), "Deploys.\n");
-    let on_disk = dir.path().join("workspaces").join(id).join("configs/config.yaml");
+    assert_eq!(
+        read_file(&app, id, "system-prompt.md").await.unwrap(),
+        "from the instance"
+    );
+    assert_eq!(
+        read_file(&app, id, "skills/deploy/SKILL.md").await.unwrap(),
+        "Deploys.\n"
+    );
+    let on_disk = dir
+        .path()
+        .join("workspaces")
+        .join(id)
+        .join("configs/config.yaml");
     assert_eq!(
         std::fs::read_to_string(on_disk).unwrap(),
         "runtime: claude-code\nmodel: opus\n"
@@ -77,7 +95,10 @@ async fn export_reads_the_instance_and_import_lands_locally(db: PgPool) {
     std::fs::remove_file(on_instance.join("system-prompt.md")).unwrap();
     let r = send(&app, "GET", &format!("/bundles/export/{root}"), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    assert_eq!((r.json["system_prompt"].as_str(), r.json["skills"].clone()), (Some(""), json!([])));
+    assert_eq!(
+        (r.json["system_prompt"].as_str(), r.json["skills"].clone()),
+        (Some(""), json!([]))
+    );
 
     // An instance that cannot be reached: the export fails loudly (no silent partial bundle).
     let control = eic_sim::SimControl::new(&info.aws_endpoint_url);
@@ -85,5 +106,8 @@ async fn export_reads_the_instance_and_import_lands_locally(db: PgPool) {
     control.drop_tunnels().await.unwrap();
     let r = send(&app, "GET", &format!("/bundles/export/{root}"), None).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text);
-    assert_eq!(r.json, json!({"error": "workspace host unreachable: tunnel failed"}));
+    assert_eq!(
+        r.json,
+        json!({"error": "workspace host unreachable: tunnel failed"})
+    );
 }

@@ -103,7 +103,11 @@ children:
     s.org("team/lead/system-prompt.md", "Lead prompt.");
     s.org("team/lead/standup.md", "Run the standup.");
     // Pre-installed plugins come from <CONFIGS_DIR>/../plugins.
-    write(s.dir.path(), "plugins/careful/plugin.yaml", "name: careful\n");
+    write(
+        s.dir.path(),
+        "plugins/careful/plugin.yaml",
+        "name: careful\n",
+    );
     write(s.dir.path(), "plugins/careful/rules/r.md", "be careful");
     write(s.dir.path(), "plugins/audit/plugin.yaml", "name: audit\n");
 }
@@ -116,7 +120,10 @@ async fn listing_summarises_each_template(db: PgPool) {
     full_template(&s);
     s.org("yml/org.yml", "name: Yml\nworkspaces: [{name: a}]\n");
     s.org("broken/org.yaml", "name: [unclosed\n");
-    s.org("escape/org.yaml", "name: E\nworkspaces: [!include ../../outside.yaml]\n");
+    s.org(
+        "escape/org.yaml",
+        "name: E\nworkspaces: [!include ../../outside.yaml]\n",
+    );
     fs::create_dir_all(s.dir.path().join("org-templates/empty")).unwrap();
     let r = send(&s.app, "GET", "/org/templates", None).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -130,7 +137,12 @@ async fn listing_summarises_each_template(db: PgPool) {
         ])
     );
     // Keys in the original's (alphabetical) order.
-    assert!(r.text.starts_with(r#"[{"description":"A team","dir":"team","name""#), "{}", r.text);
+    assert!(
+        r.text
+            .starts_with(r#"[{"description":"A team","dir":"team","name""#),
+        "{}",
+        r.text
+    );
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
@@ -138,14 +150,25 @@ async fn invalid_requests_answer_as_the_original(db: PgPool) {
     let s = setup(db);
     s.org("cycle/org.yaml", "name: C\nworkspaces: [!include a.yaml]\n");
     s.org("cycle/a.yaml", "name: a\nchildren: [!include a.yaml]\n");
-    s.org("escape/org.yaml", "name: E\nworkspaces: [!include ../../outside.yaml]\n");
-    s.org("absolute/org.yaml", "name: A\nworkspaces: [!include /etc/hostname]\n");
-    s.org("types/org.yaml", "name: T\nworkspaces: [{name: a, tier: high}]\n");
+    s.org(
+        "escape/org.yaml",
+        "name: E\nworkspaces: [!include ../../outside.yaml]\n",
+    );
+    s.org(
+        "absolute/org.yaml",
+        "name: A\nworkspaces: [!include /etc/hostname]\n",
+    );
+    s.org(
+        "types/org.yaml",
+        "name: T\nworkspaces: [{name: a, tier: high}]\n",
+    );
     s.org("badenv/org.yaml", "name: B\nrequired_env: [{any_of: []}]\n");
     write(s.dir.path(), "outside.yaml", "name: outside\n");
     let r = send_raw(&s.app, "POST", "/org/import", b"{nope".to_vec()).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid request body");
-    let r = s.import(json!({"template": {"name": "x", "required_env": [{"any_of": []}]}})).await;
+    let r = s
+        .import(json!({"template": {"name": "x", "required_env": [{"any_of": []}]}}))
+        .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid request body");
     for dir in ["../x", "/etc", "a/../../b"] {
         let r = s.import(json!({ "dir": dir })).await;
@@ -161,7 +184,10 @@ async fn invalid_requests_answer_as_the_original(db: PgPool) {
         let r = s.import(json!({ "dir": dir })).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "invalid org template");
     }
-    for body in [json!({}), json!({"template": {"workspaces": [{"name": "a"}]}})] {
+    for body in [
+        json!({}),
+        json!({"template": {"workspaces": [{"name": "a"}]}}),
+    ] {
         let r = s.import(body).await;
         assert_error(&r, StatusCode::BAD_REQUEST, "provide 'dir' or 'template'");
     }
@@ -190,7 +216,13 @@ async fn preflight_names_the_missing_keys(db: PgPool) {
     );
     assert_eq!(s.count("SELECT count(*) FROM workspaces").await, 0);
     for key in ["GITHUB_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"] {
-        let r = send(&s.app, "POST", "/settings/secrets", Some(&json!({"key": key, "value": "v"}))).await;
+        let r = send(
+            &s.app,
+            "POST",
+            "/settings/secrets",
+            Some(&json!({"key": key, "value": "v"})),
+        )
+        .await;
         assert!(r.status.is_success(), "{}", r.text);
     }
     let r = s.import(json!({"dir": "needs"})).await;
@@ -207,7 +239,10 @@ async fn import_creates_the_tree_in_order_with_everything(db: PgPool) {
     assert_eq!(r.json["org"], "Dev Team");
     assert!(r.json.get("error").is_none());
     let entries = r.json["workspaces"].as_array().unwrap();
-    let names: Vec<&str> = entries.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["Lead", "Dev", "Intern", "QA"]);
     let _ = entries;
     let lead = &r.json["workspaces"][0];
@@ -239,7 +274,10 @@ async fn import_creates_the_tree_in_order_with_everything(db: PgPool) {
     };
     let lead_row = row(lead_id.clone()).await;
     assert_eq!(lead_row.0, None);
-    assert_eq!((lead_row.1.as_str(), lead_row.2.as_deref()), ("claude-code", Some("leads the team")));
+    assert_eq!(
+        (lead_row.1.as_str(), lead_row.2.as_deref()),
+        ("claude-code", Some("leads the team"))
+    );
     assert_eq!(row(dev_id.clone()).await.0.unwrap().to_string(), lead_id);
     assert_eq!(row(intern_id.clone()).await.0.unwrap().to_string(), dev_id);
     assert_eq!(row(intern_id.clone()).await.3, "online");
@@ -249,11 +287,13 @@ async fn import_creates_the_tree_in_order_with_everything(db: PgPool) {
     let xy = |id: String| {
         let db = s.db.clone();
         async move {
-            sqlx::query_as::<_, (f64, f64)>("SELECT x, y FROM canvas_layouts WHERE workspace_id = $1::uuid")
-                .bind(id)
-                .fetch_one(&db)
-                .await
-                .unwrap()
+            sqlx::query_as::<_, (f64, f64)>(
+                "SELECT x, y FROM canvas_layouts WHERE workspace_id = $1::uuid",
+            )
+            .bind(id)
+            .fetch_one(&db)
+            .await
+            .unwrap()
         }
     };
     assert_eq!(xy(lead_id.clone()).await, (100.0, 50.0));
@@ -270,10 +310,19 @@ async fn import_creates_the_tree_in_order_with_everything(db: PgPool) {
     .await
     .unwrap();
     let crypto = store::crypto::Crypto::from_key(&KEY);
-    assert!(secrets.iter().all(|(_, v)| *v == crypto.current_version() && *v != 0), "{secrets:?}");
+    assert!(
+        secrets
+            .iter()
+            .all(|(_, v)| *v == crypto.current_version() && *v != 0),
+        "{secrets:?}"
+    );
     let keys: Vec<&str> = secrets.iter().map(|(k, _)| k.as_str()).collect();
-    assert!(keys.contains(&"BOT_TOKEN") && keys.contains(&"TEAM_TOKEN") && keys.contains(&"SHARED"));
-    let shared = store::secrets::get(&s.db, &crypto, lead_id.parse().unwrap(), "SHARED").await.unwrap();
+    assert!(
+        keys.contains(&"BOT_TOKEN") && keys.contains(&"TEAM_TOKEN") && keys.contains(&"SHARED")
+    );
+    let shared = store::secrets::get(&s.db, &crypto, lead_id.parse().unwrap(), "SHARED")
+        .await
+        .unwrap();
     assert_eq!(shared.as_deref(), Some("lead"));
 
     // Schedules (the invalid cron skipped), channels, memories.
@@ -284,7 +333,14 @@ async fn import_creates_the_tree_in_order_with_everything(db: PgPool) {
     .fetch_all(&s.db)
     .await
     .unwrap();
-    assert_eq!(schedules, [("standup".into(), "Run the standup.".into(), "template".into())]);
+    assert_eq!(
+        schedules,
+        [(
+            "standup".into(),
+            "Run the standup.".into(),
+            "template".into()
+        )]
+    );
     let channel: (Value, Value) = sqlx::query_as(
         "SELECT channel_config, allowed_users FROM workspace_channels WHERE workspace_id = $1::uuid",
     )
@@ -292,7 +348,13 @@ async fn import_creates_the_tree_in_order_with_everything(db: PgPool) {
     .fetch_one(&s.db)
     .await
     .unwrap();
-    assert_eq!(channel, (json!({"bot_token": "bot-123", "chat": "42"}), json!(["ann"])));
+    assert_eq!(
+        channel,
+        (
+            json!({"bot_token": "bot-123", "chat": "42"}),
+            json!(["ann"])
+        )
+    );
     let memories: Vec<(String, String)> = sqlx::query_as(
         "SELECT content, scope FROM agent_memories WHERE workspace_id = $1::uuid ORDER BY content",
     )
@@ -302,7 +364,10 @@ async fn import_creates_the_tree_in_order_with_everything(db: PgPool) {
     .unwrap();
     assert_eq!(
         memories,
-        [("default memory".into(), "TEAM".into()), ("everyone knows".into(), "GLOBAL".into())]
+        [
+            ("default memory".into(), "TEAM".into()),
+            ("everyone knows".into(), "GLOBAL".into())
+        ]
     );
     let dev_memories: Vec<String> =
         sqlx::query_scalar("SELECT content FROM agent_memories WHERE workspace_id = $1::uuid")
@@ -314,17 +379,24 @@ async fn import_creates_the_tree_in_order_with_everything(db: PgPool) {
 
     // Events: one WORKSPACE_PROVISIONING per created node, WORKSPACE_ONLINE for the external one.
     assert_eq!(
-        s.count("SELECT count(*) FROM structure_events WHERE event_type = 'WORKSPACE_PROVISIONING'").await,
+        s.count(
+            "SELECT count(*) FROM structure_events WHERE event_type = 'WORKSPACE_PROVISIONING'"
+        )
+        .await,
         4
     );
     assert_eq!(
-        s.count("SELECT count(*) FROM structure_events WHERE event_type = 'WORKSPACE_ONLINE'").await,
+        s.count("SELECT count(*) FROM structure_events WHERE event_type = 'WORKSPACE_ONLINE'")
+            .await,
         1
     );
 
     // Files: files_dir copied (without its .env), config generated, plugins pre-installed.
     let configs = |id: &str| s.dir.path().join("workspaces").join(id).join("configs");
-    assert_eq!(fs::read_to_string(configs(&lead_id).join("system-prompt.md")).unwrap(), "Lead prompt.");
+    assert_eq!(
+        fs::read_to_string(configs(&lead_id).join("system-prompt.md")).unwrap(),
+        "Lead prompt."
+    );
     assert!(!configs(&lead_id).join(".env").exists());
     let config = fs::read_to_string(configs(&lead_id).join("config.yaml")).unwrap();
     let parsed: serde_yaml::Value = serde_yaml::from_str(&config).unwrap();
@@ -342,9 +414,13 @@ async fn import_creates_the_tree_in_order_with_everything(db: PgPool) {
     // QA opted out of `audit`; `extra` does not exist and is skipped.
     assert!(configs(&qa_id).join("plugins/careful").exists());
     assert!(!configs(&qa_id).join("plugins/audit").exists());
-    assert_eq!(fs::read_to_string(configs(&qa_id).join("system-prompt.md")).unwrap(), "Test everything.");
+    assert_eq!(
+        fs::read_to_string(configs(&qa_id).join("system-prompt.md")).unwrap(),
+        "Test everything."
+    );
     let dev_config: serde_yaml::Value =
-        serde_yaml::from_str(&fs::read_to_string(configs(&dev_id).join("config.yaml")).unwrap()).unwrap();
+        serde_yaml::from_str(&fs::read_to_string(configs(&dev_id).join("config.yaml")).unwrap())
+            .unwrap();
     assert_eq!(dev_config["model"], "opus");
 }
 
@@ -357,13 +433,22 @@ async fn reimport_resumes_instead_of_duplicating(db: PgPool) {
     let again = s.import(json!({"dir": "team"})).await;
     assert_eq!(again.status, StatusCode::CREATED, "{}", again.text);
     assert_eq!(again.json["count"], 4);
-    for (a, b) in first.json["workspaces"].as_array().unwrap().iter().zip(again.json["workspaces"].as_array().unwrap()) {
+    for (a, b) in first.json["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(again.json["workspaces"].as_array().unwrap())
+    {
         assert_eq!(a["id"], b["id"]);
         assert_eq!(b["skipped"], true);
     }
     assert_eq!(s.count("SELECT count(*) FROM workspaces").await, 4);
     // Global memories are not seeded twice.
-    assert_eq!(s.count("SELECT count(*) FROM agent_memories WHERE scope = 'GLOBAL'").await, 1);
+    assert_eq!(
+        s.count("SELECT count(*) FROM agent_memories WHERE scope = 'GLOBAL'")
+            .await,
+        1
+    );
     assert_eq!(s.count("SELECT count(*) FROM workspace_schedules").await, 1);
 }
 
@@ -426,7 +511,12 @@ workspaces:
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert_eq!(s.count("SELECT count(*) FROM workspace_secrets").await, 0);
     for entry in r.json["workspaces"].as_array().unwrap() {
-        let configs = s.dir.path().join("workspaces").join(entry["id"].as_str().unwrap()).join("configs");
+        let configs = s
+            .dir
+            .path()
+            .join("workspaces")
+            .join(entry["id"].as_str().unwrap())
+            .join("configs");
         let mut seen = Vec::new();
         let mut stack = vec![configs.clone()];
         while let Some(dir) = stack.pop() {
@@ -438,11 +528,19 @@ workspaces:
                 }
             }
         }
-        assert!(seen.iter().all(|c| !c.contains("STOLEN") && !c.contains("root:")), "{seen:?}");
+        assert!(
+            seen.iter()
+                .all(|c| !c.contains("STOLEN") && !c.contains("root:")),
+            "{seen:?}"
+        );
         assert!(!configs.join("plugins").join("escape").exists());
     }
     // A symlinked template folder pointing outside ORG_TEMPLATES_DIR is not a template.
-    std::os::unix::fs::symlink(s.dir.path().join("plugins"), s.dir.path().join("org-templates/out")).unwrap();
+    std::os::unix::fs::symlink(
+        s.dir.path().join("plugins"),
+        s.dir.path().join("org-templates/out"),
+    )
+    .unwrap();
     write(s.dir.path(), "plugins/org.yaml", "name: Out\n");
     let r = s.import(json!({"dir": "out"})).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
@@ -451,8 +549,12 @@ workspaces:
 #[sqlx::test(migrator = "store::MIGRATOR")]
 async fn a_huge_template_is_refused(db: PgPool) {
     let s = setup(db);
-    let nodes: Vec<Value> = (0..1001).map(|i| json!({"name": format!("n{i}")})).collect();
-    let r = s.import(json!({"template": {"name": "Huge", "workspaces": nodes}})).await;
+    let nodes: Vec<Value> = (0..1001)
+        .map(|i| json!({"name": format!("n{i}")}))
+        .collect();
+    let r = s
+        .import(json!({"template": {"name": "Huge", "workspaces": nodes}}))
+        .await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid org template");
     let big = format!("name: Big\ndescription: {}\n", "x".repeat(2 * 1024 * 1024));
     s.org("big/org.yaml", &big);

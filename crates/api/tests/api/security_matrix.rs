@@ -237,7 +237,9 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
         ),
         ("POST", "/org/import") => (
             "",
-            with(json!({"template": {"name": format!("matrix-org-{n}"), "workspaces": [{"name": format!("matrix-org-ws-{n}")}]}})),
+            with(
+                json!({"template": {"name": format!("matrix-org-{n}"), "workspaces": [{"name": format!("matrix-org-ws-{n}")}]}}),
+            ),
             false,
             false,
         ),
