@@ -108,6 +108,9 @@ async function main() {
   const pluginsDir = join(scratch, "plugins");
   plantPlugin(pluginsDir);
   const serverEnv = serverEnvironment({ database, sim, allowedOrigin: allowed.origin, adminToken, pluginsDir });
+  const orgDir = join(scratch, "org-templates");
+  seedOrgTemplate(orgDir);
+  serverEnv.ORG_TEMPLATES_DIR = orgDir;
   const serverDir = join(scratch, "server");
   mkdirSync(serverDir);
   const server = await startServer({
@@ -213,6 +216,17 @@ function plantPlugin(pluginsDir) {
     mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, content);
   }
+}
+
+/** An org template for the palette: an include, a required key, a root with one child. */
+function seedOrgTemplate(orgDir) {
+  const dir = join(orgDir, "browser-org");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(
+    join(dir, "org.yaml"),
+    "name: Browser Org\ndescription: imported by the browser test\nrequired_env: [ORG_PREFLIGHT_KEY]\nworkspaces:\n  - !include lead.yaml\n",
+  );
+  writeFileSync(join(dir, "lead.yaml"), "name: Browser Lead\nchildren:\n  - name: Browser Helper\n");
 }
 
 /** Admin API: create the workspace, attach the simulated instance, mint a workspace token. */

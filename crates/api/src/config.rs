@@ -52,6 +52,11 @@ pub struct ApiConfig {
     /// `MAX_LIST_ENTRIES`: a file listing stops there and says so; `None` is the default
     /// (10,000).
     pub max_list_entries: Option<usize>,
+    /// `MAX_BUNDLE_BYTES`: the largest bundle `POST /bundles/import` reads (413 above it);
+    /// `None` is the default (32 MiB).
+    pub max_bundle_bytes: Option<usize>,
+    /// `ORG_TEMPLATES_DIR`: the org templates (one folder with an `org.yaml` each).
+    pub org_templates_dir: std::path::PathBuf,
     /// `ACTIVITY_RETENTION_DAYS`: activities older than this are swept; `None` is the default
     /// (30), `Some(0)` keeps them for ever.
     pub activity_retention_days: Option<u32>,

@@ -29,7 +29,9 @@ use crate::plugins::{allowlist as plugin_allowlist, handlers as plugins};
 use crate::schedules::{handlers as schedules, health as schedule_health};
 use crate::settings::{config, org_tokens, secrets, tokens, transcript};
 use crate::workspaces::model;
-use crate::{admin, events, lifecycle, messaging, openapi, ops, templates, terminal, workspaces};
+use crate::{
+    admin, bundles, events, lifecycle, messaging, openapi, ops, org, templates, terminal, workspaces,
+};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +175,10 @@ pub(crate) fn routes() -> Vec<Route> {
         route!(GET "/admin/delegations/stats", Admin, messaging::delegations::admin_stats),
         route!(GET "/templates", Admin, templates::list),
         route!(POST "/templates/import", Admin, templates::import),
+        route!(GET "/bundles/export/{id}", Admin, bundles::export),
+        route!(POST "/bundles/import", Admin, bundles::import),
+        route!(GET "/org/templates", Admin, org::list),
+        route!(POST "/org/import", Admin, org::import),
         route!(GET "/workspaces/{id}/files", Workspace, files::list),
         route!(PUT "/workspaces/{id}/files", Workspace, files::replace),
         route!(GET "/workspaces/{id}/files/{*path}", Workspace, files::read),

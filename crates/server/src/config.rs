@@ -212,6 +212,14 @@ pub struct Config {
     )]
     pub max_list_entries: usize,
 
+    /// Largest bundle `POST /bundles/import` reads, in bytes (413 above it).
+    #[arg(long, env = "MAX_BUNDLE_BYTES", default_value_t = 32 * 1024 * 1024, global = true)]
+    pub max_bundle_bytes: usize,
+
+    /// Org templates [default: ./org-templates if present, else <data-dir>/org-templates].
+    #[arg(long, env = "ORG_TEMPLATES_DIR", global = true)]
+    pub org_templates_dir: Option<PathBuf>,
+
     /// Activities older than this many days are deleted by an hourly sweep; 0 keeps them.
     #[arg(
         long,
@@ -467,6 +475,8 @@ impl Config {
             scheduler_poll: self.scheduler_poll,
             request_body_timeout: Some(self.request_body_timeout),
             max_list_entries: Some(self.max_list_entries),
+            max_bundle_bytes: Some(self.max_bundle_bytes),
+            org_templates_dir: self.org_templates_dir(),
             activity_retention_days: Some(self.activity_retention_days),
             delegation_sweep_interval: Some(Duration::from_secs(
                 self.delegation_sweeper_interval_s,
@@ -658,6 +668,18 @@ impl Config {
             bundled.to_path_buf()
         } else {
             self.data_dir.join("plugins")
+        }
+    }
+
+    fn org_templates_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.org_templates_dir {
+            return dir.clone();
+        }
+        let bundled = Path::new("org-templates");
+        if bundled.is_dir() {
+            bundled.to_path_buf()
+        } else {
+            self.data_dir.join("org-templates")
         }
     }
 

@@ -36,9 +36,10 @@ const wsPath = `/workspaces/${encodeURIComponent(workspaceId)}`;
 
 /**
  * One call as lib/api.ts makes it; never throws: a refused call is recorded with status 0.
- * `bearer` is the workspace token unless given; `null` sends no Authorization header.
+ * `bearer` is the workspace token unless given; `null` sends no Authorization header. A call
+ * answering `expected` (a documented refusal the flow checks) counts as ok.
  */
-async function call(step, method, path, body, bearer = token) {
+async function call(step, method, path, body, bearer = token, expected = undefined) {
   const entry = { step, method, path, status: 0, ok: false, ms: 0, error: null, json: null };
   results.calls.push(entry);
   const started = performance.now();
@@ -53,7 +54,7 @@ async function call(step, method, path, body, bearer = token) {
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
     });
     entry.status = response.status;
-    entry.ok = response.ok;
+    entry.ok = response.ok || response.status === expected;
     const text = await response.text();
     try {
       entry.json = text ? JSON.parse(text) : null;
@@ -287,6 +288,40 @@ async function pluginsTab() {
   check("plugins: listed as installed, supported on langgraph", row?.supported_on_runtime === true, JSON.stringify(row));
 }
 
+/**
+ * ContextMenu's Export and Duplicate, BundleDropZone's import, and TemplatePalette's Org section
+ * with its missing-keys preflight (OrgImportPreflightModal saves the key as a global secret).
+ */
+async function bundlesAndOrg() {
+  const exported = await call("bundle", "GET", `/bundles/export/${encodeURIComponent(workspaceId)}`, undefined, adminToken);
+  const bundle = exported.json ?? {};
+  check("bundle: export reads the instance's config.yaml", (bundle.prompts?.["config.yaml"] ?? "").includes("runtime:"), bundle.name);
+  const duplicate = await call("bundle", "POST", "/bundles/import", bundle, adminToken);
+  check(
+    "bundle: Duplicate of a root workspace creates a copy with a fresh id",
+    duplicate.status === 201 && duplicate.json?.workspace_id !== workspaceId && duplicate.json?.name === `${bundle.name} (copy)`,
+    duplicate.json?.name,
+  );
+  // The drop zone: the downloaded file (JSON.stringify(bundle, null, 2)) parsed and posted back.
+  const dropped = JSON.parse(JSON.stringify(bundle, null, 2));
+  const imported = await call("bundle", "POST", "/bundles/import", dropped, adminToken);
+  check("bundle: the dropped file imports again under the next free name", imported.json?.name === `${bundle.name} (copy 2)`, imported.json?.name);
+  const copy = await call("bundle", "GET", `/bundles/export/${encodeURIComponent(imported.json?.workspace_id ?? "none")}`, undefined, adminToken);
+  check("bundle: the copy carries the same files", copy.json?.prompts?.["config.yaml"] === bundle.prompts?.["config.yaml"]);
+
+  const templates = await call("org", "GET", "/org/templates", undefined, adminToken);
+  const template = (templates.json ?? []).find((t) => t.dir === "browser-org");
+  check("org: the palette lists the template with its required key", template?.required_env?.[0] === "ORG_PREFLIGHT_KEY", JSON.stringify(template?.required_env));
+  const refused = await call("org", "POST", "/org/import", { dir: "browser-org" }, adminToken, 412);
+  check("org: import without the key is 412 naming it", refused.status === 412 && refused.json?.missing_env?.[0] === "ORG_PREFLIGHT_KEY", refused.status);
+  await call("org", "PUT", "/settings/secrets", { key: "ORG_PREFLIGHT_KEY", value: "from-the-modal" }, adminToken);
+  const created = await call("org", "POST", "/org/import", { dir: "browser-org" }, adminToken);
+  check("org: import creates the tree", created.status === 201 && created.json?.count === 2 && !created.json?.error, JSON.stringify(created.json?.workspaces?.map((w) => w.name)));
+  results.settings.orgWorkspaces = (created.json?.workspaces ?? []).map((w) => w.id);
+  const again = await call("org", "POST", "/org/import", { dir: "browser-org" }, adminToken);
+  check("org: importing again resumes (every node skipped)", (again.json?.workspaces ?? []).every((w) => w.skipped === true) && again.json?.count === 2);
+}
+
 async function main() {
   document.getElementById("page-origin").textContent = location.origin;
   document.getElementById("server").textContent = server;
@@ -313,6 +348,7 @@ async function main() {
   await memoryTab();
   await scheduleTab();
   await pluginsTab();
+  await bundlesAndOrg();
 }
 
 function showTime(id, ms) {

@@ -540,3 +540,56 @@ fn copy_tree(from: &Path, to: &Path) -> Result<usize, FilesError> {
     }
     Ok(copied)
 }
+
+/// Builds the whole folder of a new workspace beside its place (`.staging-<id>`) — the roots,
+/// `template` copied into `configs`, then `files` written over it — and renames it into place,
+/// so the workspace's files appear whole or not at all. The staging folder is removed on failure.
+pub fn stage_new(
+    workspaces_dir: &Path,
+    id: &str,
+    template: Option<&Path>,
+    files: &[(Root, RelPath, Bytes)],
+) -> Result<(), FilesError> {
+    fs::create_dir_all(workspaces_dir)
+        .map_err(FilesError::local("failed to create workspaces folder"))?;
+    let staging = workspaces_dir.join(format!(".staging-{id}"));
+    let target = workspaces_dir.join(id);
+    let _ = fs::remove_dir_all(&staging);
+    let built = (|| {
+        for root in Root::ALL {
+            fs::create_dir_all(staging.join(root.local_dir_name()))
+                .map_err(FilesError::local("failed to create workspace folder"))?;
+        }
+        if let Some(template) = template {
+            copy_tree(template, &staging.join(Root::Configs.local_dir_name()))?;
+            // Secrets travel as encrypted workspace secrets, never as a plaintext `.env`.
+            let _ = fs::remove_file(staging.join(Root::Configs.local_dir_name()).join(".env"));
+        }
+        for (root, path, content) in files {
+            // A fresh folder holding no symlink (the copy skips them): joining the validated
+            // components cannot leave it.
+            let mut file = staging.join(root.local_dir_name());
+            for component in path.components() {
+                file.push(component);
+            }
+            if let Some(parent) = file.parent() {
+                fs::create_dir_all(parent).map_err(|_| FilesError::ParentIsFile)?;
+            }
+            if file.is_dir() {
+                return Err(FilesError::IsDirectory);
+            }
+            fs::write(&file, content).map_err(FilesError::local("failed to write file"))?;
+        }
+        if target.exists() {
+            return Err(FilesError::Local {
+                context: "workspace folder already exists",
+                source: io::Error::from(io::ErrorKind::AlreadyExists),
+            });
+        }
+        fs::rename(&staging, &target).map_err(FilesError::local("failed to move workspace folder"))
+    })();
+    if built.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    built
+}

@@ -330,3 +330,28 @@ pub async fn seed_from_template(
             source: std::io::Error::other(join),
         })?
 }
+
+/// Writes the whole local folder of a workspace created moments ago (its row has no instance
+/// yet): `template` copied into `configs`, then `files` over it, appearing at once (see
+/// `local::stage_new`). Every path is a validated [`RelPath`].
+pub async fn stage_new_workspace(
+    config: &ApiConfig,
+    workspace_id: Uuid,
+    template: Option<std::path::PathBuf>,
+    files: Vec<(Root, RelPath, Bytes)>,
+) -> Result<(), FilesError> {
+    let workspaces_dir = config.workspaces_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        local::stage_new(
+            &workspaces_dir,
+            &workspace_id.to_string(),
+            template.as_deref(),
+            &files,
+        )
+    })
+    .await
+    .map_err(|join| FilesError::Local {
+        context: "staging task failed",
+        source: std::io::Error::other(join),
+    })?
+}

@@ -62,6 +62,58 @@ pub async fn create(
     let plan = tokio::task::spawn_blocking(move || plan_create(&config, &body))
         .await
         .map_err(ApiError::internal(FAILED))??;
+    let creation = create_workspace(&state, &plan, None).await?;
+    let id = creation.id;
+    if plan.external {
+        let created = Created {
+            awareness_namespace: None,
+            connection: creation.token.map(|token| {
+                crate::external::connection_for_create(&state.config, &headers, &uri, id, &token)
+            }),
+            external: Some(true),
+            id,
+            status: creation.status,
+            workspace_access: None,
+        };
+        return Ok((StatusCode::CREATED, Json(created)));
+    }
+    let created = Created {
+        awareness_namespace: Some(format!("workspace:{id}")),
+        connection: None,
+        external: None,
+        id,
+        status: "provisioning",
+        workspace_access: Some(plan.workspace_access.clone()),
+    };
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Files a caller supplies for a new workspace instead of the default seeding: `copy_from`
+/// (replacing the plan's template folder when set), then `files` over it, placed at once.
+#[derive(Debug, Default)]
+pub(crate) struct Seed {
+    pub(crate) copy_from: Option<std::path::PathBuf>,
+    pub(crate) files: Vec<(Root, RelPath, Bytes)>,
+}
+
+/// What a create made.
+#[derive(Debug)]
+pub(crate) struct Creation {
+    pub(crate) id: Uuid,
+    pub(crate) status: &'static str,
+    pub(crate) tier: i32,
+    /// The first token of an external workspace awaiting its agent.
+    pub(crate) token: Option<String>,
+}
+
+/// THE way a workspace is created (`POST /workspaces`, org import): the row with its secrets,
+/// layout and events in one transaction, then its files (`seed`, or the template's / a
+/// generated `config.yaml`), then whatever provisioning applies.
+pub(crate) async fn create_workspace(
+    state: &AppState,
+    plan: &CreatePlan,
+    seed: Option<Seed>,
+) -> Result<Creation, ApiError> {
     let payload = &plan.payload;
     let id = Uuid::new_v4();
     // Only an external workspace has a URL of its own; others get theirs on registration.
@@ -92,32 +144,27 @@ pub async fn create(
         max_concurrent_tasks: payload.max_concurrent_tasks.unwrap_or(0).max(1),
         delivery_mode: &plan.delivery_mode,
     };
-    let token = insert(&state, &plan, &new).await?;
-
-    if plan.external {
-        let created = Created {
-            awareness_namespace: None,
-            connection: token.map(|token| {
-                crate::external::connection_for_create(&state.config, &headers, &uri, id, &token)
-            }),
-            external: Some(true),
-            id,
-            status,
-            workspace_access: None,
-        };
-        return Ok((StatusCode::CREATED, Json(created)));
+    let token = insert(state, plan, &new).await?;
+    if !plan.external {
+        match seed {
+            None => seed_files(state, plan, &new).await,
+            Some(seed) => {
+                let template = seed.copy_from.or_else(|| plan.template_dir.clone());
+                let staged =
+                    crate::files::stage_new_workspace(&state.config, id, template, seed.files);
+                if let Err(error) = staged.await {
+                    tracing::warn!(workspace_id = %id, %error, "seeding the workspace's files failed");
+                }
+            }
+        }
+        crate::provisioner::flow::spawn_provision(state, id);
     }
-    seed_files(&state, &plan, &new).await;
-    crate::provisioner::flow::spawn_provision(&state, id);
-    let created = Created {
-        awareness_namespace: Some(new.awareness_namespace()),
-        connection: None,
-        external: None,
+    Ok(Creation {
         id,
-        status: "provisioning",
-        workspace_access: Some(plan.workspace_access.clone()),
-    };
-    Ok((StatusCode::CREATED, Json(created)))
+        status,
+        tier: new.tier,
+        token,
+    })
 }
 
 /// The new workspace's files: its template's, or the `config.yaml` the original's provisioner

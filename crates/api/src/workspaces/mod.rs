@@ -17,9 +17,11 @@ use uuid::Uuid;
 // Each handler with the operation its `#[utoipa::path]` generated (`__path_*`), which the
 // route table's `route!` rows document.
 pub use create::{__path_create, create};
+pub(crate) use create::{Seed, create_workspace};
 pub use delete::{__path_delete, delete};
 pub use get::{__path_get, get};
 pub use list::{__path_list, list};
+pub(crate) use plan::{Canvas, CreatePayload, plan_payload};
 pub use state::{__path_state, state};
 pub use update::{__path_update, update};
 

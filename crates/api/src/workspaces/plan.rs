@@ -46,21 +46,30 @@ pub struct Canvas {
 
 /// A validated create request.
 #[derive(Debug)]
-pub(super) struct CreatePlan {
-    pub(super) payload: CreatePayload,
-    pub(super) runtime: String,
-    pub(super) model: Option<String>,
-    pub(super) parent_id: Option<Uuid>,
-    pub(super) workspace_access: String,
-    pub(super) delivery_mode: String,
-    pub(super) external: bool,
+pub(crate) struct CreatePlan {
+    pub(crate) payload: CreatePayload,
+    pub(crate) runtime: String,
+    pub(crate) model: Option<String>,
+    pub(crate) parent_id: Option<Uuid>,
+    pub(crate) workspace_access: String,
+    pub(crate) delivery_mode: String,
+    pub(crate) external: bool,
     /// The template folder to copy into the new workspace's local files.
-    pub(super) template_dir: Option<PathBuf>,
+    pub(crate) template_dir: Option<PathBuf>,
 }
 
 /// Validates a create body in the original's order and fills in the defaults.
 pub(super) fn plan_create(config: &ApiConfig, body: &[u8]) -> Result<CreatePlan, ApiError> {
     let payload: CreatePayload = parse_body(body, "invalid workspace payload")?;
+    plan_payload(config, payload)
+}
+
+/// Validates a parsed create request (the body of `POST /workspaces`, or a node of an org
+/// template) and fills in the defaults.
+pub(crate) fn plan_payload(
+    config: &ApiConfig,
+    payload: CreatePayload,
+) -> Result<CreatePlan, ApiError> {
     check_payload(&payload)?;
     let mut runtime = payload.runtime.clone().filter(|r| !r.is_empty());
     let mut model = payload.model.clone().filter(|m| !m.is_empty());

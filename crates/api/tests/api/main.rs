@@ -5,6 +5,8 @@ mod common;
 
 mod a2a_proxy;
 mod background_tasks;
+mod bundles;
+mod bundles_eic;
 mod events_stream;
 mod external;
 mod files_eic;
@@ -17,6 +19,7 @@ mod metadata_auth;
 mod metadata_middleware;
 mod metadata_model;
 mod metadata_workspaces;
+mod org_templates;
 mod panels_budget_audit_traces;
 mod panels_viewport_approvals;
 mod plugins;

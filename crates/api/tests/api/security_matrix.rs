@@ -258,6 +258,21 @@ fn recipe(spec: &RouteSpec, subject: Uuid, n: usize) -> Option<Recipe> {
             false,
             false,
         ),
+        ("GET", "/bundles/export/{id}" | "/org/templates") => ("", None, false, false),
+        ("POST", "/bundles/import") => (
+            "",
+            with(json!({"name": format!("matrix-bundle-{n}")})),
+            false,
+            false,
+        ),
+        ("POST", "/org/import") => (
+            "",
+            with(
+                json!({"template": {"name": format!("matrix-org-{n}"), "workspaces": [{"name": format!("matrix-org-ws-{n}")}]}}),
+            ),
+            false,
+            false,
+        ),
         ("POST", "/templates/import") => (
             "",
             with(json!({"name": format!("matrix-template-{n}"), "files": {"a.txt": "x"}})),

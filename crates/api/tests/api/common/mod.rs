@@ -22,6 +22,7 @@ pub fn test_config(dir: &Path) -> ApiConfig {
         molecule_env: "development".into(),
         configs_dir: dir.join("configs"),
         workspaces_dir: dir.join("workspaces"),
+        org_templates_dir: dir.join("org-templates"),
         rate_limit: 1_000_000,
         max_file_bytes: 1024 * 1024,
         git_sha: "dev".into(),
