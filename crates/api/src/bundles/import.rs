@@ -289,6 +289,10 @@ async fn write(state: &AppState, nodes: &[Node]) -> ApiResult<()> {
         let status = StatusCode::INTERNAL_SERVER_ERROR;
         return Err(failed(&nodes[0], error.to_string(), status));
     }
+    // Provisioned like any created workspace (nothing happens without a provisioner).
+    for node in nodes {
+        crate::provisioner::flow::spawn_provision(state, node.id);
+    }
     Ok(())
 }
 

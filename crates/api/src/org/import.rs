@@ -474,13 +474,11 @@ fn quote_text(value: &str) -> String {
     serde_json::Value::String(value.to_string()).to_string()
 }
 
-/// Where pre-installed plugins are read from: `<CONFIGS_DIR>/../plugins`, as the original
-/// (`handlers/org_import.go`).
+/// Where pre-installed plugins are read from: the plugin registry (`PLUGINS_DIR`), the same folder
+/// `POST /workspaces/{id}/plugins` installs from (the original read `<CONFIGS_DIR>/../plugins`,
+/// `handlers/org_import.go`).
 fn plugins_dir(config: &crate::ApiConfig) -> PathBuf {
-    config
-        .configs_dir
-        .parent()
-        .map_or_else(|| PathBuf::from("plugins"), |p| p.join("plugins"))
+    config.plugins.dir.clone()
 }
 
 /// A plugin name is one plain folder name (QUIRK 18: the original joined it unchecked).

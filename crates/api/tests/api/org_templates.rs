@@ -21,7 +21,9 @@ const KEY: [u8; 32] = [7; 32];
 
 fn setup(db: PgPool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let mut services = test_services(db.clone(), test_config(dir.path()));
+    let mut config = test_config(dir.path());
+    config.plugins.dir = dir.path().join("plugins");
+    let mut services = test_services(db.clone(), config);
     services.crypto = std::sync::Arc::new(store::crypto::Crypto::from_key(&KEY));
     Setup {
         app: app(api::AppState::new(services)),
@@ -102,7 +104,7 @@ children:
     s.org("team/lead/.env", "BOT_TOKEN=bot-123\nSHARED=lead\n");
     s.org("team/lead/system-prompt.md", "Lead prompt.");
     s.org("team/lead/standup.md", "Run the standup.");
-    // Pre-installed plugins come from <CONFIGS_DIR>/../plugins.
+    // Pre-installed plugins come from the plugin registry (PLUGINS_DIR).
     write(
         s.dir.path(),
         "plugins/careful/plugin.yaml",
