@@ -242,17 +242,21 @@ async fn workspace(ctx: &AuthContext, headers: &HeaderMap, path_id: Option<&str>
     let check = store::tokens::check_bearer(&ctx.state.db, bearer, None)
         .await
         .map_err(platform_unavailable)?;
-    workspace_verdict(&check, wanted)
+    workspace_verdict(&check, wanted).ok_or_else(|| unauthorized("invalid workspace auth token"))
 }
 
-/// WorkspaceAuth's answer for a bearer that is not ADMIN_TOKEN.
-fn workspace_verdict(check: &store::tokens::BearerCheck, wanted: Option<Uuid>) -> Verdict {
+/// WorkspaceAuth's answer for a bearer that is not ADMIN_TOKEN: `Some` when it passes (with the
+/// org token it is, if it is one).
+fn workspace_verdict(
+    check: &store::tokens::BearerCheck,
+    wanted: Option<Uuid>,
+) -> Option<Option<OrgCaller>> {
     if let Some(org) = &check.org {
-        return Ok(Some(OrgCaller(org.clone())));
+        return Some(Some(OrgCaller(org.clone())));
     }
     match check.owner {
-        Some(owner) if Some(owner) == wanted => Ok(None),
-        _ => Err(unauthorized("invalid workspace auth token")),
+        Some(owner) if Some(owner) == wanted => Some(None),
+        _ => None,
     }
 }
 
@@ -296,8 +300,8 @@ async fn workspace_self(ctx: &AuthContext, headers: &HeaderMap, path_id: Option<
         Ok(check) => check,
         Err(error) => return Err(platform_unavailable(error)),
     };
-    if !is_admin_token(&ctx.state.config, bearer) {
-        workspace_verdict(&check, id)?;
+    if !is_admin_token(&ctx.state.config, bearer) && workspace_verdict(&check, id).is_none() {
+        return Err(unauthorized("invalid workspace auth token"));
     }
     let Some(id) = id else {
         return Ok(None); // the handler answers 400 for a malformed id
