@@ -4,6 +4,7 @@
 mod common;
 
 mod a2a_proxy;
+mod a2a_recorder;
 mod background_tasks;
 mod events_stream;
 mod external;
