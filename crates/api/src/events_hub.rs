@@ -8,7 +8,8 @@
 //! The same connection also listens on `workspace_changed`, which keeps this process's
 //! [`WorkspaceCache`] exact: the cache is in use only while this connection is.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -17,6 +18,7 @@ use sqlx::postgres::PgListener;
 use store::events::{AnnouncedEvent, Announcement};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -80,7 +82,14 @@ pub struct EventsHub {
     shutdown: CancellationToken,
     /// `GET /workspaces/{id}`'s cache, invalidated by this hub's listener.
     workspace_cache: WorkspaceCache,
+    /// When each workspace was last the subject of an event: the A2A proxy's idle watch reads it
+    /// when its window ends instead of waking on every event of the process.
+    last_seen: Arc<Mutex<HashMap<Uuid, Instant>>>,
 }
+
+/// Above this many workspaces, [`EventsHub::publish`] forgets those silent for a day.
+const LAST_SEEN_CAPACITY: usize = 10_000;
+const LAST_SEEN_KEPT: Duration = Duration::from_secs(24 * 3600);
 
 impl Default for EventsHub {
     fn default() -> Self {
@@ -96,7 +105,20 @@ impl EventsHub {
             sender,
             shutdown,
             workspace_cache: WorkspaceCache::default(),
+            last_seen: Arc::default(),
         }
+    }
+
+    /// When `workspace` was last the subject of a published event.
+    pub fn last_seen(&self, workspace: Uuid) -> Option<Instant> {
+        self.seen().get(&workspace).copied()
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Instant>> {
+        // Every update is one statement: a poisoned lock still holds consistent data.
+        self.last_seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The cache of `GET /workspaces/{id}`; bypassed until [`Self::spawn_listener`]'s listener
@@ -117,6 +139,14 @@ impl EventsHub {
 
     /// Delivers an event to this process's subscribers only.
     pub fn publish(&self, event: LiveEvent) {
+        if let Some(workspace) = event.workspace() {
+            let now = Instant::now();
+            let mut seen = self.seen();
+            if seen.len() >= LAST_SEEN_CAPACITY && !seen.contains_key(&workspace) {
+                seen.retain(|_, at| now.duration_since(*at) < LAST_SEEN_KEPT);
+            }
+            seen.insert(workspace, now);
+        }
         // No subscriber is not an error: the event is stored anyway.
         let _ = self.sender.send(Arc::new(event));
     }

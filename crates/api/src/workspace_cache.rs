@@ -7,6 +7,9 @@
 //! cache only if nothing was invalidated since before its query ([`FillTicket`]), so a body read
 //! before a change can never land after that change's invalidation. Writes through this process
 //! invalidate at once ([`invalidate_after_write`]), so a client reads its own writes.
+//!
+//! The A2A proxy's view of its target ([`store::messaging::ProxyTarget`], read from `workspaces`
+//! only) is kept here too, under the same rules ([`WorkspaceCache::lookup_target`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +19,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use store::messaging::ProxyTarget;
 use uuid::Uuid;
 
 /// The notification channel of the `workspace_changed` triggers; the payload is the workspace id.
@@ -36,6 +40,7 @@ pub struct WorkspaceCache(Arc<Mutex<Entries>>);
 #[derive(Default)]
 struct Entries {
     bodies: HashMap<Uuid, Bytes>,
+    targets: HashMap<Uuid, ProxyTarget>,
     /// Bumped by every invalidation, clear and listener transition.
     generation: u64,
     /// Whether the listener is connected and listening on [`CHANNEL`].
@@ -101,18 +106,43 @@ impl WorkspaceCache {
         entries.bodies.insert(id, body);
     }
 
-    /// Drops the body of `id` and refuses the fills of reads in flight.
+    /// The proxy's cached target `id`, or a ticket to fill it after reading the database.
+    pub fn lookup_target(&self, id: Uuid) -> Result<ProxyTarget, FillTicket> {
+        let entries = self.entries();
+        match entries.targets.get(&id).filter(|_| entries.listening) {
+            Some(target) => Ok(target.clone()),
+            None => Err(FillTicket {
+                generation: entries.listening.then_some(entries.generation),
+            }),
+        }
+    }
+
+    /// Stores the target `id` read with `ticket`, unless it may be stale by now.
+    pub fn fill_target(&self, ticket: FillTicket, id: Uuid, target: ProxyTarget) {
+        let mut entries = self.entries();
+        if !entries.listening || ticket.generation != Some(entries.generation) {
+            return;
+        }
+        if entries.targets.len() >= CAPACITY && !entries.targets.contains_key(&id) {
+            entries.targets.clear();
+        }
+        entries.targets.insert(id, target);
+    }
+
+    /// Drops the body and target of `id` and refuses the fills of reads in flight.
     pub fn invalidate(&self, id: Uuid) {
         let mut entries = self.entries();
         entries.generation += 1;
         entries.bodies.remove(&id);
+        entries.targets.remove(&id);
     }
 
-    /// Drops every body and refuses the fills of reads in flight.
+    /// Drops every body and target and refuses the fills of reads in flight.
     pub fn clear(&self) {
         let mut entries = self.entries();
         entries.generation += 1;
         entries.bodies.clear();
+        entries.targets.clear();
     }
 
     /// Applies one notification of [`CHANNEL`]: a workspace id, or anything else (a TRUNCATE's
@@ -142,6 +172,7 @@ impl WorkspaceCache {
         entries.listening = listening;
         entries.generation += 1;
         entries.bodies.clear();
+        entries.targets.clear();
     }
 
     fn entries(&self) -> MutexGuard<'_, Entries> {
@@ -211,6 +242,7 @@ pub async fn invalidate_after_write(
         None => true,
         Some(pattern) => {
             path.starts_with("/registry/")
+                || is_a2a_call(&method, path)
                 || WRITES_NO_CACHED_ROW.contains(&pattern)
                 || WRITES_NO_CACHED_ROW_UNDER
                     .iter()
@@ -225,6 +257,18 @@ pub async fn invalidate_after_write(
         (false, None) => cache.clear(),
     }
     response
+}
+
+/// `POST /workspaces/{id}/a2a`: a call writes no workspace row but through its handler, which
+/// invalidates the one it marks unreachable; the caller's `last_outbound_at` (written in the
+/// background) reaches the cache through the trigger. Without this, every call would drop its
+/// target's entry.
+fn is_a2a_call(method: &Method, path: &str) -> bool {
+    *method == Method::POST
+        && path
+            .strip_prefix("/workspaces/")
+            .and_then(|rest| rest.strip_suffix("/a2a"))
+            .is_some_and(|id| !id.contains('/'))
 }
 
 /// The one workspace a write to `path` can change, when there is exactly one: the `{id}` of
@@ -317,6 +361,42 @@ mod tests {
     }
 
     #[test]
+    fn proxy_targets_follow_the_same_rules() {
+        let cache = WorkspaceCache::default();
+        let id = Uuid::new_v4();
+        let target = ProxyTarget {
+            name: "a".into(),
+            url: Some("http://agent:8000".into()),
+            status: "online".into(),
+            delivery_mode: "push".into(),
+            runtime: "langgraph".into(),
+            budget_limit: None,
+            monthly_spend: 0,
+        };
+        let ticket = cache.lookup_target(id).unwrap_err();
+        cache.fill_target(ticket, id, target.clone());
+        assert!(
+            cache.lookup_target(id).is_err(),
+            "not listening: nothing is stored"
+        );
+
+        let _listening = cache.start_listening();
+        let ticket = cache.lookup_target(id).unwrap_err();
+        cache.fill_target(ticket, id, target.clone());
+        assert_eq!(cache.lookup_target(id).ok(), Some(target.clone()));
+        cache.invalidate_announced(&id.to_string());
+        assert!(cache.lookup_target(id).is_err());
+
+        let ticket = cache.lookup_target(id).unwrap_err();
+        cache.invalidate(Uuid::new_v4());
+        cache.fill_target(ticket, id, target);
+        assert!(
+            cache.lookup_target(id).is_err(),
+            "a fill after an invalidation"
+        );
+    }
+
+    #[test]
     fn memory_is_bounded() {
         let cache = WorkspaceCache::default();
         let _listening = cache.start_listening();
@@ -343,5 +423,14 @@ mod tests {
         assert_eq!(one(Method::POST, "/workspaces".into()), None);
         assert_eq!(one(Method::POST, "/registry/heartbeat".into()), None);
         assert_eq!(one(Method::PATCH, "/workspaces/not-a-uuid".into()), None);
+        assert!(is_a2a_call(&Method::POST, &format!("/workspaces/{id}/a2a")));
+        assert!(!is_a2a_call(
+            &Method::POST,
+            &format!("/workspaces/{id}/a2a/x")
+        ));
+        assert!(!is_a2a_call(
+            &Method::DELETE,
+            &format!("/workspaces/{id}/a2a")
+        ));
     }
 }

@@ -46,8 +46,18 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
     let schema = SchemaStatus::default();
     let started = async {
         database::migrate_or_retry(&database, &schema, &shutdown, &tasks).await?;
-        let state = build_state(&config, database.pool.clone(), metrics, schema.clone()).await?;
+        let state = build_state(
+            &config,
+            database.pool.clone(),
+            metrics,
+            schema.clone(),
+            &tasks,
+        )
+        .await?;
         api::background::start(&state, &shutdown, &tasks);
+        // The A2A proxy's record writer: ends after shutdown once everything recorded is written.
+        let recorder = &state.messaging.recorder;
+        recorder.start(state.db.clone(), &tasks, shutdown.clone());
         let listener = listen(&config).await?;
         anyhow::Ok((state, listener))
     };
@@ -147,12 +157,14 @@ async fn listen(config: &Config) -> anyhow::Result<TcpListener> {
     }
 }
 
-/// Everything handlers reach. Other layers add their parts here (one line each).
+/// Everything handlers reach. Other layers add their parts here (one line each). Tasks handlers
+/// start run on `tasks`, joined at shutdown.
 pub async fn build_state(
     config: &Config,
     db: PgPool,
     metrics: PrometheusHandle,
     schema: SchemaStatus,
+    tasks: &TaskTracker,
 ) -> anyhow::Result<AppState> {
     let api_config = config.api_config();
     let eic = eic_pool::EicPool::new(config.eic_config())
@@ -177,7 +189,7 @@ pub async fn build_state(
         crypto: Arc::new(crypto),
         events: api::events_hub::EventsHub::default(),
         eic: Some(eic),
-        messaging: api::messaging::Messaging::default(),
+        messaging: api::messaging::Messaging::new(tasks.clone()),
         provisioning,
     }))
 }

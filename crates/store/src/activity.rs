@@ -118,6 +118,65 @@ pub async fn insert(
     Ok(id)
 }
 
+/// Inserts several activities in one statement, in the order given, each stamped with the clock
+/// at its insert (`clock_timestamp()`, so a batch keeps its order in the listings). Rows of a
+/// workspace that no longer exists are skipped (they would be deleted with it); returns how many
+/// were inserted.
+pub async fn insert_many(
+    executor: impl PgExecutor<'_>,
+    activities: &[NewActivity<'_>],
+) -> Result<u64, StoreError> {
+    if activities.is_empty() {
+        return Ok(0);
+    }
+    let column = |f: fn(&NewActivity<'_>) -> Option<String>| -> Vec<Option<String>> {
+        activities.iter().map(f).collect()
+    };
+    let json =
+        |f: fn(&NewActivity<'_>) -> Option<serde_json::Value>| -> Vec<Option<serde_json::Value>> {
+            activities.iter().map(f).collect()
+        };
+    let workspace_ids: Vec<Uuid> = activities.iter().map(|a| a.workspace_id).collect();
+    let types: Vec<String> = activities
+        .iter()
+        .map(|a| a.activity_type.to_string())
+        .collect();
+    let source_ids: Vec<Option<Uuid>> = activities.iter().map(|a| a.source_id).collect();
+    let target_ids: Vec<Option<Uuid>> = activities.iter().map(|a| a.target_id).collect();
+    let durations: Vec<Option<i32>> = activities.iter().map(|a| a.duration_ms).collect();
+    let statuses: Vec<String> = activities.iter().map(|a| a.status.to_string()).collect();
+    let done = sqlx::query!(
+        r#"INSERT INTO activity_logs (workspace_id, activity_type, source_id, target_id, method,
+                                     summary, request_body, response_body, duration_ms, status,
+                                     error_detail, tool_trace, created_at)
+           SELECT r.workspace_id, r.activity_type, r.source_id, r.target_id, r.method, r.summary,
+                  r.request_body, r.response_body, r.duration_ms, r.status, r.error_detail,
+                  r.tool_trace, clock_timestamp()
+           FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::text[],
+                       $7::jsonb[], $8::jsonb[], $9::int4[], $10::text[], $11::text[], $12::jsonb[])
+                WITH ORDINALITY AS r(workspace_id, activity_type, source_id, target_id, method,
+                                     summary, request_body, response_body, duration_ms, status,
+                                     error_detail, tool_trace, n)
+           WHERE EXISTS (SELECT 1 FROM workspaces w WHERE w.id = r.workspace_id)
+           ORDER BY r.n"#,
+        &workspace_ids,
+        &types,
+        &source_ids as &[Option<Uuid>],
+        &target_ids as &[Option<Uuid>],
+        &column(|a| a.method.map(str::to_string)) as &[Option<String>],
+        &column(|a| a.summary.map(str::to_string)) as &[Option<String>],
+        &json(|a| a.request_body.cloned()) as &[Option<serde_json::Value>],
+        &json(|a| a.response_body.cloned()) as &[Option<serde_json::Value>],
+        &durations as &[Option<i32>],
+        &statuses,
+        &column(|a| a.error_detail.map(str::to_string)) as &[Option<String>],
+        &json(|a| a.tool_trace.cloned()) as &[Option<serde_json::Value>],
+    )
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// A workspace's activities, newest first, or oldest first after a cursor.
 pub async fn list(
     executor: impl PgExecutor<'_>,

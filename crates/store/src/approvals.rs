@@ -100,37 +100,70 @@ pub async fn list_for_workspace(
     Ok(rows)
 }
 
-/// The newest pending requests across all workspaces, at most [`LIST_LIMIT`], after denying as
-/// `auto-expired` every request pending for longer than `max_age_seconds` (the original's poll
-/// does both; one statement here, so a poll is one round trip).
-pub async fn expire_and_list_pending(
+/// The newest pending requests across all workspaces, at most [`LIST_LIMIT`], leaving out those
+/// pending for longer than `max_age_seconds` (they are due to expire), and whether any such
+/// request is due. A read: the poll expires them ([`expire_pending`]) only when one is due.
+pub async fn list_pending(
     executor: impl PgExecutor<'_>,
     max_age_seconds: f64,
-) -> Result<Vec<PendingRow>, StoreError> {
-    // The outer SELECT sees the rows as they were before the UPDATE, so the expired ones are
-    // left out by id.
-    let rows = sqlx::query_as!(
-        PendingRow,
-        r#"WITH expired AS (
-             UPDATE approval_requests
-             SET status = 'denied', decided_by = 'auto-expired', decided_at = now()
-             WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
-             RETURNING id
+) -> Result<(Vec<PendingRow>, bool), StoreError> {
+    let rows = sqlx::query!(
+        r#"WITH due AS (
+             SELECT EXISTS (
+               SELECT 1 FROM approval_requests
+               WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+             ) AS due
            )
-           SELECT a.id, w.id AS workspace_id, w.name AS workspace_name, a.action, a.reason,
-                  a.status AS "status!", a.created_at AS "created_at!"
-           FROM approval_requests a
-           JOIN workspaces w ON w.id = a.workspace_id
-           WHERE a.status = 'pending' AND a.created_at IS NOT NULL
-             AND a.id NOT IN (SELECT id FROM expired)
-           ORDER BY a.created_at DESC
-           LIMIT $2"#,
+           SELECT due.due AS "due!", a.id AS "id?", a.workspace_id AS "workspace_id?",
+                  a.workspace_name AS "workspace_name?", a.action AS "action?", a.reason,
+                  a.status AS "status?", a.created_at AS "created_at?"
+           FROM due LEFT JOIN LATERAL (
+             SELECT a.id, w.id AS workspace_id, w.name AS workspace_name, a.action, a.reason,
+                    a.status, a.created_at
+             FROM approval_requests a
+             JOIN workspaces w ON w.id = a.workspace_id
+             WHERE a.status = 'pending' AND a.created_at >= now() - make_interval(secs => $1)
+             ORDER BY a.created_at DESC
+             LIMIT $2
+           ) a ON true"#,
         max_age_seconds,
         LIST_LIMIT
     )
     .fetch_all(executor)
     .await?;
-    Ok(rows)
+    let due = rows.first().is_some_and(|row| row.due);
+    let pending = rows
+        .into_iter()
+        .filter_map(|row| {
+            Some(PendingRow {
+                id: row.id?,
+                workspace_id: row.workspace_id?,
+                workspace_name: row.workspace_name?,
+                action: row.action?,
+                reason: row.reason,
+                status: row.status?,
+                created_at: row.created_at?,
+            })
+        })
+        .collect();
+    Ok((pending, due))
+}
+
+/// Denies as `auto-expired` every request pending for longer than `max_age_seconds`; returns how
+/// many.
+pub async fn expire_pending(
+    executor: impl PgExecutor<'_>,
+    max_age_seconds: f64,
+) -> Result<u64, StoreError> {
+    let done = sqlx::query!(
+        "UPDATE approval_requests
+         SET status = 'denied', decided_by = 'auto-expired', decided_at = now()
+         WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)",
+        max_age_seconds
+    )
+    .execute(executor)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Decides a pending request of this workspace; returns whether one was decided (an unknown or

@@ -137,6 +137,51 @@ pub async fn announce(
     Ok(())
 }
 
+/// Announces several events in order, as [`announce`] does one: the small ones in one statement,
+/// a large one through [`announce`]. The connection is borrowed for each statement, so pass a
+/// transaction to announce them all at its commit.
+pub async fn announce_many(
+    connection: &mut sqlx::PgConnection,
+    events: &[(&str, Uuid, &serde_json::Value)],
+) -> Result<(), StoreError> {
+    let now = Utc::now();
+    let mut small = Vec::with_capacity(events.len());
+    for (event_type, workspace_id, payload) in events {
+        let message = serde_json::json!({
+            "event_type": event_type,
+            "workspace_id": workspace_id,
+            "payload": payload,
+            "created_at": now,
+        })
+        .to_string();
+        if message.len() <= MAX_ANNOUNCEMENT_BYTES {
+            small.push(message);
+            continue;
+        }
+        flush_small(&mut *connection, &mut small).await?;
+        announce(&mut *connection, event_type, *workspace_id, payload).await?;
+    }
+    flush_small(connection, &mut small).await
+}
+
+async fn flush_small(
+    executor: impl PgExecutor<'_>,
+    messages: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        "SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m",
+        CHANNEL,
+        messages.as_slice()
+    )
+    .execute(executor)
+    .await?;
+    messages.clear();
+    Ok(())
+}
+
 /// A large announcement's event, by the id its announcement carried.
 pub async fn large_announcement(
     executor: impl PgExecutor<'_>,

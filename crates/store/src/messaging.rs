@@ -1,5 +1,5 @@
-//! The A2A proxy's reads and writes: the target of a call, the caller's last outbound call, the
-//! token usage of answered calls, an unreachable agent marked offline, and the busy queue
+//! The A2A proxy's reads and writes: the target of a call, the caller's last outbound call (token
+//! usage goes through `budget::add_usage`), an unreachable agent marked offline, and the busy queue
 //! (`a2a_queue`).
 
 use sqlx::PgExecutor;
@@ -61,35 +61,6 @@ pub async fn touch_last_outbound(
     sqlx::query!(
         "UPDATE workspaces SET last_outbound_at = now() WHERE id = $1",
         caller_id
-    )
-    .execute(executor)
-    .await?;
-    Ok(())
-}
-
-/// Adds one answered call's tokens and estimated cost to today's (UTC) usage row.
-pub async fn add_token_usage(
-    executor: impl PgExecutor<'_>,
-    workspace_id: Uuid,
-    input_tokens: i64,
-    output_tokens: i64,
-    cost_usd: f64,
-) -> Result<(), StoreError> {
-    sqlx::query!(
-        "INSERT INTO workspace_token_usage
-           (workspace_id, period_start, input_tokens, output_tokens, call_count, estimated_cost_usd)
-         VALUES ($1, date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', $2, $3, 1,
-                 $4::float8::numeric)
-         ON CONFLICT (workspace_id, period_start) DO UPDATE SET
-           input_tokens = workspace_token_usage.input_tokens + EXCLUDED.input_tokens,
-           output_tokens = workspace_token_usage.output_tokens + EXCLUDED.output_tokens,
-           call_count = workspace_token_usage.call_count + 1,
-           estimated_cost_usd = workspace_token_usage.estimated_cost_usd + EXCLUDED.estimated_cost_usd,
-           updated_at = now()",
-        workspace_id,
-        input_tokens,
-        output_tokens,
-        cost_usd
     )
     .execute(executor)
     .await?;

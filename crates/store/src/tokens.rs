@@ -12,6 +12,11 @@ use crate::StoreError;
 
 const PREFIX_LEN: usize = 8;
 
+/// `last_used_at` is written at most once a minute per token: it records that a token is in use,
+/// not every request, so a busy agent's requests stay reads (the original wrote it on every
+/// request; see docs/compatibility.md).
+pub const LAST_USED_RESOLUTION_SECONDS: f64 = 60.0;
+
 /// A freshly minted plaintext token with the two values stored for it.
 struct Minted {
     plaintext: String,
@@ -58,7 +63,8 @@ pub async fn mint_workspace_token(
     Ok(token.plaintext)
 }
 
-/// The workspace a live token belongs to: not revoked, and its workspace not removed.
+/// The workspace a live token belongs to: not revoked, and its workspace not removed. Stamps
+/// the token's `last_used_at` when it is older than [`LAST_USED_RESOLUTION_SECONDS`].
 pub async fn workspace_of_token(
     executor: impl PgExecutor<'_>,
     plaintext: &str,
@@ -75,9 +81,11 @@ pub async fn workspace_of_token(
            ), touched AS (
              UPDATE workspace_auth_tokens SET last_used_at = now()
              WHERE id IN (SELECT id FROM hit)
+               AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))
            )
            SELECT workspace_id FROM hit"#,
-        hash_token(plaintext)
+        hash_token(plaintext),
+        LAST_USED_RESOLUTION_SECONDS
     )
     .fetch_optional(executor)
     .await?;
@@ -151,7 +159,8 @@ pub async fn mint_org_token(
     Ok(token.plaintext)
 }
 
-/// Looks up a live org token, bumping its `last_used_at`.
+/// Looks up a live org token, stamping its `last_used_at` when older than
+/// [`LAST_USED_RESOLUTION_SECONDS`].
 pub async fn validate_org_token(
     executor: impl PgExecutor<'_>,
     plaintext: &str,
@@ -160,10 +169,17 @@ pub async fn validate_org_token(
         return Ok(None);
     }
     let row = sqlx::query!(
-        "UPDATE org_api_tokens SET last_used_at = now()
-         WHERE token_hash = $1 AND revoked_at IS NULL
-         RETURNING id, prefix, org_id",
-        hash_token(plaintext)
+        r#"WITH hit AS (
+             SELECT id, prefix, org_id FROM org_api_tokens
+             WHERE token_hash = $1 AND revoked_at IS NULL
+           ), touched AS (
+             UPDATE org_api_tokens SET last_used_at = now()
+             WHERE id IN (SELECT id FROM hit)
+               AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $2))
+           )
+           SELECT id AS "id!", prefix AS "prefix!", org_id FROM hit"#,
+        hash_token(plaintext),
+        LAST_USED_RESOLUTION_SECONDS
     )
     .fetch_optional(executor)
     .await?;
@@ -172,4 +188,69 @@ pub async fn validate_org_token(
         prefix: r.prefix,
         org_id: r.org_id,
     }))
+}
+
+/// What one bearer is, in one round trip: the guards' org-token, own-token and live-token
+/// checks of [`validate_org_token`], [`workspace_of_token`] and [`workspace_has_live_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerCheck {
+    /// The live org token it is.
+    pub org: Option<OrgToken>,
+    /// The workspace whose live token it is.
+    pub owner: Option<Uuid>,
+    /// Whether the workspace asked about has any live token (`false` when none was asked).
+    pub workspace_has_live_token: bool,
+}
+
+/// Checks `plaintext` as an org token and as a workspace token, and whether `workspace` has a
+/// live token; stamps `last_used_at` of the token it is like the single checks do.
+pub async fn check_bearer(
+    executor: impl PgExecutor<'_>,
+    plaintext: &str,
+    workspace: Option<Uuid>,
+) -> Result<BearerCheck, StoreError> {
+    let row = sqlx::query!(
+        r#"WITH org AS (
+             SELECT id, prefix, org_id FROM org_api_tokens
+             WHERE token_hash = $1 AND revoked_at IS NULL
+           ), ws AS (
+             SELECT t.id, t.workspace_id FROM workspace_auth_tokens t
+             JOIN workspaces w ON w.id = t.workspace_id
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL
+               AND w.status IS DISTINCT FROM 'removed'
+           ), touched_org AS (
+             UPDATE org_api_tokens SET last_used_at = now()
+             WHERE id IN (SELECT id FROM org)
+               AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $3))
+           ), touched_ws AS (
+             UPDATE workspace_auth_tokens SET last_used_at = now()
+             WHERE id IN (SELECT id FROM ws)
+               AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $3))
+           )
+           SELECT (SELECT id FROM org LIMIT 1) AS "org_token_id?",
+                  (SELECT prefix FROM org LIMIT 1) AS "org_prefix?",
+                  (SELECT org_id FROM org LIMIT 1) AS "org_id?",
+                  (SELECT workspace_id FROM ws LIMIT 1) AS "owner?",
+                  ($2::uuid IS NOT NULL AND EXISTS (
+                     SELECT 1 FROM workspace_auth_tokens
+                     WHERE workspace_id = $2 AND revoked_at IS NULL)) AS "workspace_has_live_token!""#,
+        if plaintext.is_empty() { Vec::new() } else { hash_token(plaintext) },
+        workspace,
+        LAST_USED_RESOLUTION_SECONDS
+    )
+    .fetch_one(executor)
+    .await?;
+    let org = match (row.org_token_id, row.org_prefix) {
+        (Some(id), Some(prefix)) => Some(OrgToken {
+            id,
+            prefix,
+            org_id: row.org_id,
+        }),
+        _ => None,
+    };
+    Ok(BearerCheck {
+        org,
+        owner: row.owner,
+        workspace_has_live_token: row.workspace_has_live_token,
+    })
 }

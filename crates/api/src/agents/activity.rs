@@ -147,6 +147,22 @@ fn new_activity(body: &ReportBody, workspace_id: Uuid) -> ApiResult<NewActivity<
 /// `LogActivity`, `handlers/activity.go:621-699` at 624ef4d0): the bodies only when present, the
 /// tool trace only when there is one.
 pub async fn log(db: &sqlx::PgPool, activity: &NewActivity<'_>) -> Result<Uuid, store::StoreError> {
+    let announced = announcement(activity);
+    let mut tx = db.begin().await?;
+    let id = store::activity::insert(&mut *tx, activity).await?;
+    store::events::announce(
+        &mut *tx,
+        "ACTIVITY_LOGGED",
+        activity.workspace_id,
+        &announced,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// The `ACTIVITY_LOGGED` payload of an activity.
+pub fn announcement(activity: &NewActivity<'_>) -> Value {
     let mut announced = json!({
         "activity_type": activity.activity_type,
         "duration_ms": activity.duration_ms,
@@ -166,17 +182,7 @@ pub async fn log(db: &sqlx::PgPool, activity: &NewActivity<'_>) -> Result<Uuid, 
             announced[key] = value.clone();
         }
     }
-    let mut tx = db.begin().await?;
-    let id = store::activity::insert(&mut *tx, activity).await?;
-    store::events::announce(
-        &mut *tx,
-        "ACTIVITY_LOGGED",
-        activity.workspace_id,
-        &announced,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(id)
+    announced
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

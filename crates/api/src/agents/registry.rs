@@ -245,7 +245,9 @@ pub async fn heartbeat(
     // Spare capacity: one queued request goes out (`handlers/registry.go:785-797` at 624ef4d0).
     match store::messaging::has_capacity(&state.db, id, body.active_tasks).await {
         Ok(true) => {
-            tokio::spawn(crate::messaging::queue::drain_one(state.clone(), id));
+            state
+                .messaging
+                .spawn(crate::messaging::queue::drain_one(state.clone(), id));
         }
         Ok(false) => {}
         Err(error) => tracing::warn!(error = %error, "cannot read the agent's capacity"),

@@ -237,10 +237,27 @@ async fn workspace(ctx: &AuthContext, headers: &HeaderMap, path_id: Option<&str>
     if is_admin_token(config, bearer) {
         return Ok(None);
     }
-    if let Some(org) = org_token(&ctx.state, bearer).await {
-        return Ok(Some(org));
+    let wanted = path_id.and_then(|id| Uuid::parse_str(id).ok());
+    // One round trip for the org-token and own-token checks.
+    let check = store::tokens::check_bearer(&ctx.state.db, bearer, None)
+        .await
+        .map_err(platform_unavailable)?;
+    workspace_verdict(&check, wanted).ok_or_else(|| unauthorized("invalid workspace auth token"))
+}
+
+/// WorkspaceAuth's answer for a bearer that is not ADMIN_TOKEN: `Some` when it passes (with the
+/// org token it is, if it is one).
+fn workspace_verdict(
+    check: &store::tokens::BearerCheck,
+    wanted: Option<Uuid>,
+) -> Option<Option<OrgCaller>> {
+    if let Some(org) = &check.org {
+        return Some(Some(OrgCaller(org.clone())));
     }
-    own_token(ctx, bearer, path_id).await.map(|()| None)
+    match check.owner {
+        Some(owner) if Some(owner) == wanted => Some(None),
+        _ => None,
+    }
 }
 
 /// `/ws`: see [`Access::LiveStream`]. An agent subscriber is checked by the handler once.
@@ -264,22 +281,35 @@ async fn live_stream(ctx: &AuthContext, headers: &HeaderMap) -> Verdict {
     Err(unauthorized("admin auth required"))
 }
 
-/// `/state`: WorkspaceAuth, then, when the workspace has live tokens, only its own token.
+/// `/state`: WorkspaceAuth, then, when the workspace has live tokens, only its own token. With
+/// a bearer, both checks are one round trip ([`store::tokens::check_bearer`]).
 async fn workspace_self(ctx: &AuthContext, headers: &HeaderMap, path_id: Option<&str>) -> Verdict {
-    workspace(ctx, headers, path_id).await?;
-    let Some(id) = path_id.and_then(|id| Uuid::parse_str(id).ok()) else {
+    let id = path_id.and_then(|id| Uuid::parse_str(id).ok());
+    let Some(bearer) = bearer_token(headers) else {
+        workspace(ctx, headers, path_id).await?;
+        let Some(id) = id else {
+            return Ok(None); // the handler answers 400 for a malformed id
+        };
+        return match store::tokens::workspace_has_live_token(&ctx.state.db, id).await {
+            Ok(false) => Ok(None),
+            Ok(true) => Err(unauthorized("missing workspace auth token")),
+            Err(error) => Err(ApiError::from_store(error, "auth check failed").into_response()),
+        };
+    };
+    let check = match store::tokens::check_bearer(&ctx.state.db, bearer, id).await {
+        Ok(check) => check,
+        Err(error) => return Err(platform_unavailable(error)),
+    };
+    if !is_admin_token(&ctx.state.config, bearer) && workspace_verdict(&check, id).is_none() {
+        return Err(unauthorized("invalid workspace auth token"));
+    }
+    let Some(id) = id else {
         return Ok(None); // the handler answers 400 for a malformed id
     };
-    match store::tokens::workspace_has_live_token(&ctx.state.db, id).await {
-        Ok(false) => Ok(None),
-        Ok(true) => {
-            let Some(bearer) = bearer_token(headers) else {
-                return Err(unauthorized("missing workspace auth token"));
-            };
-            own_token(ctx, bearer, path_id).await.map(|()| None)
-        }
-        Err(error) => Err(ApiError::from_store(error, "auth check failed").into_response()),
+    if check.workspace_has_live_token && check.owner != Some(id) {
+        return Err(unauthorized("invalid workspace auth token"));
     }
+    Ok(None)
 }
 
 /// The test-token route's own gate: off in production unless `MOLECULE_ENABLE_TEST_TOKENS`, and
@@ -295,15 +325,6 @@ fn test_token(config: &ApiConfig, headers: &HeaderMap) -> Result<(), ApiError> {
         return Err(ApiError::Unauthorized("admin auth required".to_string()));
     }
     Ok(())
-}
-
-async fn own_token(ctx: &AuthContext, bearer: &str, path_id: Option<&str>) -> Result<(), Response> {
-    let wanted = path_id.and_then(|id| Uuid::parse_str(id).ok());
-    match store::tokens::workspace_of_token(&ctx.state.db, bearer).await {
-        Ok(Some(owner)) if Some(owner) == wanted => Ok(()),
-        Ok(_) => Err(unauthorized("invalid workspace auth token")),
-        Err(error) => Err(platform_unavailable(error)),
-    }
 }
 
 /// A valid org token; lookup errors count as invalid, like the original.

@@ -2,13 +2,55 @@
 //! at 624ef4d0): the rules depend on the deploy mode, and every address a name resolves to must
 //! pass before any request is sent.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::ApiConfig;
 
 /// Resolving a hostname gives up after this long.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an allowed hostname URL is remembered ([`VerdictCache`]).
+pub const VERDICT_TTL: Duration = Duration::from_secs(5);
+/// URLs remembered at most; a full cache is emptied.
+const VERDICT_CAPACITY: usize = 10_000;
+
+/// Allowed URLs whose host is a name, remembered for [`VERDICT_TTL`], so a busy agent's calls do
+/// not each resolve its name (a blocking `getaddrinfo` on the runtime's blocking pool). Only
+/// allowed verdicts are kept: a refused or unresolvable name is checked again on the next call.
+/// The proxy's own connection resolves the name anyway; a name that moved to a refused address
+/// is refused at most [`VERDICT_TTL`] later.
+#[derive(Debug, Default)]
+pub struct VerdictCache {
+    allowed: Mutex<HashMap<(String, bool, bool), Instant>>,
+}
+
+impl VerdictCache {
+    /// [`AddressPolicy::allows_url`], remembered.
+    pub async fn allows_url(&self, policy: AddressPolicy, url: &str) -> bool {
+        let key = (url.to_string(), policy.private, policy.loopback);
+        let fresh = |at: &Instant| at.elapsed() < VERDICT_TTL;
+        if self.entries().get(&key).is_some_and(fresh) {
+            return true;
+        }
+        let allowed = policy.allows_url(url).await;
+        if allowed && policy.names_a_host(url) {
+            let mut entries = self.entries();
+            if entries.len() >= VERDICT_CAPACITY {
+                entries.clear();
+            }
+            entries.insert(key, Instant::now());
+        }
+        allowed
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<(String, bool, bool), Instant>> {
+        self.allowed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
 
 /// How permissive the address rules are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +120,17 @@ impl AddressPolicy {
             return self.loopback;
         }
         (first & 0xff00) != 0xfd00 || self.private
+    }
+
+    /// Whether `url`'s host is a name (not an address literal).
+    fn names_a_host(self, url: &str) -> bool {
+        let Ok(parsed) = reqwest::Url::parse(url) else {
+            return false;
+        };
+        parsed.host_str().is_some_and(|host| {
+            let literal = host.trim_start_matches('[').trim_end_matches(']');
+            literal.parse::<IpAddr>().is_err()
+        })
     }
 
     /// Whether `url` is an http(s) URL whose every address is allowed. A name that does not

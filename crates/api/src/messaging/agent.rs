@@ -2,12 +2,14 @@
 //! answers them (`handlers/a2a_proxy_helpers.go:33-143` at 624ef4d0), the answer read whole
 //! (bounded) or relayed chunk by chunk when it is a stream of server-sent events.
 
+use std::future::Future;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::header::CONTENT_TYPE;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
 use super::watch::IdleWatch;
 
@@ -123,15 +125,21 @@ pub async fn read(mut response: reqwest::Response, watch: &mut IdleWatch) -> Res
     Ok(Bytes::from(answer))
 }
 
-/// Relays a stream of server-sent events to the caller as it arrives. `finished` receives the
-/// last `data:` event that was JSON (the final state of the task) once the stream ends.
-pub fn relay(
+/// Relays a stream of server-sent events to the caller as it arrives, in a task on `tasks`.
+/// `finished` receives the last `data:` event that was JSON (the final state of the task) once
+/// the stream ends.
+pub fn relay<F, Fut>(
+    tasks: &TaskTracker,
     mut response: reqwest::Response,
     mut watch: IdleWatch,
-    finished: impl FnOnce(Option<Value>) + Send + 'static,
-) -> Body {
+    finished: F,
+) -> Body
+where
+    F: FnOnce(Option<Value>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     let (sender, receiver) = mpsc::channel::<Bytes>(RELAY_BUFFER);
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut events = LastEvent::default();
         while let Ok(Ok(Some(chunk))) = watch.run(response.chunk()).await {
             watch.alive();
@@ -141,7 +149,7 @@ pub fn relay(
                 break;
             }
         }
-        finished(events.last);
+        finished(events.last).await;
     });
     let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
         let chunk = receiver.recv().await?;

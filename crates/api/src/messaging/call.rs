@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::agent::Failure;
 use super::payload::Normalised;
 use super::proxy::{BusyQueued, answer_failure, bad_gateway, busy_body, error_body};
+use super::recorder::{Activity, Record};
 use crate::error::{ApiResult, StoreContext};
 use crate::{ApiError, AppState};
 
@@ -65,14 +66,15 @@ impl Call {
     }
 
     /// The agent answered (any status) and its answer was read.
-    pub fn read(
+    pub async fn read(
         &self,
         status: StatusCode,
         answer: Bytes,
         duration: Duration,
     ) -> ApiResult<Response> {
         let parsed = serde_json::from_slice::<Value>(&answer).ok();
-        self.answered(status, parsed.clone().unwrap_or(Value::Null), duration);
+        self.answered(status, parsed.clone().unwrap_or(Value::Null), duration)
+            .await;
         if !status.is_success() {
             let message = parsed
                 .as_ref()
@@ -93,52 +95,46 @@ impl Call {
     }
 
     /// Records an answer: its activity row, `A2A_RESPONSE` for the canvas, token usage, and the
-    /// caller's last outbound call. Runs in the background: the caller is answered first.
-    pub fn answered(&self, status: StatusCode, body: Value, duration: Duration) {
+    /// caller's last outbound call. Handed to the background writer ([`super::recorder`]): the
+    /// caller is answered without waiting for the database.
+    pub async fn answered(&self, status: StatusCode, body: Value, duration: Duration) {
         let ok = status.as_u16() < 400 && !body.is_null();
         let tool_trace = body.pointer("/result/metadata/tool_trace").cloned();
-        self.log(Row {
-            summary: format!("{} → {}", self.request.method, self.target.name),
-            status: if ok { "ok" } else { "error" },
-            response_body: Some(body.clone()),
-            tool_trace,
-            duration: Some(duration),
-            ..Row::default()
-        });
-        let call = self.clone();
-        tokio::spawn(async move { call.after_answer(ok, body, duration).await });
-    }
-
-    async fn after_answer(&self, ok: bool, body: Value, duration: Duration) {
-        let db = &self.state.db;
-        if ok && self.caller.is_none() {
-            let event = json!({
+        let usage = super::usage::reported(&body);
+        let announced = (ok && self.caller.is_none()).then(|| {
+            json!({
                 "duration_ms": duration.as_millis() as u64,
                 "method": self.request.method,
                 "response_body": body,
-            });
-            let announced = store::events::announce(db, "A2A_RESPONSE", self.target_id, &event);
-            if let Err(error) = announced.await {
-                tracing::warn!(error = %error, "cannot announce A2A_RESPONSE");
-            }
+            })
+        });
+        self.log(Row {
+            summary: format!("{} → {}", self.request.method, self.target.name),
+            status: if ok { "ok" } else { "error" },
+            response_body: Some(body),
+            tool_trace,
+            duration: Some(duration),
+            ..Row::default()
+        })
+        .await;
+        if let Some(payload) = announced {
+            self.record(Record::Announce {
+                event_type: "A2A_RESPONSE",
+                workspace_id: self.target_id,
+                payload,
+            })
+            .await;
         }
-        if let Some(usage) = super::usage::reported(&body) {
-            let added = store::messaging::add_token_usage(
-                db,
-                self.target_id,
-                usage.input_tokens,
-                usage.output_tokens,
-                usage.cost_usd(),
-            );
-            if let Err(error) = added.await {
-                tracing::warn!(error = %error, "cannot record token usage");
-            }
+        if let Some(usage) = usage {
+            self.record(Record::Usage {
+                workspace_id: self.target_id,
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+            })
+            .await;
         }
         if let (true, Some(caller)) = (ok, self.caller) {
-            let touched = store::messaging::touch_last_outbound(db, caller).await;
-            if let Err(error) = touched {
-                tracing::warn!(error = %error, "cannot stamp last_outbound_at");
-            }
+            self.record(Record::Outbound(caller)).await;
         }
     }
 
@@ -154,7 +150,8 @@ impl Call {
             error_detail: Some(failure.text().to_string()),
             duration: Some(duration),
             ..Row::default()
-        });
+        })
+        .await;
         answer_failure(self, &failure).await
     }
 
@@ -209,17 +206,35 @@ impl Call {
         if let Err(error) = marked.await {
             tracing::warn!(error = %error, "cannot mark an unreachable agent offline");
         }
+        self.state
+            .events
+            .workspace_cache()
+            .invalidate(self.target_id);
     }
 
-    /// Writes one `a2a_receive` row in the background (the answer does not wait for it).
-    fn log(&self, row: Row) {
-        let call = self.clone();
-        tokio::spawn(async move {
-            let logged = crate::agents::activity::log(&call.state.db, &call.activity(&row)).await;
-            if let Err(error) = logged {
-                tracing::warn!(error = %error, "cannot log an A2A activity");
-            }
-        });
+    /// One `a2a_receive` row, written in the background (the answer does not wait for it).
+    async fn log(&self, row: Row) {
+        let activity = Activity {
+            workspace_id: self.target_id,
+            activity_type: "a2a_receive",
+            source_id: self.caller,
+            target_id: Some(self.target_id),
+            method: Some(self.request.method.clone()),
+            summary: Some(row.summary),
+            request_body: Some(self.request.body.clone()),
+            response_body: row.response_body,
+            duration_ms: row
+                .duration
+                .map(|d| d.as_millis().min(i32::MAX as u128) as i32),
+            status: row.status,
+            error_detail: row.error_detail,
+            tool_trace: row.tool_trace,
+        };
+        self.record(Record::Activity(activity)).await;
+    }
+
+    async fn record(&self, record: Record) {
+        self.state.messaging.record(&self.state.db, record).await;
     }
 
     fn activity<'a>(&'a self, row: &'a Row) -> NewActivity<'a> {

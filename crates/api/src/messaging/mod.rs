@@ -16,37 +16,77 @@ pub mod payload;
 pub mod proxy;
 pub mod queue;
 pub mod session_search;
+pub mod recorder;
 pub mod stream;
 pub mod uploads;
 pub mod usage;
 pub mod watch;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::ApiConfig;
 
-/// The proxy's shared parts: one HTTP client (its connection pool) and the per-workspace idle
-/// windows agents declare on their heartbeats.
+/// The proxy's shared parts: one HTTP client (its connection pool), the per-workspace idle
+/// windows agents declare on their heartbeats, the background writer of what calls leave
+/// behind, and the tracker its follow-up tasks run on (the server's: joined at shutdown).
 #[derive(Debug)]
 pub struct Messaging {
     pub client: reqwest::Client,
     idle_overrides: Mutex<HashMap<Uuid, Duration>>,
+    tasks: TaskTracker,
+    pub recorder: recorder::Recorder,
+    addresses: address::VerdictCache,
 }
 
 impl Default for Messaging {
+    /// With a tracker of its own (tests that never shut a server down).
     fn default() -> Self {
-        Self {
-            client: agent::client(),
-            idle_overrides: Mutex::new(HashMap::new()),
-        }
+        Self::new(TaskTracker::new())
     }
 }
 
 impl Messaging {
+    /// Follow-up tasks run on `tasks`, which the server joins before closing the database.
+    pub fn new(tasks: TaskTracker) -> Self {
+        Self {
+            client: agent::client(),
+            idle_overrides: Mutex::new(HashMap::new()),
+            tasks,
+            recorder: recorder::Recorder::default(),
+            addresses: address::VerdictCache::default(),
+        }
+    }
+
+    /// Runs a follow-up of a call (a relayed stream, a queue drain) on the tracker.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// The tracker follow-ups run on.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+
+    /// Hands a record to the background writer ([`recorder`]).
+    pub async fn record(&self, db: &sqlx::PgPool, record: recorder::Record) {
+        self.recorder.record(db, &self.tasks, record).await;
+    }
+
+    /// Whether the proxy may call `url` under `policy`, remembered briefly per URL
+    /// ([`address::VerdictCache`]).
+    pub async fn allows_url(&self, policy: address::AddressPolicy, url: &str) -> bool {
+        self.addresses.allows_url(policy, url).await
+    }
+
     /// The silence after which a call to `workspace` is abandoned: its own override, else the
     /// configured window.
     pub fn idle_window(&self, workspace: Uuid, config: &ApiConfig) -> Duration {

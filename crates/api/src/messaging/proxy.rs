@@ -95,7 +95,7 @@ pub async fn proxy(
     let started = Instant::now();
     let raw = read_request(body).await?;
     let caller = super::caller::identify(&state, &headers, target_id).await?;
-    let target = store::messaging::proxy_target(&state.db, target_id)
+    let target = cached_target(&state, target_id)
         .await
         .context("lookup failed")?
         .ok_or_else(ApiError::workspace_not_found)?;
@@ -121,7 +121,7 @@ pub async fn call_in_process(
     body: &Value,
 ) -> ApiResult<Response> {
     let started = Instant::now();
-    let target = store::messaging::proxy_target(&state.db, target_id)
+    let target = cached_target(&state, target_id)
         .await
         .context("lookup failed")?
         .ok_or_else(ApiError::workspace_not_found)?;
@@ -133,6 +133,24 @@ pub async fn call_in_process(
     let total = state.config.a2a_total_timeout();
     let call = Call::new(state, target_id, target, caller, request);
     deliver(call, total, started).await
+}
+
+/// The target of a call, from the workspace cache when it holds it (exact: see
+/// [`crate::workspace_cache`]); `None` when it does not exist or is removed.
+pub async fn cached_target(
+    state: &AppState,
+    target_id: Uuid,
+) -> Result<Option<store::messaging::ProxyTarget>, store::StoreError> {
+    let cache = state.events.workspace_cache();
+    let ticket = match cache.lookup_target(target_id) {
+        Ok(target) => return Ok(Some(target)),
+        Err(ticket) => ticket,
+    };
+    let target = store::messaging::proxy_target(&state.db, target_id).await?;
+    if let Some(target) = &target {
+        cache.fill_target(ticket, target_id, target.clone());
+    }
+    Ok(target)
 }
 
 /// Delivers a checked call: into a poll-mode agent's inbox, or to the agent's URL.
@@ -170,10 +188,8 @@ async fn resolve_url(call: &Call) -> ApiResult<String> {
         };
         return Err(ApiError::with_body(StatusCode::SERVICE_UNAVAILABLE, &body));
     };
-    if !AddressPolicy::from_config(&call.state.config)
-        .allows_url(&url)
-        .await
-    {
+    let policy = AddressPolicy::from_config(&call.state.config);
+    if !call.state.messaging.allows_url(policy, &url).await {
         return Err(ApiError::BadRequest(
             "workspace URL is not publicly routable".into(),
         ));
@@ -206,13 +222,15 @@ async fn forward(call: Call, url: &str, total: Duration, started: Instant) -> Ap
     let status =
         StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     if status.is_success() && agent::is_event_stream(&response) {
-        let body = agent::relay(response, watch, move |last| {
-            call.answered(status, last.unwrap_or(Value::Null), duration);
+        let tasks = state.messaging.tasks().clone();
+        let body = agent::relay(&tasks, response, watch, move |last| async move {
+            call.answered(status, last.unwrap_or(Value::Null), duration)
+                .await;
         });
         return Ok(stream_response(status, body));
     }
     match agent::read(response, &mut watch).await {
-        Ok(answer) => call.read(status, answer, duration),
+        Ok(answer) => call.read(status, answer, duration).await,
         Err(_) => {
             let body = Unread {
                 delivery_confirmed: status.as_u16() < 400,

@@ -3,14 +3,12 @@
 //! about it on the bus, or a chunk of its answer), and in any case after a total ceiling.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, sleep_until};
 use uuid::Uuid;
 
-use crate::events_hub::{EventsHub, LiveEvent};
+use crate::events_hub::EventsHub;
 
 /// Why a call was abandoned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,11 +28,14 @@ impl std::fmt::Display for Stall {
     }
 }
 
-/// Watches one call to one target.
+/// Watches one call to one target. Events about the target are not followed one by one: when
+/// the window ends, the hub says when the target was last the subject of one
+/// ([`EventsHub::last_seen`]), and the window restarts from there if that is later. A call
+/// costs nothing per event of the process (a subscription would wake every call in flight on
+/// every event).
 #[derive(Debug)]
 pub struct IdleWatch {
-    events: broadcast::Receiver<Arc<LiveEvent>>,
-    events_open: bool,
+    hub: EventsHub,
     target: Uuid,
     window: Duration,
     total: Duration,
@@ -46,8 +47,7 @@ impl IdleWatch {
     pub fn new(hub: &EventsHub, target: Uuid, window: Duration, total: Duration) -> Self {
         let now = Instant::now();
         Self {
-            events: hub.subscribe(),
-            events_open: true,
+            hub: hub.clone(),
             target,
             window,
             total,
@@ -66,19 +66,18 @@ impl IdleWatch {
     pub async fn run<F: Future>(&mut self, work: F) -> Result<F::Output, Stall> {
         tokio::pin!(work);
         loop {
+            let silent_until = (self.last_sign_of_life + self.window).min(self.deadline);
             tokio::select! {
                 output = &mut work => return Ok(output),
-                () = sleep_until(self.last_sign_of_life + self.window) => {
-                    return Err(Stall::Idle(self.window));
+                () = sleep_until(silent_until) => {
+                    if Instant::now() >= self.deadline {
+                        return Err(Stall::Total(self.total));
+                    }
+                    match self.hub.last_seen(self.target) {
+                        Some(seen) if seen > self.last_sign_of_life => self.last_sign_of_life = seen,
+                        _ => return Err(Stall::Idle(self.window)),
+                    }
                 }
-                () = sleep_until(self.deadline) => return Err(Stall::Total(self.total)),
-                event = self.events.recv(), if self.events_open => match event {
-                    Ok(event) if event.workspace() == Some(self.target) => self.alive(),
-                    Ok(_) => {}
-                    // Missed events may have been about the target: count them as life.
-                    Err(RecvError::Lagged(_)) => self.alive(),
-                    Err(RecvError::Closed) => self.events_open = false,
-                },
             }
         }
     }
@@ -87,6 +86,7 @@ impl IdleWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events_hub::LiveEvent;
 
     fn event_about(id: Uuid) -> LiveEvent {
         LiveEvent {

@@ -186,9 +186,15 @@ pub async fn decide(
     (status = 401, description = "Not an admin", body = ErrorBody),
     (status = 503, description = "Datastore unavailable", body = ErrorBody)))]
 pub async fn pending(State(state): State<AppState>) -> ApiResult<Json<Vec<PendingApprovalView>>> {
-    let rows = store::approvals::expire_and_list_pending(&state.db, PENDING_EXPIRY_SECONDS)
+    // A read on every poll; the write only when a request is due to expire.
+    let (rows, due) = store::approvals::list_pending(&state.db, PENDING_EXPIRY_SECONDS)
         .await
         .map_err(ApiError::internal("query failed"))?;
+    if due {
+        store::approvals::expire_pending(&state.db, PENDING_EXPIRY_SECONDS)
+            .await
+            .map_err(ApiError::internal("query failed"))?;
+    }
     let views = rows
         .into_iter()
         .map(|row| PendingApprovalView {

@@ -4,6 +4,7 @@
 mod common;
 
 mod a2a_proxy;
+mod a2a_recorder;
 mod background_tasks;
 mod bundles;
 mod bundles_eic;

@@ -192,3 +192,95 @@ async fn sibling_names_and_parents_map_to_typed_errors(db: PgPool) {
     expected.sort();
     assert_eq!(descendants, expected);
 }
+
+/// `last_used_at` of a used token is written at most once a minute, so a busy token's requests
+/// stay reads; one bearer check answers org token, owner and the workspace's live token at once.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn token_use_is_stamped_at_most_once_a_minute_and_checked_in_one_go(db: PgPool) {
+    let id = insert(&db, "a", None).await;
+    let other = insert(&db, "b", None).await;
+    let token = store::tokens::mint_workspace_token(&db, id).await.unwrap();
+    let org = store::tokens::mint_org_token(&db, "ci", None)
+        .await
+        .unwrap();
+    let stamp = |table: &'static str| {
+        let db = db.clone();
+        async move {
+            let query = match table {
+                "org_api_tokens" => "SELECT max(last_used_at) FROM org_api_tokens",
+                _ => "SELECT max(last_used_at) FROM workspace_auth_tokens",
+            };
+            sqlx::query_scalar::<_, Option<chrono::DateTime<chrono::Utc>>>(query)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+
+    assert_eq!(
+        store::tokens::workspace_of_token(&db, &token)
+            .await
+            .unwrap(),
+        Some(id)
+    );
+    let first = stamp("workspace_auth_tokens")
+        .await
+        .expect("first use stamped");
+    store::tokens::workspace_of_token(&db, &token)
+        .await
+        .unwrap();
+    assert_eq!(
+        stamp("workspace_auth_tokens").await,
+        Some(first),
+        "a use within the minute writes nothing"
+    );
+    sqlx::query("UPDATE workspace_auth_tokens SET last_used_at = now() - interval '2 minutes'")
+        .execute(&db)
+        .await
+        .unwrap();
+    store::tokens::workspace_of_token(&db, &token)
+        .await
+        .unwrap();
+    assert!(stamp("workspace_auth_tokens").await > Some(first - chrono::Duration::seconds(1)));
+
+    assert!(
+        store::tokens::validate_org_token(&db, &org)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let org_first = stamp("org_api_tokens").await.expect("org token stamped");
+    store::tokens::validate_org_token(&db, &org).await.unwrap();
+    assert_eq!(stamp("org_api_tokens").await, Some(org_first));
+
+    let own = store::tokens::check_bearer(&db, &token, Some(id))
+        .await
+        .unwrap();
+    assert_eq!(
+        (own.org, own.owner, own.workspace_has_live_token),
+        (None, Some(id), true)
+    );
+    let as_org = store::tokens::check_bearer(&db, &org, Some(other))
+        .await
+        .unwrap();
+    assert!(as_org.org.is_some());
+    assert_eq!(
+        (as_org.owner, as_org.workspace_has_live_token),
+        (None, false)
+    );
+    let nobody = store::tokens::check_bearer(&db, "", None).await.unwrap();
+    assert_eq!(
+        (nobody.org, nobody.owner, nobody.workspace_has_live_token),
+        (None, None, false)
+    );
+    store::tokens::revoke_for_workspaces(&db, &[id])
+        .await
+        .unwrap();
+    let revoked = store::tokens::check_bearer(&db, &token, Some(id))
+        .await
+        .unwrap();
+    assert_eq!(
+        (revoked.owner, revoked.workspace_has_live_token),
+        (None, false)
+    );
+}
