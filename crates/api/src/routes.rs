@@ -30,7 +30,8 @@ use crate::schedules::{handlers as schedules, health as schedule_health};
 use crate::settings::{config, org_tokens, secrets, tokens, transcript};
 use crate::workspaces::model;
 use crate::{
-    admin, bundles, events, lifecycle, messaging, openapi, ops, org, templates, terminal, workspaces,
+    admin, bundles, events, lifecycle, messaging, openapi, ops, org, templates, terminal,
+    workspaces,
 };
 
 /// Who may call a route.

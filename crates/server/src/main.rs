@@ -47,7 +47,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match command {
-            Command::Serve => serve::run(cli.config).await,
+            Command::Serve => Box::pin(serve::run(cli.config)).await,
             Command::Migrate => migrate(cli.config).await,
             Command::Healthcheck => healthcheck(cli.config.port).await,
             Command::RotateSecretsKey => rotate_secrets_key(cli.config).await,

@@ -79,8 +79,8 @@ pub async fn rotate(
     sqlx::query!(
         "LOCK TABLE workspace_secrets, global_secrets, workspaces IN SHARE ROW EXCLUSIVE MODE"
     )
-        .execute(&mut *tx)
-        .await?;
+    .execute(&mut *tx)
+    .await?;
     let mut report = RotationReport::default();
 
     let rows = sqlx::query_as!(
@@ -125,7 +125,7 @@ pub async fn rotate(
         }
     }
 
-    rotate_inbound_secrets(&mut *tx, old, new, &mut report).await?;
+    rotate_inbound_secrets(&mut tx, old, new, &mut report).await?;
     tx.commit().await?;
     Ok(report)
 }

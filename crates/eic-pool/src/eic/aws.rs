@@ -190,9 +190,8 @@ impl Aws {
     /// The usable EIC Endpoints of the account and region, each as `[id, dns, subnet, state,
     /// vpc]`: every page of the listing (`NextToken`), at most [`MAX_ENDPOINT_PAGES`] of them.
     async fn describe_endpoints(&self) -> Result<Vec<Vec<String>>, EicError> {
-        let reply_error = |e: quick_xml::Error| {
-            discovery(format!("DescribeInstanceConnectEndpoints reply: {e}"))
-        };
+        let reply_error =
+            |e: quick_xml::Error| discovery(format!("DescribeInstanceConnectEndpoints reply: {e}"));
         let mut endpoints = Vec::new();
         let mut next_token = String::new();
         for _ in 0..MAX_ENDPOINT_PAGES {
