@@ -51,6 +51,7 @@ fn harness() -> &'static Harness {
                 events: api::events_hub::EventsHub::default(),
                 eic: None,
                 messaging: api::messaging::Messaging::default(),
+                provisioning: api::provisioner::Provisioning::none(),
             }))
         });
         let id = "2f1c3b4a-0000-4000-8000-000000000001";

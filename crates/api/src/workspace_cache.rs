@@ -220,7 +220,7 @@ const WRITES_NO_CACHED_ROW_UNDER: [&str; 4] = [
 /// Middleware: after any request that may write (not GET, HEAD or OPTIONS), invalidates the
 /// workspace its path names, or clears the cache when a route's write may reach workspaces its
 /// path does not name (a cascading delete, an adoption). Nothing for a path no route serves, for
-/// a route that writes no cached row ([`WRITES_NO_CACHED_ROW`]), nor for the agents'
+/// a route that writes no cached row (`WRITES_NO_CACHED_ROW`), nor for the agents'
 /// `/registry/*` routes: their handlers invalidate the one workspace they wrote, so a heartbeat
 /// never empties the cache. It runs whatever the status, since a failed request may still have
 /// committed something; the database trigger covers the other replicas.

@@ -182,7 +182,7 @@ pub struct Config {
     )]
     pub cp_admin_api_token: Option<SecretString>,
 
-    /// URL the provisioned agents reach this server at (default http://host.docker.internal:<port>).
+    /// URL the provisioned agents reach this server at (default `http://host.docker.internal:<port>`).
     #[arg(long, env = "PLATFORM_URL", global = true)]
     pub platform_url: Option<String>,
 
