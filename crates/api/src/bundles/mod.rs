@@ -51,7 +51,7 @@ pub struct Bundle {
     pub prompts: BTreeMap<String, String>,
     #[schema(no_recursion)]
     pub sub_workspaces: Vec<Bundle>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub agent_card: serde_json::Value,
     pub author: String,
     pub version: String,
