@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use eic_pool::EicPool;
 use eic_sim::{SimControl, SimInfo, SimProcess, TunnelListener};
-use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -258,44 +257,12 @@ async fn warm_reads_aws(info: &SimInfo) {
     );
 }
 
-struct AcceptAny;
-
-impl russh::client::Handler for AcceptAny {
-    type Error = russh::Error;
-
-    async fn check_server_key(&mut self, _: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
-        Ok(true)
-    }
-}
-
 /// Medians of a bare open + read on an open SFTP session, and of one SFTP round trip (stat).
 async fn bare_sftp_reads(info: &SimInfo, count: usize) -> (Duration, Duration) {
-    let key = push_key(info).await;
-    let listener = TunnelListener::bind(info, INSTANCE).await.unwrap();
-    let tcp = tokio::net::TcpStream::connect(listener.local_addr())
-        .await
-        .unwrap();
-    tcp.set_nodelay(true).unwrap();
-    let config = Arc::new(russh::client::Config::default());
-    let mut ssh = russh::client::connect_stream(config, tcp, AcceptAny)
-        .await
-        .unwrap();
-    let auth = ssh
-        .authenticate_publickey(
-            &info.os_user,
-            PrivateKeyWithHashAlg::new(Arc::new(key), None),
-        )
-        .await
-        .unwrap();
-    assert!(auth.success());
-    let channel = ssh.channel_open_session().await.unwrap();
-    channel.exec(true, "sftp-server").await.unwrap();
-    let sftp = russh_sftp::client::SftpSession::new(channel.into_stream())
-        .await
-        .unwrap();
+    let bare = common::bare_sftp(info).await;
+    let sftp = &bare.sftp;
     // The requests the pool needs at least: open, then one read (it closes without waiting).
     let mut samples = Vec::new();
-    let mut stats = Vec::new();
     for _ in 0..count {
         let (elapsed, mut file) = timed(async {
             let mut file = sftp.open(FILE).await.unwrap();
@@ -306,11 +273,8 @@ async fn bare_sftp_reads(info: &SimInfo, count: usize) -> (Duration, Duration) {
         .await;
         samples.push(elapsed);
         file.shutdown().await.unwrap();
-        let (elapsed, attrs) = timed(sftp.metadata(FILE)).await;
-        assert_eq!(attrs.unwrap().size, Some(4096));
-        stats.push(elapsed);
     }
-    (median(samples), median(stats))
+    (median(samples), common::sftp_round_trip(sftp, FILE, count).await)
 }
 
 /// One `sftp -b` process (it spawns `ssh`) per read, each through a new presigned WebSocket, as

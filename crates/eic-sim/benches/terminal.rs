@@ -1,7 +1,9 @@
 //! The web terminal's shell path against `eic-sim --profile aws` (10 ms per chunk each way, so
 //! one round trip is about 20 ms; key push 300 ms, tunnel handshake 1 s), side by side in one run:
 //!
-//! 1. keystroke to echo on an open shell (`EicPool::open_shell`), p50 of 200 keystrokes;
+//! 1. keystroke to echo on an open shell (`EicPool::open_shell`), p50 of 200 keystrokes, against
+//!    one round trip measured in the same run (an SFTP `stat` on a bare session: the tunnel, sshd
+//!    and a process on the instance, as a keystroke's echo crosses them);
 //! 2. warm open (the pooled connection exists) until the shell's first output;
 //! 3. cold open (a new pool: the whole setup, then the shell);
 //! 4. the original's path for a session: key push, a new `ssh -tt` process through a fresh
@@ -25,6 +27,7 @@ use common::{INSTANCE, config, median, ms, push_key};
 
 const BIG: &str = "/configs/bench-10m";
 const BIG_BYTES: usize = 10 << 20;
+const SMALL: &str = "/configs/bench-small";
 
 fn main() {
     let sim = SimProcess::spawn(&["--instance", INSTANCE, "--profile", "aws"])
@@ -71,9 +74,11 @@ async fn run(info: &SimInfo) {
     let root = info.instances[INSTANCE].root.clone();
     let big = root.join(BIG.trim_start_matches('/'));
     std::fs::write(big, vec![b'x'; BIG_BYTES]).unwrap();
+    std::fs::write(root.join(SMALL.trim_start_matches('/')), b"small").unwrap();
     println!("== profile aws: one round trip ~20 ms (10 ms per chunk each way) ==");
 
     let cold = median(cold_opens(info, 3).await);
+    let cold_read = median(cold_reads(info, 3).await);
     let pool = EicPool::new(config(info)).await.unwrap();
     pool.read_file(INSTANCE, BIG, 1 << 30).await.unwrap();
     let warm = median(warm_opens(&pool, 10).await);
@@ -83,18 +88,32 @@ async fn run(info: &SimInfo) {
     shell.close().await;
     pool.close().await;
     let original = median(original_sessions(info, 5).await);
+    let bare = common::bare_sftp(info).await;
+    let round_trip = common::sftp_round_trip(&bare.sftp, BIG, 200).await;
 
     println!(
-        "(1) keystroke to echo on an open shell: p50 {:.1} ms of 200",
-        ms(echo)
+        "(1) keystroke to echo on an open shell: p50 {:.1} ms of 200; one round trip (SFTP stat, \
+         bare session) p50 {:.1} ms of 200 -> {:+.1} ms over 1 round trip (goal <= 2 ms)",
+        ms(echo),
+        ms(round_trip),
+        ms(echo) - ms(round_trip)
     );
     println!(
-        "(2) warm open, until the prompt: median {:.1} ms of 10",
-        ms(warm)
+        "(2) warm open, until the prompt: median {:.1} ms of 10 = {:.2} round trips, {:+.1} ms over \
+         3 (goal <= 3 round trips + 5 ms)",
+        ms(warm),
+        warm.as_secs_f64() / round_trip.as_secs_f64(),
+        ms(warm) - 3.0 * ms(round_trip)
     );
+    // A cold read is the setup, then the open and the read (2 round trips).
+    let setup = cold_read.as_secs_f64() - 2.0 * round_trip.as_secs_f64();
     println!(
-        "(3) cold open (setup + shell), until the prompt: median {:.0} ms of 3",
-        ms(cold)
+        "(3) cold open (setup + shell), until the prompt: median {:.0} ms of 3; the setup alone \
+         (cold small read, median of 3, minus 2 round trips) {:.0} ms -> the shell adds {:.2} \
+         round trips (goal <= 3)",
+        ms(cold),
+        setup * 1000.0,
+        (cold.as_secs_f64() - setup) / round_trip.as_secs_f64()
     );
     println!(
         "(4) original path (key push + new ssh -tt process + fresh tunnel), until a first command answers: median {:.0} ms of 5 -> warm open {:.0}x faster, cold open {:.1}x faster",
@@ -120,6 +139,19 @@ async fn cold_opens(info: &SimInfo, count: usize) -> Vec<Duration> {
         let (elapsed, shell) = open(&pool).await;
         samples.push(elapsed);
         shell.close().await;
+        pool.close().await;
+    }
+    samples
+}
+
+/// A new pool each time: the whole setup, then a small read.
+async fn cold_reads(info: &SimInfo, count: usize) -> Vec<Duration> {
+    let mut samples = Vec::new();
+    for _ in 0..count {
+        let pool = EicPool::new(config(info)).await.unwrap();
+        let started = Instant::now();
+        pool.read_file(INSTANCE, SMALL, 1 << 20).await.unwrap();
+        samples.push(started.elapsed());
         pool.close().await;
     }
     samples

@@ -37,16 +37,16 @@ async fn run() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let fast = start_agent(Duration::ZERO).await;
-    let slow = start_agent(SLOW_ANSWER).await;
+    let fast = harness::agent::start(Duration::ZERO).await;
+    let slow = harness::agent::start(SLOW_ANSWER).await;
     let server = TestServer::builder()
         .env("MOLECULE_ENV", "development")
         .env("RATE_LIMIT", "1000000000")
         .env("RUST_LOG", "warn")
         .start()
         .await;
-    let fast_id = registered_workspace(&server, "fast", &fast).await;
-    let slow_id = registered_workspace(&server, "slow", &slow).await;
+    let fast_id = harness::agent::registered_workspace(&server, "fast", &fast).await;
+    let slow_id = harness::agent::registered_workspace(&server, "slow", &slow).await;
 
     let length = Duration::from_secs(seconds);
     let direct = load(&format!("{fast}/"), length).await;
@@ -60,33 +60,6 @@ async fn run() {
         100.0 * proxied.per_second() / direct.per_second()
     );
     conversations(&server, &slow_id).await;
-}
-
-/// An A2A agent answering `message/send` after `delay`; returns its base URL.
-async fn start_agent(delay: Duration) -> String {
-    let app = axum::Router::new().route(
-        "/",
-        axum::routing::post(move |body: axum::Json<Value>| async move {
-            tokio::time::sleep(delay).await;
-            axum::Json(json!({"jsonrpc": "2.0", "id": body["id"], "result": {
-                "kind": "message", "role": "agent", "messageId": "m",
-                "parts": [{"kind": "text", "text": "ok"}]}}))
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://localhost:{port}")
-}
-
-async fn registered_workspace(server: &TestServer, name: &str, url: &str) -> String {
-    let (_, created) = server.post("/workspaces", &json!({"name": name})).await;
-    let id = created["id"].as_str().expect("a workspace").to_string();
-    let card = json!({"name": name});
-    let body = json!({"id": id, "url": format!("{url}/"), "agent_card": card});
-    let (status, answer) = server.post("/registry/register", &body).await;
-    assert!(status.is_success(), "{answer}");
-    id
 }
 
 fn message() -> Value {

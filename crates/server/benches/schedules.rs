@@ -1,6 +1,7 @@
 //! The schedules' firing loop with two replicas on one database (release build): 1,000
-//! schedules come due at once; the time until every one has fired once (its history row
-//! written), and a check that none fired twice. Run with `scripts/bench-schedules`.
+//! schedules come due at once for a workspace whose agent (on loopback, in this process) answers
+//! at once; the time until every one has been delivered through the A2A proxy and recorded (its
+//! history row written), and a check that none fired twice. Run with `scripts/bench-schedules`.
 //! Target: ≤ 2 s, no double fire.
 
 // The black-box tests' harness (only part of it is used here).
@@ -12,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use harness::TestServer;
 use harness::panel::ms;
-use serde_json::json;
 
 const SCHEDULES: i64 = 1_000;
 const POLL: &str = "100ms";
@@ -37,10 +37,8 @@ async fn run() {
     let url = first.database_url.clone().expect("a fresh database");
     let _second = replica(TestServer::builder().database_url(&url)).await;
     let pool = first.pool().await.expect("a fresh database");
-    let (_, created) = first
-        .post("/workspaces", &json!({"name": "bench-cron"}))
-        .await;
-    let id = created["id"].as_str().expect("a workspace").to_string();
+    let agent = harness::agent::start(Duration::ZERO).await;
+    let id = harness::agent::registered_workspace(&first, "bench-cron", &agent).await;
 
     let started = Instant::now();
     sqlx::query(
@@ -64,9 +62,16 @@ async fn run() {
         .fetch_one(&pool)
         .await
         .expect("a sum");
+    let delivered: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM workspace_schedules WHERE last_status = 'ok'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("a count");
     println!(
         "{SCHEDULES} due schedules, 2 replicas polling every {POLL}: all fired in {} \
-         (from the insert's commit to the last history row); history rows {fired}, runs {runs}",
+         (from the insert's commit to the last history row); history rows {fired}, runs {runs}, \
+         answered by the agent {delivered}",
         ms(elapsed)
     );
     assert_eq!(
@@ -74,6 +79,7 @@ async fn run() {
         (SCHEDULES, SCHEDULES),
         "a schedule fired twice"
     );
+    assert_eq!(delivered, SCHEDULES, "every prompt reaches the agent");
 }
 
 /// Returns once every schedule has a history row.

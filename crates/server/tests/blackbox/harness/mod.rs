@@ -25,6 +25,8 @@
 //!
 //! The benchmarks (`crates/server/benches/`) include this module too.
 
+#[allow(dead_code)] // The benchmarks' agent.
+pub mod agent;
 pub mod panel;
 
 use std::collections::BTreeMap;
