@@ -2,6 +2,10 @@
 # A throwaway PostgreSQL cluster for tests and benchmarks, sourced by scripts/test and
 # scripts/bench-startup: `start_throwaway_pg` exports DATABASE_URL and registers its stop on EXIT.
 
+# The DATABASE_URL exported here is for the programs run, not for the build: sqlx's query macros
+# keep reading the committed `.sqlx` data (with it set and this unset they would go online).
+export SQLX_OFFLINE="${SQLX_OFFLINE:-true}"
+
 throwaway_pg_dir=""
 throwaway_pg_bin=""
 
