@@ -67,22 +67,22 @@ async fn run() {
          SELECT m.id, m.workspace_id, m.content, m.scope, m.namespace, m.created_at
          FROM agent_memories m
          LEFT JOIN workspaces w ON w.id = m.workspace_id
-         WHERE m.content_tsv @@ plainto_tsquery('english', $5)
+         WHERE m.content_tsv @@ plainto_tsquery('english', $4)
            AND CASE $2::text
                  WHEN 'LOCAL' THEN m.workspace_id = $1 AND m.scope = 'LOCAL'
                  WHEN 'TEAM' THEN m.scope = 'TEAM' AND w.status <> 'removed'
-                                  AND (w.parent_id = $3 OR w.id = $3)
+                                  AND (SELECT COALESCE(t.parent_id, t.id) FROM workspaces t
+                                       WHERE t.id = $1) IN (w.parent_id, w.id)
                  WHEN 'GLOBAL' THEN m.scope = 'GLOBAL'
                  ELSE m.workspace_id = $1
                END
-           AND ($4::text IS NULL OR m.namespace = $4)
-         ORDER BY ts_rank(m.content_tsv, plainto_tsquery('english', $5)) DESC,
+           AND ($3::text IS NULL OR m.namespace = $3)
+         ORDER BY ts_rank(m.content_tsv, plainto_tsquery('english', $4)) DESC,
                   m.created_at DESC
-         LIMIT $6",
+         LIMIT $5",
     )
     .bind(uuid::Uuid::parse_str(&id).expect("a uuid"))
     .bind("")
-    .bind(uuid::Uuid::parse_str(&id).expect("a uuid"))
     .bind(None::<String>)
     .bind("w42")
     .bind(50_i64)

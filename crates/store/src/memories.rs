@@ -30,8 +30,6 @@ pub struct MemorySearch<'a> {
     pub workspace_id: Uuid,
     /// `LOCAL`, `TEAM`, `GLOBAL`; anything else means the caller's own rows of every scope.
     pub scope: &'a str,
-    /// The caller's team: its parent, or itself when it is a root.
-    pub team_id: Uuid,
     pub namespace: Option<&'a str>,
     pub text: TextQuery<'a>,
     pub limit: i64,
@@ -126,17 +124,18 @@ pub async fn search(
            WHERE CASE $2::text
                    WHEN 'LOCAL' THEN m.workspace_id = $1 AND m.scope = 'LOCAL'
                    WHEN 'TEAM' THEN m.scope = 'TEAM' AND w.status <> 'removed'
-                                    AND (w.parent_id = $3 OR w.id = $3)
+                                    -- the caller's team: its parent, or itself as a root
+                                    AND (SELECT COALESCE(t.parent_id, t.id) FROM workspaces t
+                                         WHERE t.id = $1) IN (w.parent_id, w.id)
                    WHEN 'GLOBAL' THEN m.scope = 'GLOBAL'
                    ELSE m.workspace_id = $1
                  END
-             AND ($4::text IS NULL OR m.namespace = $4)
-             AND ($5::text IS NULL OR m.content ILIKE '%' || $5 || '%')
+             AND ($3::text IS NULL OR m.namespace = $3)
+             AND ($4::text IS NULL OR m.content ILIKE '%' || $4 || '%')
            ORDER BY m.created_at DESC
-           LIMIT $6"#,
+           LIMIT $5"#,
         search.workspace_id,
         search.scope,
-        search.team_id,
         search.namespace,
         search.text.substring(),
         search.limit
@@ -156,21 +155,22 @@ async fn search_full_text(
         r#"SELECT m.id, m.workspace_id, m.content, m.scope, m.namespace, m.created_at
            FROM agent_memories m
            LEFT JOIN workspaces w ON w.id = m.workspace_id
-           WHERE m.content_tsv @@ plainto_tsquery('english', $5)
+           WHERE m.content_tsv @@ plainto_tsquery('english', $4)
              AND CASE $2::text
                    WHEN 'LOCAL' THEN m.workspace_id = $1 AND m.scope = 'LOCAL'
                    WHEN 'TEAM' THEN m.scope = 'TEAM' AND w.status <> 'removed'
-                                    AND (w.parent_id = $3 OR w.id = $3)
+                                    -- the caller's team: its parent, or itself as a root
+                                    AND (SELECT COALESCE(t.parent_id, t.id) FROM workspaces t
+                                         WHERE t.id = $1) IN (w.parent_id, w.id)
                    WHEN 'GLOBAL' THEN m.scope = 'GLOBAL'
                    ELSE m.workspace_id = $1
                  END
-             AND ($4::text IS NULL OR m.namespace = $4)
-           ORDER BY ts_rank(m.content_tsv, plainto_tsquery('english', $5)) DESC,
+             AND ($3::text IS NULL OR m.namespace = $3)
+           ORDER BY ts_rank(m.content_tsv, plainto_tsquery('english', $4)) DESC,
                     m.created_at DESC
-           LIMIT $6"#,
+           LIMIT $5"#,
         search.workspace_id,
         search.scope,
-        search.team_id,
         search.namespace,
         text,
         search.limit

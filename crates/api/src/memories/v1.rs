@@ -233,13 +233,9 @@ pub async fn search(
     WorkspaceId(workspace_id): WorkspaceId,
     Query(query): Query<SearchQuery>,
 ) -> ApiResult<Json<Vec<Memory>>> {
-    let parent = store::memories::parent_of(&state.db, workspace_id)
-        .await
-        .context("search failed")?;
     let search = MemorySearch {
         workspace_id,
         scope: &query.scope,
-        team_id: parent.flatten().unwrap_or(workspace_id),
         namespace: (!query.namespace.is_empty()).then_some(query.namespace.as_str()),
         text: TextQuery::from_query(&query.q),
         limit: parse_limit(&query.limit),
