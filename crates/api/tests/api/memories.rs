@@ -113,6 +113,32 @@ async fn search_ranks_full_text_matches(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
+async fn team_memories_reach_the_team_and_no_one_else(db: PgPool) {
+    let app = router(&db);
+    let root = workspace(&db, "root", None).await;
+    let author = workspace(&db, "author", Some(root)).await;
+    let sibling = workspace(&db, "sibling", Some(root)).await;
+    let stranger = workspace(&db, "stranger", None).await;
+    note(&app, author, "TEAM", "the team deploys on fridays").await;
+    note(&app, author, "LOCAL", "the author's own deploy notes").await;
+
+    for reader in [author, sibling, root] {
+        for query in ["scope=TEAM", "scope=TEAM&q=deploys"] {
+            let found = get(&app, format!("/workspaces/{reader}/memories?{query}")).await;
+            assert_eq!(
+                field(&found, "content"),
+                [json!("the team deploys on fridays")],
+                "{reader} {query}"
+            );
+        }
+    }
+    for query in ["scope=TEAM", "scope=TEAM&q=deploys"] {
+        let found = get(&app, format!("/workspaces/{stranger}/memories?{query}")).await;
+        assert_eq!(found, json!([]), "a workspace outside the team: {query}");
+    }
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
 async fn global_memories_are_labelled_and_cannot_forge_the_label(db: PgPool) {
     let app = router(&db);
     let root = workspace(&db, "root", None).await;
