@@ -120,13 +120,15 @@ pub async fn search(
         MemoryRow,
         r#"SELECT m.id, m.workspace_id, m.content, m.scope, m.namespace, m.created_at
            FROM agent_memories m
-           LEFT JOIN workspaces w ON w.id = m.workspace_id
            WHERE CASE $2::text
                    WHEN 'LOCAL' THEN m.workspace_id = $1 AND m.scope = 'LOCAL'
-                   WHEN 'TEAM' THEN m.scope = 'TEAM' AND w.status <> 'removed'
-                                    -- the caller's team: its parent, or itself as a root
-                                    AND (SELECT COALESCE(t.parent_id, t.id) FROM workspaces t
-                                         WHERE t.id = $1) IN (w.parent_id, w.id)
+                   -- the caller's team: its parent and the parent's children, or the
+                   -- caller and its children when it is a root
+                   WHEN 'TEAM' THEN m.scope = 'TEAM' AND m.workspace_id IN (
+                                      SELECT w.id FROM workspaces w, workspaces caller
+                                      WHERE caller.id = $1 AND w.status <> 'removed'
+                                        AND COALESCE(caller.parent_id, caller.id)
+                                            IN (w.parent_id, w.id))
                    WHEN 'GLOBAL' THEN m.scope = 'GLOBAL'
                    ELSE m.workspace_id = $1
                  END
@@ -153,21 +155,24 @@ async fn search_full_text(
     let rows = sqlx::query_as!(
         MemoryRow,
         r#"SELECT m.id, m.workspace_id, m.content, m.scope, m.namespace, m.created_at
-           FROM agent_memories m
-           LEFT JOIN workspaces w ON w.id = m.workspace_id
-           WHERE m.content_tsv @@ plainto_tsquery('english', $4)
-             AND CASE $2::text
+           -- The query is parsed once, not once per row as a parameter's function call would be
+           -- in a generic plan; a join keeps the index condition on it.
+           FROM plainto_tsquery('english', $4) AS q (words)
+           JOIN agent_memories m ON m.content_tsv @@ q.words
+           WHERE CASE $2::text
                    WHEN 'LOCAL' THEN m.workspace_id = $1 AND m.scope = 'LOCAL'
-                   WHEN 'TEAM' THEN m.scope = 'TEAM' AND w.status <> 'removed'
-                                    -- the caller's team: its parent, or itself as a root
-                                    AND (SELECT COALESCE(t.parent_id, t.id) FROM workspaces t
-                                         WHERE t.id = $1) IN (w.parent_id, w.id)
+                   -- the caller's team: its parent and the parent's children, or the
+                   -- caller and its children when it is a root
+                   WHEN 'TEAM' THEN m.scope = 'TEAM' AND m.workspace_id IN (
+                                      SELECT w.id FROM workspaces w, workspaces caller
+                                      WHERE caller.id = $1 AND w.status <> 'removed'
+                                        AND COALESCE(caller.parent_id, caller.id)
+                                            IN (w.parent_id, w.id))
                    WHEN 'GLOBAL' THEN m.scope = 'GLOBAL'
                    ELSE m.workspace_id = $1
                  END
              AND ($3::text IS NULL OR m.namespace = $3)
-           ORDER BY ts_rank(m.content_tsv, plainto_tsquery('english', $4)) DESC,
-                    m.created_at DESC
+           ORDER BY ts_rank(m.content_tsv, q.words) DESC, m.created_at DESC
            LIMIT $5"#,
         search.workspace_id,
         search.scope,
