@@ -69,6 +69,9 @@ pub struct ApiConfig {
     /// `DELEGATION_STUCK_THRESHOLD_S`: an `in_progress` delegation without a heartbeat for this
     /// long is `stuck`; `None` or zero is the default (10 minutes).
     pub delegation_stuck_after: Option<std::time::Duration>,
+    /// `DELEGATION_RESULT_INBOX_PUSH=1`: a delegation's outcome is also written into the
+    /// delegating workspace's inbox (an `a2a_receive` row), where a poll-mode agent reads it.
+    pub delegation_result_inbox_push: bool,
     /// `WORKSPACE_CACHE=false`: `GET /workspaces/{id}` always reads the database.
     pub disable_workspace_cache: bool,
     /// The git sha baked in at build time (`dev` when unknown).

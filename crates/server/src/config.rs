@@ -247,6 +247,12 @@ pub struct Config {
         global = true
     )]
     pub delegation_stuck_threshold_s: u64,
+
+    /// `1`: a delegation's result is also written into the delegating workspace's inbox (its
+    /// activity, as an `a2a_receive` row) for a poll-mode agent; any other value is off, as in the
+    /// original.
+    #[arg(long, env = "DELEGATION_RESULT_INBOX_PUSH", default_value = "", global = true)]
+    pub delegation_result_inbox_push: String,
     /// Serve `GET /workspaces/{id}` from the in-process cache (`false`: always the database).
     #[arg(long, env = "WORKSPACE_CACHE", default_value = "true",
           value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::Set, global = true)]
@@ -482,6 +488,7 @@ impl Config {
                 self.delegation_sweeper_interval_s,
             )),
             delegation_stuck_after: Some(Duration::from_secs(self.delegation_stuck_threshold_s)),
+            delegation_result_inbox_push: self.delegation_result_inbox_push == "1",
             disable_workspace_cache: !self.workspace_cache,
             git_sha: crate::GIT_SHA.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),

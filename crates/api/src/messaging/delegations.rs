@@ -13,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use store::activity::NewActivity;
 use store::delegations::{NewDelegationRow, NewLedgerEntry};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -227,6 +228,40 @@ async fn insert_result(state: &AppState, row: NewDelegationRow<'_>) {
     }
 }
 
+/// With `DELEGATION_RESULT_INBOX_PUSH=1`, the outcome also lands in the source's inbox: an
+/// `a2a_receive` row a poll-mode agent reads with its activity cursor (the original's
+/// `pushDelegationResultToInbox`, `handlers/delegation.go:34-78` at 624ef4d0). A failed write is
+/// logged; the delegation's own outcome stands.
+/// `outcome` is the answer's text, or the failure's message.
+async fn push_to_inbox(state: &AppState, source: Uuid, id: &str, outcome: Result<&str, &str>) {
+    if !state.config.delegation_result_inbox_push {
+        return;
+    }
+    let (summary, status, text, error) = match outcome {
+        Ok(text) => ("Delegation result delivered", "ok", text, ""),
+        Err(error) => ("Delegation failed", "error", "", error),
+    };
+    let request = json!({"delegation_id": id});
+    let response = json!({"delegation_id": id, "text": text});
+    let row = NewActivity {
+        workspace_id: source,
+        activity_type: "a2a_receive",
+        source_id: Some(source),
+        target_id: None,
+        method: Some("delegate_result"),
+        summary: Some(summary),
+        request_body: Some(&request),
+        response_body: Some(&response),
+        duration_ms: None,
+        status,
+        error_detail: (!error.is_empty()).then_some(error),
+        tool_trace: None,
+    };
+    if let Err(e) = store::activity::insert(&state.db, &row).await {
+        tracing::warn!(error = %e, delegation_id = id, "cannot push a delegation result to the inbox");
+    }
+}
+
 /// How the proxy answered a delegated task.
 enum Outcome {
     Failed(String),
@@ -274,6 +309,7 @@ async fn execute(state: AppState, source: Uuid, target: Uuid, id: String, reques
             insert_result(&state, row).await;
             let event = json!({"delegation_id": id, "error": message, "target_id": target});
             record_event(&state, "DELEGATION_FAILED", source, event).await;
+            push_to_inbox(&state, source, &id, Err(&message)).await;
         }
         Outcome::Queued => {
             set_status(&state, source, &id, "queued", "").await;
@@ -316,6 +352,7 @@ async fn execute(state: AppState, source: Uuid, target: Uuid, id: String, reques
             let event =
                 json!({"delegation_id": id, "response_preview": preview, "target_id": target});
             record_event(&state, "DELEGATION_COMPLETE", source, event).await;
+            push_to_inbox(&state, source, &id, Ok(&text)).await;
         }
     }
 }
@@ -623,12 +660,14 @@ pub async fn update(
             let event = json!({"delegation_id": id,
                                "response_preview": truncate_bytes(&body.response_preview, 200)});
             record_event(&state, "DELEGATION_COMPLETE", source, event).await;
+            push_to_inbox(&state, source, id, Ok(&body.response_preview)).await;
         }
         "failed" => {
             ledger(&state, id, "failed", &body.error, "").await;
             set_status(&state, source, id, "failed", &body.error).await;
             let event = json!({"delegation_id": id, "error": body.error});
             record_event(&state, "DELEGATION_FAILED", source, event).await;
+            push_to_inbox(&state, source, id, Err(&body.error)).await;
         }
         _ => {
             return Err(ApiError::BadRequest(

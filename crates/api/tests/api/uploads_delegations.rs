@@ -894,3 +894,79 @@ async fn push_mode_uploads_reach_the_agent_before_the_body_ends(db: PgPool) {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// The inbox rows `DELEGATION_RESULT_INBOX_PUSH=1` writes, as (summary, status, error, text).
+async fn inbox_results(db: &PgPool, source: Uuid) -> Vec<(String, String, Option<String>, Value)> {
+    sqlx::query_as(
+        "SELECT summary, status, error_detail, response_body FROM activity_logs
+         WHERE workspace_id = $1 AND activity_type = 'a2a_receive' AND method = 'delegate_result'
+           AND source_id = $1 AND target_id IS NULL
+         ORDER BY created_at, id",
+    )
+    .bind(source)
+    .fetch_all(db)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn delegation_results_reach_the_inbox_only_when_asked(db: PgPool) {
+    for push in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = api::ApiConfig {
+            delegation_result_inbox_push: push,
+            ..common::test_config(dir.path())
+        };
+        let app = common::app(common::test_state(db.clone(), config));
+        let source = workspace(&db, &format!("Lead {push}"), None, "poll").await;
+        let target = workspace(&db, &format!("Worker {push}"), None, "push").await;
+        for (id, update) in [
+            ("d-ok", json!({"status": "completed", "response_preview": "all done"})),
+            ("d-bad", json!({"status": "failed", "error": "target unreachable"})),
+            ("d-quiet", json!({"status": "failed"})),
+        ] {
+            let body = json!({"target_id": target, "task": "t", "delegation_id": id});
+            let record = format!("/workspaces/{source}/delegations/record");
+            let reply = common::send(&app, "POST", &record, Some(&body)).await;
+            assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text);
+            let path = format!("/workspaces/{source}/delegations/{id}/update");
+            let reply = common::send(&app, "POST", &path, Some(&update)).await;
+            assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        }
+        let rows = inbox_results(&db, source).await;
+        if !push {
+            assert!(rows.is_empty(), "off by default: {rows:?}");
+            continue;
+        }
+        let expected = vec![
+            (
+                "Delegation result delivered".to_string(),
+                "ok".to_string(),
+                None,
+                json!({"delegation_id": "d-ok", "text": "all done"}),
+            ),
+            (
+                "Delegation failed".to_string(),
+                "error".to_string(),
+                Some("target unreachable".to_string()),
+                json!({"delegation_id": "d-bad", "text": ""}),
+            ),
+            (
+                "Delegation failed".to_string(),
+                "error".to_string(),
+                None,
+                json!({"delegation_id": "d-quiet", "text": ""}),
+            ),
+        ];
+        assert_eq!(rows, expected);
+        // The poll-mode agent finds them in its inbox, through the activity cursor.
+        let inbox = common::send(
+            &app,
+            "GET",
+            &format!("/workspaces/{source}/activity?type=a2a_receive"),
+            None,
+        )
+        .await;
+        assert_eq!(inbox.json.as_array().map(Vec::len), Some(3), "{}", inbox.text);
+    }
+}
