@@ -274,7 +274,10 @@ async fn bare_sftp_reads(info: &SimInfo, count: usize) -> (Duration, Duration) {
         samples.push(elapsed);
         file.shutdown().await.unwrap();
     }
-    (median(samples), common::sftp_round_trip(sftp, FILE, count).await)
+    (
+        median(samples),
+        common::sftp_round_trip(sftp, FILE, count).await,
+    )
 }
 
 /// One `sftp -b` process (it spawns `ssh`) per read, each through a new presigned WebSocket, as

@@ -62,12 +62,11 @@ async fn run() {
         .fetch_one(&pool)
         .await
         .expect("a sum");
-    let delivered: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM workspace_schedules WHERE last_status = 'ok'",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("a count");
+    let delivered: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM workspace_schedules WHERE last_status = 'ok'")
+            .fetch_one(&pool)
+            .await
+            .expect("a count");
     println!(
         "{SCHEDULES} due schedules, 2 replicas polling every {POLL}: all fired in {} \
          (from the insert's commit to the last history row); history rows {fired}, runs {runs}, \

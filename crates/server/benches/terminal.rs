@@ -40,7 +40,9 @@ fn main() {
 async fn run() {
     let instances = instance_ids(1);
     let rig = PanelRig::start("aws", &instances).await;
-    let id = rig.attached_workspace("bench-terminal", &instances[0]).await;
+    let id = rig
+        .attached_workspace("bench-terminal", &instances[0])
+        .await;
     // The instance's connection is set up and pooled by a first panel load.
     load_panel(&rig.server, &id).await;
     let url = rig

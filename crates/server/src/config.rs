@@ -251,7 +251,12 @@ pub struct Config {
     /// `1`: a delegation's result is also written into the delegating workspace's inbox (its
     /// activity, as an `a2a_receive` row) for a poll-mode agent; any other value is off, as in the
     /// original.
-    #[arg(long, env = "DELEGATION_RESULT_INBOX_PUSH", default_value = "", global = true)]
+    #[arg(
+        long,
+        env = "DELEGATION_RESULT_INBOX_PUSH",
+        default_value = "",
+        global = true
+    )]
     pub delegation_result_inbox_push: String,
     /// Serve `GET /workspaces/{id}` from the in-process cache (`false`: always the database).
     #[arg(long, env = "WORKSPACE_CACHE", default_value = "true",

@@ -921,8 +921,14 @@ async fn delegation_results_reach_the_inbox_only_when_asked(db: PgPool) {
         let source = workspace(&db, &format!("Lead {push}"), None, "poll").await;
         let target = workspace(&db, &format!("Worker {push}"), None, "push").await;
         for (id, update) in [
-            ("d-ok", json!({"status": "completed", "response_preview": "all done"})),
-            ("d-bad", json!({"status": "failed", "error": "target unreachable"})),
+            (
+                "d-ok",
+                json!({"status": "completed", "response_preview": "all done"}),
+            ),
+            (
+                "d-bad",
+                json!({"status": "failed", "error": "target unreachable"}),
+            ),
             ("d-quiet", json!({"status": "failed"})),
         ] {
             let body = json!({"target_id": target, "task": "t", "delegation_id": id});
@@ -967,6 +973,11 @@ async fn delegation_results_reach_the_inbox_only_when_asked(db: PgPool) {
             None,
         )
         .await;
-        assert_eq!(inbox.json.as_array().map(Vec::len), Some(3), "{}", inbox.text);
+        assert_eq!(
+            inbox.json.as_array().map(Vec::len),
+            Some(3),
+            "{}",
+            inbox.text
+        );
     }
 }
