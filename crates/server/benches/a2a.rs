@@ -24,12 +24,9 @@ const CONNECTIONS: usize = 64;
 const CONVERSATIONS: usize = 1000;
 const SLOW_ANSWER: Duration = Duration::from_secs(2);
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(run());
+#[tokio::main]
+async fn main() {
+    run().await;
 }
 
 async fn run() {

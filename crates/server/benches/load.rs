@@ -28,12 +28,9 @@ const INSTANCES: usize = 20;
 /// (`BENCH_EIC_MAX_TUNNELS=16` shows that).
 const MAX_TUNNELS: &str = "20";
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(run());
+#[tokio::main]
+async fn main() {
+    run().await;
 }
 
 async fn run() {

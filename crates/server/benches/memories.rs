@@ -20,12 +20,9 @@ const VOCABULARY: i64 = 1_000;
 const CONNECTIONS: usize = 16;
 const REQUESTS_PER_CONNECTION: usize = 1_000;
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(run());
+#[tokio::main]
+async fn main() {
+    run().await;
 }
 
 async fn run() {

@@ -19,12 +19,9 @@ const USERS: usize = 20;
 const INSTANCES: usize = 5;
 const ROUNDS_PER_USER: usize = 5;
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(run());
+#[tokio::main]
+async fn main() {
+    run().await;
 }
 
 async fn run() {

@@ -20,12 +20,9 @@ const FILES: usize = 200;
 const TOTAL_BYTES: usize = 2 * 1024 * 1024;
 const WARM_RUNS: usize = 10;
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(run());
+#[tokio::main]
+async fn main() {
+    run().await;
 }
 
 /// A registry with one plugin of `FILES` files over 10 folders, `TOTAL_BYTES` in all.

@@ -28,12 +28,9 @@ const CONCURRENT_CP_DELAY_MS: u64 = 100;
 const CONCURRENCY: usize = 16;
 const PROXY_RUNS: usize = 1000;
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(run());
+#[tokio::main]
+async fn main() {
+    run().await;
 }
 
 async fn run() {

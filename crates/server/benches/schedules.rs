@@ -18,12 +18,9 @@ const SCHEDULES: i64 = 1_000;
 const POLL: &str = "100ms";
 const HISTORY: &str = "SELECT count(*) FROM activity_logs WHERE activity_type = 'cron_run'";
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(run());
+#[tokio::main]
+async fn main() {
+    run().await;
 }
 
 async fn run() {

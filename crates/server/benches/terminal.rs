@@ -29,12 +29,9 @@ const KEYSTROKES: usize = 200;
 /// Nothing here should take longer; a stuck shell fails the run instead of hanging it.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(run());
+#[tokio::main]
+async fn main() {
+    run().await;
 }
 
 async fn run() {
