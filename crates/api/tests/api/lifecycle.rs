@@ -413,6 +413,15 @@ async fn a_workspace_deleted_mid_provision_leaves_no_instance(db: PgPool) {
     *fake.provision_delay.lock().unwrap() = Duration::from_millis(300);
     let (app, state, _dir) = router(&db, Some(&fake)).await;
     let id = create(&app, json!({"name": "w"})).await;
+    // Mid-provision: the control plane has the request and has not answered yet.
+    let in_flight = async {
+        while fake.in_flight.lock().unwrap().0 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("the provision reaches the control plane");
     let reply = send(&app, "DELETE", &format!("/workspaces/{id}"), None).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     state.provisioning.drain(Duration::from_secs(10)).await;
