@@ -381,7 +381,7 @@ async fn call(
             || (status == StatusCode::SERVICE_UNAVAILABLE && restarting);
         (message, retry)
     };
-    let found = store::messaging::proxy_target(&state.db, target)
+    let found = super::proxy::cached_target(state, target)
         .await
         .context("lookup failed")
         .and_then(|t| t.ok_or_else(ApiError::workspace_not_found));

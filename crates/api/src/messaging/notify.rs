@@ -65,7 +65,7 @@ pub async fn notify(
         let message = format!("attachment[{index}]: uri and name are required");
         return Err(ApiError::BadRequest(message));
     }
-    let target = store::messaging::proxy_target(&state.db, workspace_id)
+    let target = super::proxy::cached_target(&state, workspace_id)
         .await
         .context("internal error")?
         .ok_or_else(ApiError::workspace_not_found)?;

@@ -42,7 +42,7 @@ async fn dispatch(
     workspace_id: Uuid,
     item: &store::messaging::ClaimedItem,
 ) -> Result<(), String> {
-    let target = store::messaging::proxy_target(&state.db, workspace_id)
+    let target = super::proxy::cached_target(state, workspace_id)
         .await
         .map_err(|e| e.to_string())?
         .ok_or("workspace not found")?;

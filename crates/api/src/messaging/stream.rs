@@ -41,7 +41,7 @@ pub async fn stream(
     State(state): State<AppState>,
     WorkspaceId(workspace_id): WorkspaceId,
 ) -> ApiResult<Response> {
-    store::messaging::proxy_target(&state.db, workspace_id)
+    super::proxy::cached_target(&state, workspace_id)
         .await
         .context("failed to verify workspace")?
         .ok_or_else(ApiError::workspace_not_found)?;

@@ -248,7 +248,7 @@ struct ForwardTarget {
 }
 
 async fn forward_target(state: &AppState, id: Uuid, action: &str) -> ApiResult<ForwardTarget> {
-    let target = store::messaging::proxy_target(&state.db, id)
+    let target = super::proxy::cached_target(state, id)
         .await
         .map_err(|_| ApiError::workspace_not_found())?
         .ok_or_else(ApiError::workspace_not_found)?;
