@@ -29,6 +29,55 @@ pub struct NewDelegationRow<'a> {
     pub idempotency_key: Option<&'a str>,
 }
 
+impl<'a> NewDelegationRow<'a> {
+    /// The source's `delegate` row: the task it sent to `target`.
+    pub fn delegate(
+        source: Uuid,
+        target: Uuid,
+        summary: &'a str,
+        request: &'a serde_json::Value,
+        status: &'a str,
+        idempotency_key: Option<&'a str>,
+    ) -> Self {
+        Self {
+            workspace_id: source,
+            method: "delegate",
+            source_id: Some(source),
+            target_id: Some(target),
+            summary,
+            request_body: Some(request),
+            response_body: None,
+            status,
+            error_detail: None,
+            idempotency_key,
+        }
+    }
+
+    /// A `delegate_result` row on the source: how a delegation ended (`target` is `None` when an
+    /// agent reported it, as in the original).
+    pub fn result(
+        source: Uuid,
+        target: Option<Uuid>,
+        summary: &'a str,
+        response: Option<&'a serde_json::Value>,
+        status: &'a str,
+        error_detail: Option<&'a str>,
+    ) -> Self {
+        Self {
+            workspace_id: source,
+            method: "delegate_result",
+            source_id: Some(source),
+            target_id: target,
+            summary,
+            request_body: None,
+            response_body: response,
+            status,
+            error_detail,
+            idempotency_key: None,
+        }
+    }
+}
+
 /// Inserts a delegation row (`activity_type` `delegation`), without any event.
 pub async fn insert_row(
     executor: impl PgExecutor<'_>,

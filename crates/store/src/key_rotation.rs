@@ -56,12 +56,24 @@ impl From<sqlx::Error> for RotationError {
     }
 }
 
-/// One stored value, whichever table it is in.
+/// One stored secret, of either table.
 struct Stored {
+    /// In `global_secrets`, else in `workspace_secrets`.
+    global: bool,
     id: Uuid,
     key: String,
     value: Vec<u8>,
     version: i32,
+}
+
+impl Stored {
+    fn table(&self) -> &'static str {
+        if self.global {
+            "global_secrets"
+        } else {
+            "workspace_secrets"
+        }
+    }
 }
 
 /// Re-encrypts every secret under `new` in one transaction, reading the rows that are not
@@ -85,45 +97,39 @@ pub async fn rotate(
 
     let rows = sqlx::query_as!(
         Stored,
-        r#"SELECT id, key, encrypted_value AS value, encryption_version AS version
-           FROM workspace_secrets ORDER BY id"#
+        r#"SELECT false AS "global!", id AS "id!", key AS "key!",
+                  encrypted_value AS "value!", encryption_version AS "version!"
+           FROM workspace_secrets
+           UNION ALL
+           SELECT true, id, key, encrypted_value, encryption_version FROM global_secrets
+           ORDER BY 1, 2"#
     )
     .fetch_all(&mut *tx)
     .await?;
+    let (mut globals, mut ids, mut values) = (Vec::new(), Vec::new(), Vec::new());
     for row in rows {
-        if let Some(value) = rewrap("workspace_secrets", &row, old, new, &mut report)? {
-            sqlx::query!(
-                "UPDATE workspace_secrets SET encrypted_value = $2, encryption_version = $3
-                 WHERE id = $1",
-                row.id,
-                value,
-                VERSION_AES_GCM
-            )
-            .execute(&mut *tx)
-            .await?;
+        if let Some(value) = rewrap(&row, old, new, &mut report)? {
+            globals.push(row.global);
+            ids.push(row.id);
+            values.push(value);
         }
     }
-
-    let rows = sqlx::query_as!(
-        Stored,
-        r#"SELECT id, key, encrypted_value AS value, encryption_version AS version
-           FROM global_secrets ORDER BY id"#
+    sqlx::query!(
+        r#"WITH rewrapped (global, id, value) AS (
+             SELECT * FROM UNNEST($1::bool[], $2::uuid[], $3::bytea[])
+           ), workspace_rows AS (
+             UPDATE workspace_secrets s SET encrypted_value = r.value, encryption_version = $4
+             FROM rewrapped r WHERE NOT r.global AND s.id = r.id
+           )
+           UPDATE global_secrets s SET encrypted_value = r.value, encryption_version = $4
+           FROM rewrapped r WHERE r.global AND s.id = r.id"#,
+        &globals,
+        &ids,
+        &values,
+        VERSION_AES_GCM
     )
-    .fetch_all(&mut *tx)
+    .execute(&mut *tx)
     .await?;
-    for row in rows {
-        if let Some(value) = rewrap("global_secrets", &row, old, new, &mut report)? {
-            sqlx::query!(
-                "UPDATE global_secrets SET encrypted_value = $2, encryption_version = $3
-                 WHERE id = $1",
-                row.id,
-                value,
-                VERSION_AES_GCM
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
-    }
 
     rotate_inbound_secrets(&mut tx, old, new, &mut report).await?;
     tx.commit().await?;
@@ -176,7 +182,6 @@ async fn rotate_inbound_secrets(
 
 /// The row's value under the new key, or `None` when it already is.
 fn rewrap(
-    table: &'static str,
     row: &Stored,
     old: &Crypto,
     new: &Crypto,
@@ -195,7 +200,7 @@ fn rewrap(
             let plaintext =
                 old.decrypt(&row.value, row.version)
                     .map_err(|_| RotationError::Unreadable {
-                        table,
+                        table: row.table(),
                         id: row.id,
                         key: row.key.clone(),
                     })?;
@@ -204,7 +209,7 @@ fn rewrap(
         }
         version => {
             return Err(RotationError::UnknownVersion {
-                table,
+                table: row.table(),
                 id: row.id,
                 key: row.key.clone(),
                 version,

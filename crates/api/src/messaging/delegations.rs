@@ -133,18 +133,7 @@ pub async fn delegate(
     let delegation_id = Uuid::new_v4().to_string();
     let request = json!({"delegation_id": delegation_id, "task": body.task});
     let summary = format!("Delegating to {target}");
-    let row = NewDelegationRow {
-        workspace_id: source,
-        method: "delegate",
-        source_id: Some(source),
-        target_id: Some(target),
-        summary: &summary,
-        request_body: Some(&request),
-        response_body: None,
-        status: "pending",
-        error_detail: None,
-        idempotency_key: key,
-    };
+    let row = NewDelegationRow::delegate(source, target, &summary, &request, "pending", key);
     let mut warning = None;
     if let Err(error) = store::delegations::insert_row(&state.db, &row).await {
         // A concurrent request with the same key won the race: answer with its delegation.
@@ -294,18 +283,14 @@ async fn execute(state: AppState, source: Uuid, target: Uuid, id: String, reques
         Outcome::Failed(message) => {
             set_status(&state, source, &id, "failed", &message).await;
             ledger(&state, &id, "failed", &message, "").await;
-            let row = NewDelegationRow {
-                workspace_id: source,
-                method: "delegate_result",
-                source_id: Some(source),
-                target_id: Some(target),
-                summary: "Delegation failed",
-                request_body: None,
-                response_body: None,
-                status: "failed",
-                error_detail: Some(&message),
-                idempotency_key: None,
-            };
+            let row = NewDelegationRow::result(
+                source,
+                Some(target),
+                "Delegation failed",
+                None,
+                "failed",
+                Some(&message),
+            );
             insert_result(&state, row).await;
             let event = json!({"delegation_id": id, "error": message, "target_id": target});
             record_event(&state, "DELEGATION_FAILED", source, event).await;
@@ -314,18 +299,14 @@ async fn execute(state: AppState, source: Uuid, target: Uuid, id: String, reques
         Outcome::Queued => {
             set_status(&state, source, &id, "queued", "").await;
             let response = json!({"delegation_id": id, "queued": true});
-            let row = NewDelegationRow {
-                workspace_id: source,
-                method: "delegate_result",
-                source_id: Some(source),
-                target_id: Some(target),
-                summary: "Delegation queued — target at capacity",
-                request_body: None,
-                response_body: Some(&response),
-                status: "queued",
-                error_detail: None,
-                idempotency_key: None,
-            };
+            let row = NewDelegationRow::result(
+                source,
+                Some(target),
+                "Delegation queued — target at capacity",
+                Some(&response),
+                "queued",
+                None,
+            );
             insert_result(&state, row).await;
             let event = json!({"delegation_id": id, "status": "queued", "target_id": target});
             record_event(&state, "DELEGATION_STATUS", source, event).await;
@@ -333,18 +314,14 @@ async fn execute(state: AppState, source: Uuid, target: Uuid, id: String, reques
         Outcome::Answered(text) => {
             let summary = format!("Delegation completed ({})", truncate_bytes(&text, 80));
             let response = json!({"delegation_id": id, "text": text});
-            let row = NewDelegationRow {
-                workspace_id: source,
-                method: "delegate_result",
-                source_id: Some(source),
-                target_id: Some(target),
-                summary: &summary,
-                request_body: None,
-                response_body: Some(&response),
-                status: "completed",
-                error_detail: None,
-                idempotency_key: None,
-            };
+            let row = NewDelegationRow::result(
+                source,
+                Some(target),
+                &summary,
+                Some(&response),
+                "completed",
+                None,
+            );
             insert_result(&state, row).await;
             let preview = truncate_bytes(&text, 200);
             ledger(&state, &id, "completed", "", &preview).await;
@@ -551,18 +528,7 @@ pub async fn record(
     let target = target_uuid(&body.target_id)?;
     let request = json!({"delegation_id": body.delegation_id, "task": body.task});
     let summary = format!("Delegating to {target}");
-    let row = NewDelegationRow {
-        workspace_id: source,
-        method: "delegate",
-        source_id: Some(source),
-        target_id: Some(target),
-        summary: &summary,
-        request_body: Some(&request),
-        response_body: None,
-        status: "dispatched",
-        error_detail: None,
-        idempotency_key: None,
-    };
+    let row = NewDelegationRow::delegate(source, target, &summary, &request, "dispatched", None);
     store::delegations::insert_row(&state.db, &row)
         .await
         .context("failed to record delegation")?;
@@ -642,18 +608,14 @@ pub async fn update(
                 truncate_bytes(&body.response_preview, 80)
             );
             let response = json!({"delegation_id": id, "text": body.response_preview});
-            let row = NewDelegationRow {
-                workspace_id: source,
-                method: "delegate_result",
-                source_id: Some(source),
-                target_id: None,
-                summary: &summary,
-                request_body: None,
-                response_body: Some(&response),
-                status: "completed",
-                error_detail: None,
-                idempotency_key: None,
-            };
+            let row = NewDelegationRow::result(
+                source,
+                None,
+                &summary,
+                Some(&response),
+                "completed",
+                None,
+            );
             store::delegations::insert_row(&state.db, &row)
                 .await
                 .context("failed to record delegation")?;
