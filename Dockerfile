@@ -15,6 +15,9 @@ ARG RUST_VERSION=1.95.0
 FROM rust:${RUST_VERSION}-slim-bookworm AS chef
 ARG RUST_VERSION
 ENV RUSTUP_TOOLCHAIN=${RUST_VERSION}
+# The image has gcc but not make, which building jemalloc (the server's allocator) needs.
+RUN apt-get update && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 # Pinned: the recipe format and the cook step are cargo-chef's; a new release is a reviewed bump.
 ARG CARGO_CHEF_VERSION=0.1.78
 RUN cargo install cargo-chef --locked --version "=${CARGO_CHEF_VERSION}"

@@ -4,8 +4,9 @@
 //! [`CHANNEL`], and the events hub's listener relays it here ([`WorkspaceCache::invalidate_announced`]).
 //! The cache is used only while that listener is connected: a lost connection may have lost
 //! announcements, so the cache is emptied and bypassed until the next `LISTEN`. A read fills the
-//! cache only if nothing was invalidated since before its query ([`FillTicket`]), so a body read
-//! before a change can never land after that change's invalidation. Writes through this process
+//! cache only if its workspace was not invalidated (nor the whole cache cleared) since before its
+//! query ([`FillTicket`]), so a body read before a change can never land after that change's
+//! invalidation, while other workspaces' changes (every agent's heartbeat) refuse nothing. Writes through this process
 //! invalidate at once ([`invalidate_after_write`]), so a client reads its own writes.
 //!
 //! The A2A proxy's view of its target ([`store::messaging::ProxyTarget`], read from `workspaces`
@@ -35,14 +36,19 @@ const CAPACITY: usize = 10_000;
 #[derive(Clone, Default)]
 pub struct WorkspaceCache(Arc<Mutex<Entries>>);
 
-/// Everything under one lock, so a fill's check of the generation and its insert cannot interleave
-/// with an invalidation. The lock is never held across an `.await`.
+/// Everything under one lock, so a fill's check of the generations and its insert cannot
+/// interleave with an invalidation. The lock is never held across an `.await`.
 #[derive(Default)]
 struct Entries {
     bodies: HashMap<Uuid, Bytes>,
     targets: HashMap<Uuid, ProxyTarget>,
     /// Bumped by every invalidation, clear and listener transition.
     generation: u64,
+    /// The generation of each workspace's latest invalidation. Bounded: when it outgrows
+    /// [`CAPACITY`] it is forgotten and counted as a clear (refusing every older fill).
+    invalidated_at: HashMap<Uuid, u64>,
+    /// The generation of the latest clear or listener transition.
+    cleared_at: u64,
     /// Whether the listener is connected and listening on [`CHANNEL`].
     listening: bool,
 }
@@ -55,8 +61,8 @@ pub enum Lookup {
     Miss(FillTicket),
 }
 
-/// Taken before the database read: the fill is refused if anything was invalidated since, or if
-/// the cache was bypassed when it was taken.
+/// Taken before the database read: the fill is refused if its workspace was invalidated or the
+/// cache cleared since, or if the cache was bypassed when it was taken.
 #[derive(Debug)]
 #[must_use]
 pub struct FillTicket {
@@ -97,7 +103,7 @@ impl WorkspaceCache {
     /// Stores the 200 body of `id` read with `ticket`, unless it may be stale by now.
     pub fn fill(&self, ticket: FillTicket, id: Uuid, body: Bytes) {
         let mut entries = self.entries();
-        if !entries.listening || ticket.generation != Some(entries.generation) {
+        if !entries.admits(&ticket, id) {
             return;
         }
         if entries.bodies.len() >= CAPACITY && !entries.bodies.contains_key(&id) {
@@ -120,7 +126,7 @@ impl WorkspaceCache {
     /// Stores the target `id` read with `ticket`, unless it may be stale by now.
     pub fn fill_target(&self, ticket: FillTicket, id: Uuid, target: ProxyTarget) {
         let mut entries = self.entries();
-        if !entries.listening || ticket.generation != Some(entries.generation) {
+        if !entries.admits(&ticket, id) {
             return;
         }
         if entries.targets.len() >= CAPACITY && !entries.targets.contains_key(&id) {
@@ -133,16 +139,19 @@ impl WorkspaceCache {
     pub fn invalidate(&self, id: Uuid) {
         let mut entries = self.entries();
         entries.generation += 1;
+        let generation = entries.generation;
         entries.bodies.remove(&id);
         entries.targets.remove(&id);
+        if entries.invalidated_at.len() >= CAPACITY && !entries.invalidated_at.contains_key(&id) {
+            entries.invalidated_at.clear();
+            entries.cleared_at = generation;
+        }
+        entries.invalidated_at.insert(id, generation);
     }
 
     /// Drops every body and target and refuses the fills of reads in flight.
     pub fn clear(&self) {
-        let mut entries = self.entries();
-        entries.generation += 1;
-        entries.bodies.clear();
-        entries.targets.clear();
+        self.entries().clear();
     }
 
     /// Applies one notification of [`CHANNEL`]: a workspace id, or anything else (a TRUNCATE's
@@ -170,9 +179,7 @@ impl WorkspaceCache {
     fn set_listening(&self, listening: bool) {
         let mut entries = self.entries();
         entries.listening = listening;
-        entries.generation += 1;
-        entries.bodies.clear();
-        entries.targets.clear();
+        entries.clear();
     }
 
     fn entries(&self) -> MutexGuard<'_, Entries> {
@@ -181,6 +188,26 @@ impl WorkspaceCache {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Entries {
+    fn clear(&mut self) {
+        self.generation += 1;
+        self.cleared_at = self.generation;
+        self.invalidated_at.clear();
+        self.bodies.clear();
+        self.targets.clear();
+    }
+
+    /// Whether a read of `id` made with `ticket` may still be stored: the cache is in use, was in
+    /// use when the ticket was taken, and neither `id` nor everything was invalidated since.
+    fn admits(&self, ticket: &FillTicket, id: Uuid) -> bool {
+        let Some(taken_at) = ticket.generation.filter(|_| self.listening) else {
+            return false;
+        };
+        let invalidated_at = self.invalidated_at.get(&id).copied().unwrap_or(0);
+        taken_at >= self.cleared_at && taken_at >= invalidated_at
     }
 }
 
@@ -329,9 +356,28 @@ mod tests {
         let Lookup::Miss(ticket) = cache.lookup(id) else {
             panic!("expected a miss")
         };
-        cache.invalidate(other); // any invalidation: the read may have seen a changed row
+        cache.invalidate(id);
         cache.fill(ticket, id, Bytes::from_static(b"stale"));
         assert_eq!(hit(&cache, id), None);
+
+        let Lookup::Miss(ticket) = cache.lookup(id) else {
+            panic!("expected a miss")
+        };
+        cache.invalidate(other);
+        cache.fill(ticket, id, Bytes::from_static(b"fresh"));
+        assert_eq!(
+            hit(&cache, id).as_deref(),
+            Some(&b"fresh"[..]),
+            "another workspace's change refuses nothing"
+        );
+        cache.invalidate(id);
+
+        let Lookup::Miss(ticket) = cache.lookup(id) else {
+            panic!("expected a miss")
+        };
+        cache.clear();
+        cache.fill(ticket, id, Bytes::from_static(b"stale"));
+        assert_eq!(hit(&cache, id), None, "a clear refuses older fills");
 
         let Lookup::Miss(ticket) = cache.lookup(id) else {
             panic!("expected a miss")
@@ -388,7 +434,7 @@ mod tests {
         assert!(cache.lookup_target(id).is_err());
 
         let ticket = cache.lookup_target(id).unwrap_err();
-        cache.invalidate(Uuid::new_v4());
+        cache.invalidate(id);
         cache.fill_target(ticket, id, target);
         assert!(
             cache.lookup_target(id).is_err(),
@@ -404,6 +450,22 @@ mod tests {
             fill(&cache, Uuid::new_v4(), "x");
         }
         assert!(cache.entries().bodies.len() <= CAPACITY);
+
+        let id = Uuid::new_v4();
+        let Lookup::Miss(ticket) = cache.lookup(id) else {
+            panic!("expected a miss")
+        };
+        cache.invalidate(id);
+        for _ in 0..=CAPACITY {
+            cache.invalidate(Uuid::new_v4());
+        }
+        assert!(cache.entries().invalidated_at.len() <= CAPACITY);
+        cache.fill(ticket, id, Bytes::from_static(b"stale"));
+        assert_eq!(
+            hit(&cache, id),
+            None,
+            "a forgotten invalidation still refuses"
+        );
     }
 
     #[test]

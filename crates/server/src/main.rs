@@ -13,6 +13,11 @@ use clap::Parser;
 
 use crate::config::{Cli, Command, Config};
 
+// Every request allocates (headers, futures, JSON) on the runtime's threads; glibc's malloc spent
+// about a tenth of the server's CPU under load, jemalloc much less (`docs/performance.md`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// The git sha baked in by `build.rs` (`dev` when unknown).
 pub const GIT_SHA: &str = env!("WORKSPACE_SERVER_GIT_SHA");
 
