@@ -326,14 +326,38 @@ fn describe_endpoints(sim: &Sim, form: &Form) -> Response {
             &format!("The instance connect endpoint ID '{unknown}' does not exist"),
         );
     }
+    // `NextToken` names the page (`page-N`, from 1); the endpoint is on the last one.
+    let pages = sim.faults().endpoint_pages.max(1);
+    let page = match form.get("NextToken") {
+        None => 1,
+        Some(token) => match token
+            .strip_prefix("page-")
+            .and_then(|n| n.parse::<u32>().ok())
+        {
+            Some(n) if (2..=pages).contains(&n) => n,
+            _ => {
+                return ec2_error(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidNextToken",
+                    &format!("The token '{token}' is invalid"),
+                );
+            }
+        },
+    };
+    let next_token = if page < pages {
+        format!("<nextToken>page-{}</nextToken>", page + 1)
+    } else {
+        String::new()
+    };
     let state = "create-complete";
-    let matches = form.filters().iter().all(|(name, values)| match *name {
-        "vpc-id" => values.contains(&eic_sim::VPC_ID),
-        "subnet-id" => values.contains(&eic_sim::SUBNET_ID),
-        "state" => values.contains(&state),
-        "instance-connect-endpoint-id" => values.contains(&eic_sim::ENDPOINT_ID),
-        _ => true,
-    });
+    let matches = page == pages
+        && form.filters().iter().all(|(name, values)| match *name {
+            "vpc-id" => values.contains(&eic_sim::VPC_ID),
+            "subnet-id" => values.contains(&eic_sim::SUBNET_ID),
+            "state" => values.contains(&state),
+            "instance-connect-endpoint-id" => values.contains(&eic_sim::ENDPOINT_ID),
+            _ => true,
+        });
     let item = if matches {
         format!(
             "<item><ownerId>{ACCOUNT_ID}</ownerId><instanceConnectEndpointId>{id}</instanceConnectEndpointId>\
@@ -355,7 +379,7 @@ fn describe_endpoints(sim: &Sim, form: &Form) -> Response {
     };
     xml_ok(&format!(
         "<DescribeInstanceConnectEndpointsResponse xmlns=\"{EC2_NAMESPACE}\"><requestId>{}</requestId>\
-         <instanceConnectEndpointSet>{item}</instanceConnectEndpointSet></DescribeInstanceConnectEndpointsResponse>",
+         <instanceConnectEndpointSet>{item}</instanceConnectEndpointSet>{next_token}</DescribeInstanceConnectEndpointsResponse>",
         uuid::Uuid::new_v4()
     ))
 }

@@ -139,6 +139,7 @@ impl Profile {
                 key_ttl_ms,
                 // An EC2 Query API call from inside the region: about 100 ms.
                 describe_delay_ms,
+                endpoint_pages: 1,
             },
         }
     }

@@ -70,6 +70,11 @@ pub struct Faults {
     /// Delay every `DescribeInstances` and `DescribeInstanceConnectEndpoints` answer.
     #[serde(default)]
     pub describe_delay_ms: u64,
+    /// Split the `DescribeInstanceConnectEndpoints` listing over this many pages, the endpoint on
+    /// the last and a `nextToken` on every other (as EC2 may answer: a page can be empty); 0 and
+    /// 1 both mean one page.
+    #[serde(default)]
+    pub endpoint_pages: u32,
 }
 
 /// A partial update of [`Faults`] (`POST /_sim/faults`); absent fields keep their value.
@@ -87,6 +92,8 @@ pub struct FaultsPatch {
     pub key_ttl_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub describe_delay_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint_pages: Option<u32>,
 }
 
 impl Faults {
@@ -108,6 +115,9 @@ impl Faults {
         }
         if let Some(v) = patch.describe_delay_ms {
             self.describe_delay_ms = v;
+        }
+        if let Some(v) = patch.endpoint_pages {
+            self.endpoint_pages = v;
         }
     }
 }

@@ -52,6 +52,30 @@ async fn without_configuration_the_instance_is_discovered() {
     pool.close().await;
 }
 
+/// EC2 may split the endpoint listing over pages, some of them empty: discovery follows
+/// `NextToken` to the endpoint on the last page.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_endpoint_listing_is_followed_across_pages() {
+    let sim = support::sim();
+    sim.control()
+        .set_faults(eic_sim::FaultsPatch {
+            endpoint_pages: Some(3),
+            ..eic_sim::FaultsPatch::default()
+        })
+        .await
+        .unwrap();
+    let pool = EicPool::new(support::config(sim.info())).await.unwrap();
+    pool.write_file(INSTANCE, "/configs/paged", b"third page")
+        .await
+        .unwrap();
+    let status = sim.control().status().await.unwrap();
+    assert_eq!(
+        status.describe_calls, 4,
+        "three pages of endpoints and one instance: {status:?}"
+    );
+    pool.close().await;
+}
+
 /// The two `Describe` calls run at once (the endpoint lookup needs no answer of the instance's),
 /// and their result is cached per instance: with each call charged 400 ms and nothing else
 /// delayed, a cold setup pays one call's delay, not two, and the next setup none.
