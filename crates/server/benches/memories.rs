@@ -59,41 +59,23 @@ async fn run() {
         .expect("analyzed");
     println!("seeded {MEMORIES} memories in {}", ms(started.elapsed()));
 
-    // The statement of `store::memories::search` for a full-text query without a scope
-    // (`search_full_text`), with the values the route binds, planned as the server's prepared
-    // statement ends up planned: generically, without the values.
+    // The statement the route runs for a full-text query without a scope, with the values it
+    // binds, planned as the server's prepared statement ends up planned: generically.
     let mut connection = pool.acquire().await.expect("a connection");
     sqlx::query("SET plan_cache_mode = force_generic_plan")
         .execute(&mut *connection)
         .await
         .expect("generic plans");
-    let plan: Vec<String> = sqlx::query_scalar(
-        "EXPLAIN ANALYZE
-         SELECT m.id, m.workspace_id, m.content, m.scope, m.namespace, m.created_at
-         FROM plainto_tsquery('english', $4) AS q (words)
-         JOIN agent_memories m ON m.content_tsv @@ q.words
-         WHERE CASE $2::text
-                 WHEN 'LOCAL' THEN m.workspace_id = $1 AND m.scope = 'LOCAL'
-                 WHEN 'TEAM' THEN m.scope = 'TEAM' AND m.workspace_id IN (
-                                    SELECT w.id FROM workspaces w, workspaces caller
-                                    WHERE caller.id = $1 AND w.status <> 'removed'
-                                      AND COALESCE(caller.parent_id, caller.id)
-                                          IN (w.parent_id, w.id))
-                 WHEN 'GLOBAL' THEN m.scope = 'GLOBAL'
-                 ELSE m.workspace_id = $1
-               END
-           AND ($3::text IS NULL OR m.namespace = $3)
-         ORDER BY ts_rank(m.content_tsv, q.words) DESC, m.created_at DESC
-         LIMIT $5",
-    )
-    .bind(uuid::Uuid::parse_str(&id).expect("a uuid"))
-    .bind("")
-    .bind(None::<String>)
-    .bind("w42")
-    .bind(50_i64)
-    .fetch_all(&mut *connection)
-    .await
-    .expect("a plan");
+    let explain = format!("EXPLAIN ANALYZE {}", store::memories::SEARCH_FULL_TEXT_SQL);
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
+        .bind(uuid::Uuid::parse_str(&id).expect("a uuid"))
+        .bind("")
+        .bind(None::<String>)
+        .bind("w42")
+        .bind(50_i64)
+        .fetch_all(&mut *connection)
+        .await
+        .expect("a plan");
     drop(connection);
     println!("EXPLAIN ANALYZE of a search for one word (generic plan):");
     for line in plan {
