@@ -6,8 +6,9 @@
 //! announcements, so the cache is emptied and bypassed until the next `LISTEN`. A read fills the
 //! cache only if its workspace was not invalidated (nor the whole cache cleared) since before its
 //! query ([`FillTicket`]), so a body read before a change can never land after that change's
-//! invalidation, while other workspaces' changes (every agent's heartbeat) refuse nothing. Writes through this process
-//! invalidate at once ([`invalidate_after_write`]), so a client reads its own writes.
+//! invalidation, while other workspaces' changes (every agent's heartbeat) refuse nothing. Writes
+//! through this process invalidate at once ([`invalidate_after_write`]), so a client reads its
+//! own writes.
 //!
 //! The A2A proxy's view of its target ([`store::messaging::ProxyTarget`], read from `workspaces`
 //! only) is kept here too, under the same rules ([`WorkspaceCache::lookup_target`]).
@@ -95,9 +96,7 @@ impl WorkspaceCache {
             return Lookup::Hit(body.clone());
         }
         metrics::counter!(MISSES_TOTAL).increment(1);
-        Lookup::Miss(FillTicket {
-            generation: entries.listening.then_some(entries.generation),
-        })
+        Lookup::Miss(entries.ticket())
     }
 
     /// Stores the 200 body of `id` read with `ticket`, unless it may be stale by now.
@@ -117,9 +116,7 @@ impl WorkspaceCache {
         let entries = self.entries();
         match entries.targets.get(&id).filter(|_| entries.listening) {
             Some(target) => Ok(target.clone()),
-            None => Err(FillTicket {
-                generation: entries.listening.then_some(entries.generation),
-            }),
+            None => Err(entries.ticket()),
         }
     }
 
@@ -192,6 +189,13 @@ impl WorkspaceCache {
 }
 
 impl Entries {
+    /// A ticket for a read starting now (an unusable one while the cache is bypassed).
+    fn ticket(&self) -> FillTicket {
+        FillTicket {
+            generation: self.listening.then_some(self.generation),
+        }
+    }
+
     fn clear(&mut self) {
         self.generation += 1;
         self.cleared_at = self.generation;
