@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use sqlx::PgPool;
+use store::Db;
 
 use crate::ApiConfig;
 use crate::liveness::{Liveness, SchemaStatus};
@@ -28,7 +28,7 @@ impl std::ops::Deref for AppState {
 /// The handles behind [`AppState`].
 #[derive(Debug)]
 pub struct Services {
-    pub db: PgPool,
+    pub db: Db,
     pub config: Arc<ApiConfig>,
     pub metrics: PrometheusHandle,
     /// Last tick of each background loop (`GET /admin/liveness`).

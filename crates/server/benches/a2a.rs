@@ -2,7 +2,9 @@
 //!
 //! 1. Overhead: 64 concurrent connections sending `message/send` for `BENCH_SECONDS` (default 10)
 //!    to an agent that answers at once, first directly, then through `POST /workspaces/{id}/a2a`.
-//!    Prints requests/s, p50 and p99 of each, and the p50 difference and throughput ratio.
+//!    Prints requests/s, p50 and p99 of each, and the p50 difference and throughput ratio. Between
+//!    them, a bare HTTP hop in this process (the body forwarded, the answer handed back, nothing
+//!    else) shows what any proxy on the same 2 cores pays before doing its own work.
 //! 2. 1,000 concurrent conversations with an agent that answers after 2 s: completed, errors, wall
 //!    time, and the server's peak RSS (VmRSS sampled every 50 ms).
 //!
@@ -46,15 +48,24 @@ async fn run() {
     let slow_id = harness::agent::registered_workspace(&server, "slow", &slow).await;
 
     let length = Duration::from_secs(seconds);
+    let forwarder = harness::agent::start_forwarder(&fast).await;
     let direct = load(&format!("{fast}/"), length).await;
+    let forwarded = load(&format!("{forwarder}/"), length).await;
     let proxied = load(&server.url(&format!("/workspaces/{fast_id}/a2a")), length).await;
     println!("overhead, {CONNECTIONS} connections, {seconds} s each, agent answers at once:");
     direct.print("direct to the agent");
+    forwarded.print("through a bare hop");
     proxied.print("through the proxy");
     println!(
         "  p50 overhead {:.2} ms; proxy throughput {:.0}% of direct",
         proxied.p50_ms() - direct.p50_ms(),
         100.0 * proxied.per_second() / direct.per_second()
+    );
+    println!(
+        "  the bare hop (this process, forwarding only): p50 overhead {:.2} ms, {:.0}% of direct; the proxy does {:.0}% of its throughput",
+        forwarded.p50_ms() - direct.p50_ms(),
+        100.0 * forwarded.per_second() / direct.per_second(),
+        100.0 * proxied.per_second() / forwarded.per_second()
     );
     conversations(&server, &slow_id).await;
 }

@@ -8,7 +8,7 @@ use api::liveness::SchemaStatus;
 use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection, PgPool};
-use store::StoreError;
+use store::{Db, StoreError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -21,10 +21,11 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bound of closing the pool at shutdown.
 const POOL_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The pool and, when it is ours, the built-in cluster behind it (stopped after the pool closes).
+/// The database handle and, when it is ours, the built-in cluster behind it (stopped after the
+/// handle closes).
 #[derive(Debug)]
 pub struct Database {
-    pub pool: PgPool,
+    pub pool: Db,
     pub embedded: Option<EmbeddedPostgres>,
 }
 
@@ -53,14 +54,22 @@ impl Database {
         // PostgreSQL's NOTICEs (`trigger … does not exist, skipping` from idempotent migrations)
         // would reach the log at info through sqlx: only warnings and errors are sent.
         let options = options.options([("client_min_messages", "warning")]);
+        // `DB_MAX_CONNECTIONS` bounds both: a quarter for transactions (sqlx's pool), the rest
+        // for single statements (the lane, which skips the pool's per-statement ping).
+        let transaction_connections = (config.db_max_connections / 4).max(1);
+        let statement_connections = config
+            .db_max_connections
+            .saturating_sub(transaction_connections)
+            .max(1);
         let pool = PgPoolOptions::new()
-            .max_connections(config.db_max_connections)
+            .max_connections(transaction_connections)
             .acquire_timeout(config.db_acquire_timeout)
             // A ping before every acquire doubles each request's round trips. A connection
             // that died (database restarted) fails its next query instead; the pool then drops
             // it, and the request answers 503 `platform_unavailable`.
             .test_before_acquire(false)
             .connect_lazy_with(options);
+        let pool = Db::new(pool, statement_connections);
         Ok(Database { pool, embedded })
     }
 
@@ -108,7 +117,7 @@ pub async fn migrate_or_retry(
                 "database unreachable at startup: serving anyway (/ready answers 503) and retrying the migrations in the background"
             );
             tasks.spawn(retry_migrations(
-                database.pool.clone(),
+                database.pool.pool().clone(),
                 schema.clone(),
                 shutdown.clone(),
             ));

@@ -10,7 +10,7 @@ use api::middleware::metrics::{DURATION_BUCKETS, HTTP_REQUEST_DURATION_SECONDS};
 use api::{AppState, Services};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use secrecy::ExposeSecret;
-use sqlx::PgPool;
+use store::Db;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -57,7 +57,7 @@ pub async fn run(mut config: Config) -> anyhow::Result<()> {
         api::background::start(&state, &shutdown, &tasks);
         // The A2A proxy's record writer: ends after shutdown once everything recorded is written.
         let recorder = &state.messaging.recorder;
-        recorder.start(state.db.clone(), &tasks, shutdown.clone());
+        recorder.start(state.db.pool().clone(), &tasks, shutdown.clone());
         let listener = listen(&config).await?;
         anyhow::Ok((state, listener))
     };
@@ -161,7 +161,7 @@ async fn listen(config: &Config) -> anyhow::Result<TcpListener> {
 /// start run on `tasks`, joined at shutdown.
 pub async fn build_state(
     config: &Config,
-    db: PgPool,
+    db: Db,
     metrics: PrometheusHandle,
     schema: SchemaStatus,
     tasks: &TaskTracker,

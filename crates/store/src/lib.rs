@@ -10,6 +10,7 @@ pub mod audit;
 pub mod budget;
 pub mod bundles;
 pub mod crypto;
+pub mod db;
 pub mod delegations;
 pub mod error;
 pub mod events;
@@ -38,4 +39,5 @@ pub mod workspaces;
 pub use error::StoreError;
 pub use migrate::{MIGRATOR, migrate};
 
+pub use db::Db;
 pub use sqlx::PgPool;

@@ -26,7 +26,7 @@ pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
     tasks.spawn(
         state
             .events
-            .listener(state.db.clone(), state.liveness.clone()),
+            .listener(state.db.pool().clone(), state.liveness.clone()),
     );
     start_scheduler(state, shutdown, tasks);
     let retention_days = state
@@ -35,7 +35,7 @@ pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
         .unwrap_or(activity_retention::DEFAULT_RETENTION_DAYS);
     if retention_days > 0 {
         tasks.spawn(activity_retention::run(
-            state.db.clone(),
+            state.db.pool().clone(),
             state.liveness.clone(),
             retention_days,
             shutdown.clone(),
@@ -56,7 +56,7 @@ pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
         .filter(|i| !i.is_zero())
         .unwrap_or(delegation_sweeper::DEFAULT_STUCK_AFTER);
     tasks.spawn(delegation_sweeper::run(
-        state.db.clone(),
+        state.db.pool().clone(),
         state.liveness.clone(),
         interval,
         stuck_after,
@@ -68,7 +68,7 @@ pub fn start(state: &AppState, shutdown: &CancellationToken, tasks: &TaskTracker
         return;
     }
     tasks.spawn(heartbeat_monitor::run(
-        state.db.clone(),
+        state.db.pool().clone(),
         state.liveness.clone(),
         ttl,
         shutdown.clone(),
@@ -83,7 +83,7 @@ fn start_scheduler(state: &AppState, shutdown: &CancellationToken, tasks: &TaskT
         return;
     }
     let scheduler = scheduler::Scheduler {
-        pool: state.db.clone(),
+        pool: state.db.pool().clone(),
         liveness: state.liveness.clone(),
         dispatch: std::sync::Arc::new(crate::schedules::dispatch::ThroughProxy {
             state: state.clone(),

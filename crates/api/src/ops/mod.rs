@@ -114,8 +114,7 @@ pub async fn buildinfo(State(state): State<AppState>) -> Json<BuildInfo> {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!(DB_POOL_CONNECTIONS).set(f64::from(state.db.size()));
     metrics::gauge!(DB_POOL_IDLE_CONNECTIONS).set(state.db.num_idle() as f64);
-    metrics::gauge!(DB_POOL_MAX_CONNECTIONS)
-        .set(f64::from(state.db.options().get_max_connections()));
+    metrics::gauge!(DB_POOL_MAX_CONNECTIONS).set(f64::from(state.db.max_connections()));
     crate::middleware::metrics::record_process(&state.config.version, &state.config.git_sha);
     crate::middleware::metrics::record_liveness(&state.liveness);
     (

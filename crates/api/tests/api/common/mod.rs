@@ -42,7 +42,7 @@ pub fn test_services(db: PgPool, config: ApiConfig) -> Services {
         .build_recorder()
         .handle();
     Services {
-        db,
+        db: db.into(),
         provisioning: api::provisioner::Provisioning::from_config(&config.provisioner),
         config: Arc::new(config),
         metrics,
