@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use harness::TestServer;
 use serde_json::{Value, json};
 
+/// Concurrent connections of the overhead runs; `BENCH_CONNECTIONS` overrides it.
 const CONNECTIONS: usize = 64;
 const CONVERSATIONS: usize = 1000;
 const SLOW_ANSWER: Duration = Duration::from_secs(2);
@@ -36,6 +37,10 @@ async fn run() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
+    let connections: usize = std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CONNECTIONS);
     let fast = harness::agent::start(Duration::ZERO).await;
     let slow = harness::agent::start(SLOW_ANSWER).await;
     let server = TestServer::builder()
@@ -49,10 +54,15 @@ async fn run() {
 
     let length = Duration::from_secs(seconds);
     let forwarder = harness::agent::start_forwarder(&fast).await;
-    let direct = load(&format!("{fast}/"), length).await;
-    let forwarded = load(&format!("{forwarder}/"), length).await;
-    let proxied = load(&server.url(&format!("/workspaces/{fast_id}/a2a")), length).await;
-    println!("overhead, {CONNECTIONS} connections, {seconds} s each, agent answers at once:");
+    let direct = load(&format!("{fast}/"), connections, length).await;
+    let forwarded = load(&format!("{forwarder}/"), connections, length).await;
+    let proxied = load(
+        &server.url(&format!("/workspaces/{fast_id}/a2a")),
+        connections,
+        length,
+    )
+    .await;
+    println!("overhead, {connections} connections, {seconds} s each, agent answers at once:");
     direct.print("direct to the agent");
     forwarded.print("through a bare hop");
     proxied.print("through the proxy");
@@ -106,17 +116,17 @@ impl Run {
     }
 }
 
-/// `CONNECTIONS` workers posting to `url` back to back for `length`.
-async fn load(url: &str, length: Duration) -> Run {
+/// `connections` workers posting to `url` back to back for `length`.
+async fn load(url: &str, connections: usize, length: Duration) -> Run {
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONNECTIONS)
+        .pool_max_idle_per_host(connections)
         .build()
         .unwrap();
     let body = message().to_string();
     let stop = Instant::now() + length;
     let errors = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
-    for _ in 0..CONNECTIONS {
+    for _ in 0..connections {
         let (client, url, body, errors) = (
             client.clone(),
             url.to_string(),

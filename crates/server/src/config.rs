@@ -69,7 +69,7 @@ pub struct Config {
     #[arg(long, env = "DATA_DIR", default_value = "./data", global = true)]
     pub data_dir: PathBuf,
 
-    /// Most connections to the database, a quarter of them for transactions and the rest for
+    /// Most connections to the database, half of them for transactions and the rest for
     /// single statements (a few busy connections serve PostgreSQL best).
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 8, global = true)]
     pub db_max_connections: u32,

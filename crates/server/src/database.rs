@@ -54,9 +54,9 @@ impl Database {
         // PostgreSQL's NOTICEs (`trigger … does not exist, skipping` from idempotent migrations)
         // would reach the log at info through sqlx: only warnings and errors are sent.
         let options = options.options([("client_min_messages", "warning")]);
-        // `DB_MAX_CONNECTIONS` bounds both: a quarter for transactions (sqlx's pool), the rest
-        // for single statements (the lane, which skips the pool's per-statement ping).
-        let transaction_connections = (config.db_max_connections / 4).max(1);
+        // `DB_MAX_CONNECTIONS` bounds both: half for transactions (sqlx's pool: every write and
+        // heartbeat), the rest for single statements (the lane, which skips the pool's ping).
+        let transaction_connections = (config.db_max_connections / 2).max(1);
         let statement_connections = config
             .db_max_connections
             .saturating_sub(transaction_connections)
