@@ -42,7 +42,7 @@ fn harness() -> &'static Harness {
                 .build_recorder()
                 .handle();
             api::router(AppState::new(Services {
-                db,
+                db: db.into(),
                 config: Arc::new(config),
                 metrics,
                 liveness: Liveness::default(),
