@@ -156,17 +156,18 @@ impl ApiError {
     /// Maps a store error to its answer; an unexpected one is a 500 saying `context`.
     pub fn from_store(error: store::StoreError, context: impl Into<String>) -> ApiError {
         use store::StoreError;
-        match error {
+        // A read shared with other callers carries its error by reference (`root`).
+        match error.root() {
             StoreError::DuplicateWorkspaceName => ApiError::Conflict(error.to_string()),
             StoreError::ParentNotFound => ApiError::BadRequest(error.to_string()),
             StoreError::NotFound => ApiError::workspace_not_found(),
             // The database went away (restart, failover, full pool): the client may retry.
-            error if error.is_unavailable() => ApiError::datastore_unavailable(error),
+            _ if error.is_unavailable() => ApiError::datastore_unavailable(error),
             // A NUL character cannot be stored in a text column: bad input, not a server fault.
-            error if error.is_invalid_text() => {
+            _ if error.is_invalid_text() => {
                 ApiError::BadRequest("text must not contain NUL characters".to_string())
             }
-            error if error.is_unique_violation() => {
+            _ if error.is_unique_violation() => {
                 let index = error.constraint().unwrap_or_default();
                 let message = UNIQUE_CONFLICTS
                     .iter()
@@ -174,7 +175,7 @@ impl ApiError {
                     .map_or("already exists", |(_, message)| message);
                 ApiError::Conflict(message.to_string())
             }
-            error if error.is_missing_reference() => {
+            _ if error.is_missing_reference() => {
                 let key = error.constraint().unwrap_or_default();
                 match MISSING_REFERENCES.iter().find(|(name, ..)| *name == key) {
                     Some((_, status, message)) => ApiError::with_body(
@@ -187,7 +188,7 @@ impl ApiError {
                     None => ApiError::workspace_not_found(),
                 }
             }
-            error => ApiError::Internal {
+            _ => ApiError::Internal {
                 context: context.into(),
                 source: error.into(),
             },

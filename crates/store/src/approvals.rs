@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::StoreError;
+use crate::{Db, StoreError};
 
 /// How many approvals a listing returns at most (the original's `LIMIT 50`).
 pub const LIST_LIMIT: i64 = 50;
@@ -103,7 +103,21 @@ pub async fn list_for_workspace(
 /// The newest pending requests across all workspaces, at most [`LIST_LIMIT`], leaving out those
 /// pending for longer than `max_age_seconds` (they are due to expire), and whether any such
 /// request is due. A read: the poll expires them ([`expire_pending`]) only when one is due.
+/// Concurrent polls share a statement ([`crate::coalesce`]).
 pub async fn list_pending(
+    db: &Db,
+    max_age_seconds: f64,
+) -> Result<(Vec<PendingRow>, bool), StoreError> {
+    let statement_db = db.clone();
+    db.shared()
+        .pending_approvals
+        .run(max_age_seconds.to_bits(), move || async move {
+            query_pending(&statement_db, max_age_seconds).await
+        })
+        .await
+}
+
+async fn query_pending(
     executor: impl PgExecutor<'_>,
     max_age_seconds: f64,
 ) -> Result<(Vec<PendingRow>, bool), StoreError> {

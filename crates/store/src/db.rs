@@ -28,6 +28,8 @@ use sqlx::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::coalesce::SharedReads;
+
 /// Bound of the goodbye (`Terminate`) to a connection the lane retires.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -40,6 +42,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Db {
     pool: PgPool,
     lane: Arc<Lane>,
+    shared: Arc<SharedReads>,
 }
 
 impl Db {
@@ -60,7 +63,13 @@ impl Db {
         Self {
             pool,
             lane: Arc::new(lane),
+            shared: Arc::default(),
         }
+    }
+
+    /// The reads concurrent callers of this database share.
+    pub(crate) fn shared(&self) -> &SharedReads {
+        &self.shared
     }
 
     /// sqlx's pool (transactions, `LISTEN`, migrations).

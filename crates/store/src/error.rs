@@ -30,13 +30,28 @@ pub enum StoreError {
         missing.join(", ")
     )]
     IncompatibleSchema { missing: Vec<String> },
+    /// The error of a read that this caller shared with others ([`crate::coalesce`]).
+    #[error(transparent)]
+    Shared(std::sync::Arc<StoreError>),
+    /// A read this caller shared ended without an answer (its task panicked or the runtime
+    /// shut down).
+    #[error("a shared read ended without an answer")]
+    ReadAbandoned,
 }
 
 impl StoreError {
+    /// The error itself, for one shared with other callers.
+    pub fn root(&self) -> &StoreError {
+        match self {
+            StoreError::Shared(error) => error.root(),
+            error => error,
+        }
+    }
+
     /// Whether the database could not be reached or ended the session (a restart, a failover, a
     /// full pool): the request may succeed when retried, so it is not a bug of ours.
     pub fn is_unavailable(&self) -> bool {
-        let StoreError::Database(error) = self else {
+        let StoreError::Database(error) = self.root() else {
             return false;
         };
         match error {
@@ -56,7 +71,7 @@ impl StoreError {
 
     /// Whether a foreign key named a row that does not exist (SQLSTATE 23503).
     pub fn is_missing_reference(&self) -> bool {
-        let StoreError::Database(sqlx::Error::Database(error)) = self else {
+        let StoreError::Database(sqlx::Error::Database(error)) = self.root() else {
             return false;
         };
         error.code().is_some_and(|code| code == "23503")
@@ -64,7 +79,7 @@ impl StoreError {
 
     /// Whether a unique index refused the row (SQLSTATE 23505).
     pub fn is_unique_violation(&self) -> bool {
-        let StoreError::Database(sqlx::Error::Database(error)) = self else {
+        let StoreError::Database(sqlx::Error::Database(error)) = self.root() else {
             return false;
         };
         error.code().is_some_and(|code| code == "23505")
@@ -72,7 +87,7 @@ impl StoreError {
 
     /// The name of the constraint or index a database error names, if any.
     pub fn constraint(&self) -> Option<&str> {
-        let StoreError::Database(sqlx::Error::Database(error)) = self else {
+        let StoreError::Database(sqlx::Error::Database(error)) = self.root() else {
             return None;
         };
         error.constraint()
@@ -81,7 +96,7 @@ impl StoreError {
     /// Whether PostgreSQL refused a text value it cannot store: a NUL character in `text`
     /// (SQLSTATE 22021) or `\u0000` in `jsonb` (22P05). The client sent it, so it is bad input.
     pub fn is_invalid_text(&self) -> bool {
-        let StoreError::Database(sqlx::Error::Database(error)) = self else {
+        let StoreError::Database(sqlx::Error::Database(error)) = self.root() else {
             return false;
         };
         error

@@ -9,6 +9,7 @@ pub mod approvals;
 pub mod audit;
 pub mod budget;
 pub mod bundles;
+pub mod coalesce;
 pub mod crypto;
 pub mod db;
 pub mod delegations;

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::StoreError;
 use crate::crypto::Crypto;
+use crate::{Db, StoreError};
 
 /// Where a key's value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +95,22 @@ pub async fn list_global(executor: impl PgExecutor<'_>) -> Result<Vec<SecretKey>
 }
 
 /// The sealed values a workspace resolves: every global row first, then the workspace's rows
-/// (a later row of the same key overrides an earlier one), each in row order.
+/// (a later row of the same key overrides an earlier one), each in row order. Concurrent reads of
+/// one workspace share a statement ([`crate::coalesce`]).
 pub async fn sealed_for_workspace(
+    db: &Db,
+    workspace_id: Uuid,
+) -> Result<Vec<SealedSecret>, StoreError> {
+    let statement_db = db.clone();
+    db.shared()
+        .sealed_secrets
+        .run(workspace_id, move || async move {
+            query_sealed(&statement_db, workspace_id).await
+        })
+        .await
+}
+
+async fn query_sealed(
     executor: impl PgExecutor<'_>,
     workspace_id: Uuid,
 ) -> Result<Vec<SealedSecret>, StoreError> {

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::StoreError;
+use crate::{Db, StoreError};
 
 const PREFIX_LEN: usize = 8;
 
@@ -203,10 +203,31 @@ pub struct BearerCheck {
 }
 
 /// Checks `plaintext` as an org token and as a workspace token, and whether `workspace` has a
-/// live token; stamps `last_used_at` of the token it is like the single checks do.
+/// live token; stamps `last_used_at` of the token it is like the single checks do. Concurrent
+/// checks of one bearer share a statement ([`crate::coalesce`]).
 pub async fn check_bearer(
-    executor: impl PgExecutor<'_>,
+    db: &Db,
     plaintext: &str,
+    workspace: Option<Uuid>,
+) -> Result<BearerCheck, StoreError> {
+    let hash = if plaintext.is_empty() {
+        Vec::new()
+    } else {
+        hash_token(plaintext)
+    };
+    let key = (hash.clone(), workspace);
+    let statement_db = db.clone();
+    db.shared()
+        .bearer
+        .run(key, move || async move {
+            query_bearer(&statement_db, hash, workspace).await
+        })
+        .await
+}
+
+async fn query_bearer(
+    executor: impl PgExecutor<'_>,
+    hash: Vec<u8>,
     workspace: Option<Uuid>,
 ) -> Result<BearerCheck, StoreError> {
     let row = sqlx::query!(
@@ -234,7 +255,7 @@ pub async fn check_bearer(
                   ($2::uuid IS NOT NULL AND EXISTS (
                      SELECT 1 FROM workspace_auth_tokens
                      WHERE workspace_id = $2 AND revoked_at IS NULL)) AS "workspace_has_live_token!""#,
-        if plaintext.is_empty() { Vec::new() } else { hash_token(plaintext) },
+        hash,
         workspace,
         LAST_USED_RESOLUTION_SECONDS
     )

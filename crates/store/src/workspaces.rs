@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use crate::StoreError;
 pub use crate::workspace_status::WorkspaceStatus;
+use crate::{Db, StoreError};
 
 /// The index that keeps live sibling names unique.
 const SIBLING_NAME_INDEX: &str = "workspaces_parent_name_uniq";
@@ -68,6 +68,16 @@ pub async fn list_live(executor: impl PgExecutor<'_>) -> Result<Vec<WorkspaceRow
 }
 
 /// One workspace in any status, removed included.
+/// [`get`] for a request path: concurrent reads of one workspace share a statement
+/// ([`crate::coalesce`]).
+pub async fn get_shared(db: &Db, id: Uuid) -> Result<Option<WorkspaceRow>, StoreError> {
+    let statement_db = db.clone();
+    db.shared()
+        .workspace
+        .run(id, move || async move { get(&statement_db, id).await })
+        .await
+}
+
 pub async fn get(
     executor: impl PgExecutor<'_>,
     id: Uuid,

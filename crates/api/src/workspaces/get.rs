@@ -60,7 +60,7 @@ pub async fn get(
             Lookup::Miss(ticket) => Some(ticket),
         }
     };
-    let row = store::workspaces::get(&state.db, id)
+    let row = store::workspaces::get_shared(&state.db, id)
         .await
         .context("query failed")?
         .ok_or_else(ApiError::workspace_not_found)?;

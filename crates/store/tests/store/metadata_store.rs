@@ -253,14 +253,15 @@ async fn token_use_is_stamped_at_most_once_a_minute_and_checked_in_one_go(db: Pg
     store::tokens::validate_org_token(&db, &org).await.unwrap();
     assert_eq!(stamp("org_api_tokens").await, Some(org_first));
 
-    let own = store::tokens::check_bearer(&db, &token, Some(id))
+    let lane = store::Db::from(db.clone());
+    let own = store::tokens::check_bearer(&lane, &token, Some(id))
         .await
         .unwrap();
     assert_eq!(
         (own.org, own.owner, own.workspace_has_live_token),
         (None, Some(id), true)
     );
-    let as_org = store::tokens::check_bearer(&db, &org, Some(other))
+    let as_org = store::tokens::check_bearer(&lane, &org, Some(other))
         .await
         .unwrap();
     assert!(as_org.org.is_some());
@@ -268,7 +269,7 @@ async fn token_use_is_stamped_at_most_once_a_minute_and_checked_in_one_go(db: Pg
         (as_org.owner, as_org.workspace_has_live_token),
         (None, false)
     );
-    let nobody = store::tokens::check_bearer(&db, "", None).await.unwrap();
+    let nobody = store::tokens::check_bearer(&lane, "", None).await.unwrap();
     assert_eq!(
         (nobody.org, nobody.owner, nobody.workspace_has_live_token),
         (None, None, false)
@@ -276,11 +277,56 @@ async fn token_use_is_stamped_at_most_once_a_minute_and_checked_in_one_go(db: Pg
     store::tokens::revoke_for_workspaces(&db, &[id])
         .await
         .unwrap();
-    let revoked = store::tokens::check_bearer(&db, &token, Some(id))
+    let revoked = store::tokens::check_bearer(&lane, &token, Some(id))
         .await
         .unwrap();
     assert_eq!(
         (revoked.owner, revoked.workspace_has_live_token),
         (None, false)
     );
+}
+
+/// Concurrent checks of one bearer share statements, but never one that started before the
+/// check was asked: a revocation fails every check that follows it, while earlier checks of the
+/// same token are still in flight.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_shared_bearer_check_never_answers_from_before_a_revocation(db: PgPool) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let id = insert(&db, "a", None).await;
+    let token = store::tokens::mint_workspace_token(&db, id).await.unwrap();
+    let lane = store::Db::new(db.clone(), 4);
+    let stop = Arc::new(AtomicBool::new(false));
+    let before = Arc::new(AtomicUsize::new(0));
+    let callers: Vec<_> = (0..16)
+        .map(|_| {
+            let (lane, token, stop, before) =
+                (lane.clone(), token.clone(), stop.clone(), before.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let check = store::tokens::check_bearer(&lane, &token, Some(id)).await;
+                    if check.unwrap().owner == Some(id) {
+                        before.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    while before.load(Ordering::Relaxed) < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    store::tokens::revoke_for_workspaces(&db, &[id])
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        let after = store::tokens::check_bearer(&lane, &token, Some(id))
+            .await
+            .unwrap();
+        assert_eq!((after.owner, after.workspace_has_live_token), (None, false));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        caller.await.unwrap();
+    }
 }
