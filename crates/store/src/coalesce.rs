@@ -201,18 +201,23 @@ mod tests {
         }
     }
 
+    /// Starts a read of key 1 taking `delay` in a task of its own, and lets it begin.
+    async fn start_first_read(
+        reads: &Arc<Coalescer<u32, usize>>,
+        statements: &Arc<AtomicUsize>,
+        delay: Duration,
+    ) -> tokio::task::JoinHandle<Result<usize, StoreError>> {
+        let (reads, fetch) = (Arc::clone(reads), counted(statements, delay));
+        let read = tokio::spawn(async move { reads.run(1, fetch).await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        read
+    }
+
     #[tokio::test]
     async fn callers_during_a_read_share_the_next_one() {
         let reads = Arc::new(Coalescer::<u32, usize>::default());
         let statements = Arc::new(AtomicUsize::new(0));
-        let first = tokio::spawn({
-            let (reads, fetch) = (
-                Arc::clone(&reads),
-                counted(&statements, Duration::from_millis(50)),
-            );
-            async move { reads.run(1, fetch).await.unwrap() }
-        });
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        let first = start_first_read(&reads, &statements, Duration::from_millis(50)).await;
         let later: Vec<_> = (0..20)
             .map(|_| {
                 let (reads, fetch) = (
@@ -222,7 +227,7 @@ mod tests {
                 tokio::spawn(async move { reads.run(1, fetch).await.unwrap() })
             })
             .collect();
-        assert_eq!(first.await.unwrap(), 1);
+        assert_eq!(first.await.unwrap().unwrap(), 1);
         for caller in later {
             // Not the running read's answer: a statement that started after they asked.
             assert_eq!(caller.await.unwrap(), 2);
@@ -254,14 +259,7 @@ mod tests {
     async fn an_error_reaches_every_caller_of_its_read() {
         let reads = Arc::new(Coalescer::<u32, usize>::default());
         let statements = Arc::new(AtomicUsize::new(0));
-        let first = tokio::spawn({
-            let (reads, fetch) = (
-                Arc::clone(&reads),
-                counted(&statements, Duration::from_millis(50)),
-            );
-            async move { reads.run(1, fetch).await }
-        });
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        let first = start_first_read(&reads, &statements, Duration::from_millis(50)).await;
         let failing = || async { Err::<usize, _>(StoreError::NotFound) };
         let (a, b) = tokio::join!(reads.run(1, failing), reads.run(1, failing));
         for answer in [a, b] {
@@ -275,14 +273,7 @@ mod tests {
     async fn a_caller_that_goes_away_still_hands_over_to_the_next_read() {
         let reads = Arc::new(Coalescer::<u32, usize>::default());
         let statements = Arc::new(AtomicUsize::new(0));
-        let first = tokio::spawn({
-            let (reads, fetch) = (
-                Arc::clone(&reads),
-                counted(&statements, Duration::from_secs(60)),
-            );
-            async move { reads.run(1, fetch).await }
-        });
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        let first = start_first_read(&reads, &statements, Duration::from_secs(60)).await;
         let waiter = tokio::spawn({
             let (reads, fetch) = (Arc::clone(&reads), counted(&statements, Duration::ZERO));
             async move { reads.run(1, fetch).await }
@@ -297,14 +288,7 @@ mod tests {
     async fn a_read_that_panics_is_an_error_not_a_hang() {
         let reads = Arc::new(Coalescer::<u32, usize>::default());
         let statements = Arc::new(AtomicUsize::new(0));
-        let first = tokio::spawn({
-            let (reads, fetch) = (
-                Arc::clone(&reads),
-                counted(&statements, Duration::from_millis(30)),
-            );
-            async move { reads.run(1, fetch).await }
-        });
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        let first = start_first_read(&reads, &statements, Duration::from_millis(30)).await;
         async fn panicking() -> Result<usize, StoreError> {
             panic!("the statement's task panicked")
         }
