@@ -1,5 +1,7 @@
 //! `approval_requests`: an agent asks a human to approve an action; the canvas decides.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
@@ -103,18 +105,26 @@ pub async fn list_for_workspace(
 /// The newest pending requests across all workspaces, at most [`LIST_LIMIT`], leaving out those
 /// pending for longer than `max_age_seconds` (they are due to expire), and whether any such
 /// request is due. A read: the poll expires them ([`expire_pending`]) only when one is due.
-/// Concurrent polls share a statement ([`crate::coalesce`]).
+/// Concurrent polls share a statement ([`crate::batch`]).
 pub async fn list_pending(
     db: &Db,
     max_age_seconds: f64,
 ) -> Result<(Vec<PendingRow>, bool), StoreError> {
     let statement_db = db.clone();
-    db.shared()
+    let pending = db
+        .shared()
         .pending_approvals
-        .run(max_age_seconds.to_bits(), move || async move {
-            query_pending(&statement_db, max_age_seconds).await
+        .get(max_age_seconds.to_bits(), move |age_bounds| async move {
+            // One bound in practice (the configured one): one statement per bound.
+            let mut answers = HashMap::new();
+            for bits in age_bounds {
+                let answer = query_pending(&statement_db, f64::from_bits(bits)).await?;
+                answers.insert(bits, answer);
+            }
+            Ok(answers)
         })
-        .await
+        .await?;
+    Ok(pending.unwrap_or_default())
 }
 
 async fn query_pending(

@@ -28,7 +28,7 @@ use sqlx::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::coalesce::SharedReads;
+use crate::batch::SharedReads;
 
 /// Bound of the goodbye (`Terminate`) to a connection the lane retires.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -30,7 +30,7 @@ pub enum StoreError {
         missing.join(", ")
     )]
     IncompatibleSchema { missing: Vec<String> },
-    /// The error of a read that this caller shared with others ([`crate::coalesce`]).
+    /// The error of a read that this caller shared with others ([`crate::batch`]).
     #[error(transparent)]
     Shared(std::sync::Arc<StoreError>),
     /// A read this caller shared ended without an answer (its task panicked or the runtime

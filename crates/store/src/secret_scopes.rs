@@ -2,6 +2,8 @@
 //! (one workspace, overriding a global key of the same name). Values are encrypted with
 //! [`Crypto`]; listings never read them.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sqlx::PgExecutor;
 use uuid::Uuid;
@@ -95,47 +97,64 @@ pub async fn list_global(executor: impl PgExecutor<'_>) -> Result<Vec<SecretKey>
 }
 
 /// The sealed values a workspace resolves: every global row first, then the workspace's rows
-/// (a later row of the same key overrides an earlier one), each in row order. Concurrent reads of
-/// one workspace share a statement ([`crate::coalesce`]).
+/// (a later row of the same key overrides an earlier one), each in row order. Concurrent reads
+/// share a statement ([`crate::batch`]).
 pub async fn sealed_for_workspace(
     db: &Db,
     workspace_id: Uuid,
 ) -> Result<Vec<SealedSecret>, StoreError> {
     let statement_db = db.clone();
-    db.shared()
+    let sealed = db
+        .shared()
         .sealed_secrets
-        .run(workspace_id, move || async move {
-            query_sealed(&statement_db, workspace_id).await
+        .get(workspace_id, move |workspaces| async move {
+            query_sealed(&statement_db, workspaces).await
         })
-        .await
+        .await?;
+    Ok(sealed.unwrap_or_default())
 }
 
+/// [`sealed_for_workspace`] of every workspace in `workspaces`, in one statement.
 async fn query_sealed(
     executor: impl PgExecutor<'_>,
-    workspace_id: Uuid,
-) -> Result<Vec<SealedSecret>, StoreError> {
+    workspaces: Vec<Uuid>,
+) -> Result<HashMap<Uuid, Vec<SealedSecret>>, StoreError> {
     let rows = sqlx::query!(
-        r#"SELECT key AS "key!", scope AS "scope!", encrypted_value AS "encrypted_value!",
+        r#"SELECT workspace_id, key AS "key!", encrypted_value AS "encrypted_value!",
                   encryption_version AS "encryption_version!"
            FROM (
-             SELECT key, 0 AS rank, 'global' AS scope, encrypted_value, encryption_version, created_at
+             SELECT NULL::uuid AS workspace_id, key, 0 AS rank, encrypted_value,
+                    encryption_version, created_at
              FROM global_secrets
              UNION ALL
-             SELECT key, 1, 'workspace', encrypted_value, encryption_version, created_at
-             FROM workspace_secrets WHERE workspace_id = $1
+             SELECT workspace_id, key, 1, encrypted_value, encryption_version, created_at
+             FROM workspace_secrets WHERE workspace_id = ANY($1)
            ) sealed
            ORDER BY rank, created_at, key"#,
-        workspace_id
+        &workspaces
     )
     .fetch_all(executor)
     .await?;
-    Ok(rows
+    let mut globals = Vec::new();
+    let mut own: HashMap<Uuid, Vec<SealedSecret>> = HashMap::new();
+    for row in rows {
+        let (scope, list) = match row.workspace_id {
+            None => (Scope::Global, &mut globals),
+            Some(workspace) => (Scope::Workspace, own.entry(workspace).or_default()),
+        };
+        list.push(SealedSecret {
+            scope,
+            key: row.key,
+            encrypted_value: row.encrypted_value,
+            encryption_version: row.encryption_version,
+        });
+    }
+    Ok(workspaces
         .into_iter()
-        .map(|r| SealedSecret {
-            scope: scope_of(&r.scope),
-            key: r.key,
-            encrypted_value: r.encrypted_value,
-            encryption_version: r.encryption_version,
+        .map(|workspace| {
+            let mut sealed = globals.clone();
+            sealed.extend(own.remove(&workspace).unwrap_or_default());
+            (workspace, sealed)
         })
         .collect())
 }

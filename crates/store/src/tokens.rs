@@ -2,6 +2,8 @@
 //! with the Go original: the plaintext is 32 random bytes, base64url without padding (43 chars);
 //! the database keeps only `sha256(plaintext string)` and the first 8 characters as a prefix.
 
+use std::collections::HashMap;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
@@ -204,7 +206,7 @@ pub struct BearerCheck {
 
 /// Checks `plaintext` as an org token and as a workspace token, and whether `workspace` has a
 /// live token; stamps `last_used_at` of the token it is like the single checks do. Concurrent
-/// checks of one bearer share a statement ([`crate::coalesce`]).
+/// checks share a statement ([`crate::batch`]).
 pub async fn check_bearer(
     db: &Db,
     plaintext: &str,
@@ -215,63 +217,91 @@ pub async fn check_bearer(
     } else {
         hash_token(plaintext)
     };
-    let key = (hash.clone(), workspace);
     let statement_db = db.clone();
-    db.shared()
+    let check = db
+        .shared()
         .bearer
-        .run(key, move || async move {
-            query_bearer(&statement_db, hash, workspace).await
+        .get((hash, workspace), move |asked| async move {
+            query_bearers(&statement_db, asked).await
         })
-        .await
+        .await?;
+    // Every pair asked has its row: a missing one would be a statement that lost it.
+    check.ok_or(StoreError::ReadAbandoned)
 }
 
-async fn query_bearer(
+/// [`check_bearer`] of every (token hash, workspace) pair in `asked`, in one statement. A stamp
+/// skips a token row another transaction holds (it is being stamped or revoked there), so that
+/// statements of several replicas never wait on each other's rows, let alone deadlock.
+async fn query_bearers(
     executor: impl PgExecutor<'_>,
-    hash: Vec<u8>,
-    workspace: Option<Uuid>,
-) -> Result<BearerCheck, StoreError> {
-    let row = sqlx::query!(
-        r#"WITH org AS (
-             SELECT id, prefix, org_id FROM org_api_tokens
-             WHERE token_hash = $1 AND revoked_at IS NULL
-           ), ws AS (
-             SELECT t.id, t.workspace_id FROM workspace_auth_tokens t
-             JOIN workspaces w ON w.id = t.workspace_id
-             WHERE t.token_hash = $1 AND t.revoked_at IS NULL
-               AND w.status IS DISTINCT FROM 'removed'
-           ), touched_org AS (
-             UPDATE org_api_tokens SET last_used_at = now()
-             WHERE id IN (SELECT id FROM org)
+    asked: Vec<(Vec<u8>, Option<Uuid>)>,
+) -> Result<HashMap<(Vec<u8>, Option<Uuid>), BearerCheck>, StoreError> {
+    let (hashes, workspaces): (Vec<Vec<u8>>, Vec<Option<Uuid>>) = asked.iter().cloned().unzip();
+    let rows = sqlx::query!(
+        r#"WITH asked AS (
+             SELECT * FROM unnest($1::bytea[], $2::uuid[]) WITH ORDINALITY AS a(hash, workspace, n)
+           ), checked AS (
+             SELECT a.n, o.id AS org_token_id, o.prefix AS org_prefix, o.org_id,
+                    t.id AS workspace_token_id, t.workspace_id AS owner,
+                    (a.workspace IS NOT NULL AND EXISTS (
+                       SELECT 1 FROM workspace_auth_tokens
+                       WHERE workspace_id = a.workspace AND revoked_at IS NULL)) AS live
+             FROM asked a
+             LEFT JOIN LATERAL (
+               SELECT id, prefix, org_id FROM org_api_tokens
+               WHERE token_hash = a.hash AND revoked_at IS NULL LIMIT 1
+             ) o ON true
+             LEFT JOIN LATERAL (
+               SELECT t.id, t.workspace_id FROM workspace_auth_tokens t
+               JOIN workspaces w ON w.id = t.workspace_id
+               WHERE t.token_hash = a.hash AND t.revoked_at IS NULL
+                 AND w.status IS DISTINCT FROM 'removed'
+               LIMIT 1
+             ) t ON true
+           ), stale_org AS (
+             SELECT id FROM org_api_tokens
+             WHERE id IN (SELECT org_token_id FROM checked)
                AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $3))
+             FOR UPDATE SKIP LOCKED
+           ), touched_org AS (
+             UPDATE org_api_tokens SET last_used_at = now() WHERE id IN (SELECT id FROM stale_org)
+           ), stale_ws AS (
+             SELECT id FROM workspace_auth_tokens
+             WHERE id IN (SELECT workspace_token_id FROM checked)
+               AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $3))
+             FOR UPDATE SKIP LOCKED
            ), touched_ws AS (
              UPDATE workspace_auth_tokens SET last_used_at = now()
-             WHERE id IN (SELECT id FROM ws)
-               AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $3))
+             WHERE id IN (SELECT id FROM stale_ws)
            )
-           SELECT (SELECT id FROM org LIMIT 1) AS "org_token_id?",
-                  (SELECT prefix FROM org LIMIT 1) AS "org_prefix?",
-                  (SELECT org_id FROM org LIMIT 1) AS "org_id?",
-                  (SELECT workspace_id FROM ws LIMIT 1) AS "owner?",
-                  ($2::uuid IS NOT NULL AND EXISTS (
-                     SELECT 1 FROM workspace_auth_tokens
-                     WHERE workspace_id = $2 AND revoked_at IS NULL)) AS "workspace_has_live_token!""#,
-        hash,
-        workspace,
+           SELECT n AS "n!", org_token_id AS "org_token_id?", org_prefix AS "org_prefix?",
+                  org_id AS "org_id?", owner AS "owner?", live AS "workspace_has_live_token!"
+           FROM checked"#,
+        &hashes,
+        &workspaces as &[Option<Uuid>],
         LAST_USED_RESOLUTION_SECONDS
     )
-    .fetch_one(executor)
+    .fetch_all(executor)
     .await?;
-    let org = match (row.org_token_id, row.org_prefix) {
-        (Some(id), Some(prefix)) => Some(OrgToken {
-            id,
-            prefix,
-            org_id: row.org_id,
-        }),
-        _ => None,
-    };
-    Ok(BearerCheck {
-        org,
-        owner: row.owner,
-        workspace_has_live_token: row.workspace_has_live_token,
-    })
+    let mut checks = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let Some(key) = usize::try_from(row.n - 1).ok().and_then(|i| asked.get(i)) else {
+            continue;
+        };
+        let org = match (row.org_token_id, row.org_prefix) {
+            (Some(id), Some(prefix)) => Some(OrgToken {
+                id,
+                prefix,
+                org_id: row.org_id,
+            }),
+            _ => None,
+        };
+        let check = BearerCheck {
+            org,
+            owner: row.owner,
+            workspace_has_live_token: row.workspace_has_live_token,
+        };
+        checks.insert(key.clone(), check);
+    }
+    Ok(checks)
 }

@@ -67,28 +67,40 @@ pub async fn list_live(executor: impl PgExecutor<'_>) -> Result<Vec<WorkspaceRow
     Ok(rows)
 }
 
-/// One workspace in any status, removed included.
-/// [`get`] for a request path: concurrent reads of one workspace share a statement
-/// ([`crate::coalesce`]).
+/// [`get`] for a request path: concurrent reads of workspaces share a statement
+/// ([`crate::batch`]).
 pub async fn get_shared(db: &Db, id: Uuid) -> Result<Option<WorkspaceRow>, StoreError> {
     let statement_db = db.clone();
     db.shared()
         .workspace
-        .run(id, move || async move { get(&statement_db, id).await })
+        .get(id, move |ids| async move {
+            let rows = get_many(&statement_db, &ids).await?;
+            Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+        })
         .await
 }
 
+/// One workspace in any status, removed included.
 pub async fn get(
     executor: impl PgExecutor<'_>,
     id: Uuid,
 ) -> Result<Option<WorkspaceRow>, StoreError> {
-    let row = sqlx::query_as!(
+    Ok(get_many(executor, &[id]).await?.pop())
+}
+
+/// The workspaces of `ids` that exist, in any status, in no particular order. (The `!`s restate
+/// `NOT NULL` columns that sqlx cannot infer through `= ANY`.)
+pub async fn get_many(
+    executor: impl PgExecutor<'_>,
+    ids: &[Uuid],
+) -> Result<Vec<WorkspaceRow>, StoreError> {
+    let rows = sqlx::query_as!(
         WorkspaceRow,
-        r#"SELECT w.id, w.name, w.role, COALESCE(w.tier, 0) AS "tier!",
+        r#"SELECT w.id AS "id!", w.name AS "name!", w.role, COALESCE(w.tier, 0) AS "tier!",
                   COALESCE(w.status::text, '') AS "status!", w.agent_card,
                   COALESCE(w.url, '') AS "url!", w.parent_id,
                   COALESCE(w.active_tasks, 0) AS "active_tasks!",
-                  w.max_concurrent_tasks,
+                  w.max_concurrent_tasks AS "max_concurrent_tasks!",
                   COALESCE(w.last_error_rate, 0) AS "last_error_rate!",
                   COALESCE(w.last_sample_error, '') AS "last_sample_error!",
                   COALESCE(w.uptime_seconds, 0) AS "uptime_seconds!",
@@ -96,14 +108,14 @@ pub async fn get(
                   COALESCE(w.runtime, 'langgraph') AS "runtime!", w.workspace_dir,
                   COALESCE(l.x, 0) AS "x!", COALESCE(l.y, 0) AS "y!",
                   COALESCE(l.collapsed, false) AS "collapsed!",
-                  w.budget_limit, w.monthly_spend, w.last_outbound_at, w.updated_at
+                  w.budget_limit, w.monthly_spend AS "monthly_spend!", w.last_outbound_at, w.updated_at
            FROM workspaces w LEFT JOIN canvas_layouts l ON l.workspace_id = w.id
-           WHERE w.id = $1"#,
-        id
+           WHERE w.id = ANY($1)"#,
+        ids
     )
-    .fetch_optional(executor)
+    .fetch_all(executor)
     .await?;
-    Ok(row)
+    Ok(rows)
 }
 
 /// The status of a workspace (`Unset` when the column is NULL); `None` when no row has this id.

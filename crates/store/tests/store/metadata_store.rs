@@ -330,3 +330,152 @@ async fn a_shared_bearer_check_never_answers_from_before_a_revocation(db: PgPool
         caller.await.unwrap();
     }
 }
+
+/// Concurrent reads of different workspaces share statements: each caller gets its own row (or
+/// none for an unknown id), and a rename is seen by every read asked after it, while reads of
+/// other workspaces keep the statements busy.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn batched_workspace_reads_answer_each_caller_and_see_completed_writes(db: PgPool) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut ids = Vec::new();
+    for n in 0..24 {
+        ids.push(insert(&db, &format!("w{n}"), None).await);
+    }
+    let lane = store::Db::new(db.clone(), 4);
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..32)
+        .map(|reader| {
+            let (lane, ids, stop) = (lane.clone(), ids.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut reads = 0;
+                while !stop.load(Ordering::Relaxed) || reads == 0 {
+                    let n = (reader + reads) % (ids.len() + 1);
+                    let Some(&id) = ids.get(n) else {
+                        let unknown = store::workspaces::get_shared(&lane, Uuid::new_v4()).await;
+                        assert_eq!(unknown.unwrap(), None);
+                        reads += 1;
+                        continue;
+                    };
+                    let row = store::workspaces::get_shared(&lane, id).await.unwrap();
+                    let row = row.expect("an existing workspace");
+                    assert_eq!(row.id, id);
+                    if n != 0 {
+                        assert_eq!(row.name, format!("w{n}"));
+                    }
+                    reads += 1;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    for round in 0..20 {
+        let rename = WorkspacePatch {
+            name: Some(format!("renamed-{round}")),
+            ..Default::default()
+        };
+        store::workspaces::update(&db, ids[0], &rename)
+            .await
+            .unwrap();
+        let row = store::workspaces::get_shared(&lane, ids[0]).await.unwrap();
+        assert_eq!(row.unwrap().name, format!("renamed-{round}"));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.await.unwrap();
+    }
+}
+
+/// Concurrent reads of different workspaces' sealed secrets share statements: each gets every
+/// global row first, then its own rows, and none of another workspace's.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn batched_sealed_secrets_give_each_workspace_its_own(db: PgPool) {
+    use store::secret_scopes::{Scope, sealed_for_workspace, upsert_global};
+
+    let plain = Crypto::disabled();
+    upsert_global(&db, &plain, "G1", "g1").await.unwrap();
+    upsert_global(&db, &plain, "G2", "g2").await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let id = insert(&db, &format!("s{n}"), None).await;
+        // Workspace n has n % 3 secrets of its own; the first overrides G1.
+        for k in 0..(n % 3) {
+            let key = if k == 0 {
+                "G1".to_owned()
+            } else {
+                format!("W{n}")
+            };
+            store::secrets::upsert(&db, &plain, id, &key, &format!("w{n}"))
+                .await
+                .unwrap();
+        }
+        ids.push(id);
+    }
+    let lane = store::Db::new(db.clone(), 4);
+    let reads = ids.iter().cycle().take(96).map(|&id| {
+        let lane = lane.clone();
+        tokio::spawn(async move { (id, sealed_for_workspace(&lane, id).await.unwrap()) })
+    });
+    for read in futures_util::future::join_all(reads).await {
+        let (id, sealed) = read.unwrap();
+        let n = ids.iter().position(|&other| other == id).unwrap();
+        let keys: Vec<(&str, Scope)> = sealed.iter().map(|s| (s.key.as_str(), s.scope)).collect();
+        let mut expected = vec![("G1", Scope::Global), ("G2", Scope::Global)];
+        let own = format!("W{n}");
+        if n % 3 >= 1 {
+            expected.push(("G1", Scope::Workspace));
+        }
+        if n % 3 == 2 {
+            expected.push((own.as_str(), Scope::Workspace));
+        }
+        assert_eq!(keys, expected, "workspace {n}");
+    }
+}
+
+/// Concurrent checks of different bearers share statements: each gets its own token's owner and
+/// the asked workspace's live-token flag, an unknown bearer gets nothing, and every token used is
+/// stamped.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn batched_bearer_checks_answer_each_bearer(db: PgPool) {
+    let mut owners = Vec::new();
+    for n in 0..8 {
+        let id = insert(&db, &format!("b{n}"), None).await;
+        let token = store::tokens::mint_workspace_token(&db, id).await.unwrap();
+        owners.push((id, token));
+    }
+    let tokenless = insert(&db, "tokenless", None).await;
+    let lane = store::Db::new(db.clone(), 4);
+    let checks = (0..64).map(|i| {
+        let (lane, owners) = (lane.clone(), owners.clone());
+        tokio::spawn(async move {
+            let (owner, token) = &owners[i % owners.len()];
+            let asked = match i % 3 {
+                0 => Some(owners[(i + 1) % owners.len()].0),
+                1 => Some(tokenless),
+                _ => None,
+            };
+            let bearer = if i % 7 == 0 {
+                "unknown"
+            } else {
+                token.as_str()
+            };
+            let check = store::tokens::check_bearer(&lane, bearer, asked)
+                .await
+                .unwrap();
+            let expected_owner = (i % 7 != 0).then_some(*owner);
+            assert_eq!(check.owner, expected_owner, "check {i}");
+            assert_eq!(check.workspace_has_live_token, i % 3 == 0, "check {i}");
+            assert_eq!(check.org, None);
+        })
+    });
+    for check in futures_util::future::join_all(checks).await {
+        check.unwrap();
+    }
+    let unstamped: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM workspace_auth_tokens WHERE last_used_at IS NULL")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(unstamped, 0);
+}
