@@ -229,65 +229,58 @@ pub async fn check_bearer(
     check.ok_or(StoreError::ReadAbandoned)
 }
 
-/// [`check_bearer`] of every (token hash, workspace) pair in `asked`, in one statement. A stamp
-/// skips a token row another transaction holds (it is being stamped or revoked there), so that
-/// statements of several replicas never wait on each other's rows, let alone deadlock.
+/// [`check_bearer`] of every (token hash, workspace) pair in `asked`, in one statement; a second
+/// one stamps the tokens whose stamp is due (each at most once a minute), so the check itself
+/// stays a plain read.
 async fn query_bearers(
-    executor: impl PgExecutor<'_>,
+    db: &Db,
     asked: Vec<(Vec<u8>, Option<Uuid>)>,
 ) -> Result<HashMap<(Vec<u8>, Option<Uuid>), BearerCheck>, StoreError> {
     let (hashes, workspaces): (Vec<Vec<u8>>, Vec<Option<Uuid>>) = asked.iter().cloned().unzip();
     let rows = sqlx::query!(
-        r#"WITH asked AS (
-             SELECT * FROM unnest($1::bytea[], $2::uuid[]) WITH ORDINALITY AS a(hash, workspace, n)
-           ), checked AS (
-             SELECT a.n, o.id AS org_token_id, o.prefix AS org_prefix, o.org_id,
-                    t.id AS workspace_token_id, t.workspace_id AS owner,
-                    (a.workspace IS NOT NULL AND EXISTS (
-                       SELECT 1 FROM workspace_auth_tokens
-                       WHERE workspace_id = a.workspace AND revoked_at IS NULL)) AS live
-             FROM asked a
-             LEFT JOIN LATERAL (
-               SELECT id, prefix, org_id FROM org_api_tokens
-               WHERE token_hash = a.hash AND revoked_at IS NULL LIMIT 1
-             ) o ON true
-             LEFT JOIN LATERAL (
-               SELECT t.id, t.workspace_id FROM workspace_auth_tokens t
-               JOIN workspaces w ON w.id = t.workspace_id
-               WHERE t.token_hash = a.hash AND t.revoked_at IS NULL
-                 AND w.status IS DISTINCT FROM 'removed'
-               LIMIT 1
-             ) t ON true
-           ), stale_org AS (
-             SELECT id FROM org_api_tokens
-             WHERE id IN (SELECT org_token_id FROM checked)
-               AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $3))
-             FOR UPDATE SKIP LOCKED
-           ), touched_org AS (
-             UPDATE org_api_tokens SET last_used_at = now() WHERE id IN (SELECT id FROM stale_org)
-           ), stale_ws AS (
-             SELECT id FROM workspace_auth_tokens
-             WHERE id IN (SELECT workspace_token_id FROM checked)
-               AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $3))
-             FOR UPDATE SKIP LOCKED
-           ), touched_ws AS (
-             UPDATE workspace_auth_tokens SET last_used_at = now()
-             WHERE id IN (SELECT id FROM stale_ws)
-           )
-           SELECT n AS "n!", org_token_id AS "org_token_id?", org_prefix AS "org_prefix?",
-                  org_id AS "org_id?", owner AS "owner?", live AS "workspace_has_live_token!"
-           FROM checked"#,
+        r#"SELECT a.n AS "n!", o.id AS "org_token_id?", o.prefix AS "org_prefix?",
+                  o.org_id AS "org_id?", o.stale AS "org_stamp_due?",
+                  t.id AS "workspace_token_id?", t.workspace_id AS "owner?",
+                  t.stale AS "workspace_stamp_due?",
+                  (a.workspace IS NOT NULL AND EXISTS (
+                     SELECT 1 FROM workspace_auth_tokens
+                     WHERE workspace_id = a.workspace AND revoked_at IS NULL))
+                    AS "workspace_has_live_token!"
+           FROM unnest($1::bytea[], $2::uuid[]) WITH ORDINALITY AS a(hash, workspace, n)
+           LEFT JOIN LATERAL (
+             SELECT id, prefix, org_id,
+                    (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $3))
+                      AS stale
+             FROM org_api_tokens
+             WHERE token_hash = a.hash AND revoked_at IS NULL LIMIT 1
+           ) o ON true
+           LEFT JOIN LATERAL (
+             SELECT t.id, t.workspace_id,
+                    (t.last_used_at IS NULL
+                     OR t.last_used_at < now() - make_interval(secs => $3)) AS stale
+             FROM workspace_auth_tokens t JOIN workspaces w ON w.id = t.workspace_id
+             WHERE t.token_hash = a.hash AND t.revoked_at IS NULL
+               AND w.status IS DISTINCT FROM 'removed'
+             LIMIT 1
+           ) t ON true"#,
         &hashes,
         &workspaces as &[Option<Uuid>],
         LAST_USED_RESOLUTION_SECONDS
     )
-    .fetch_all(executor)
+    .fetch_all(db)
     .await?;
     let mut checks = HashMap::with_capacity(rows.len());
+    let (mut org_stamps, mut workspace_stamps) = (Vec::new(), Vec::new());
     for row in rows {
         let Some(key) = usize::try_from(row.n - 1).ok().and_then(|i| asked.get(i)) else {
             continue;
         };
+        if let (Some(id), Some(true)) = (row.org_token_id, row.org_stamp_due) {
+            org_stamps.push(id);
+        }
+        if let (Some(id), Some(true)) = (row.workspace_token_id, row.workspace_stamp_due) {
+            workspace_stamps.push(id);
+        }
         let org = match (row.org_token_id, row.org_prefix) {
             (Some(id), Some(prefix)) => Some(OrgToken {
                 id,
@@ -303,5 +296,37 @@ async fn query_bearers(
         };
         checks.insert(key.clone(), check);
     }
+    if !org_stamps.is_empty() || !workspace_stamps.is_empty() {
+        stamp_used(db, &org_stamps, &workspace_stamps).await?;
+    }
     Ok(checks)
+}
+
+/// Stamps `last_used_at` of these live tokens, unless a stamp less than a minute old is there. A
+/// row another transaction holds (being stamped or revoked there) is skipped, so that replicas
+/// stamping several tokens at once never wait on each other's rows, let alone deadlock.
+async fn stamp_used(db: &Db, org_ids: &[Uuid], workspace_ids: &[Uuid]) -> Result<(), StoreError> {
+    sqlx::query!(
+        r#"WITH due_org AS (
+             SELECT id FROM org_api_tokens
+             WHERE id = ANY($1) AND revoked_at IS NULL
+               AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $3))
+             ORDER BY id FOR UPDATE SKIP LOCKED
+           ), touched_org AS (
+             UPDATE org_api_tokens SET last_used_at = now() WHERE id IN (SELECT id FROM due_org)
+           ), due_ws AS (
+             SELECT id FROM workspace_auth_tokens
+             WHERE id = ANY($2) AND revoked_at IS NULL
+               AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $3))
+             ORDER BY id FOR UPDATE SKIP LOCKED
+           )
+           UPDATE workspace_auth_tokens SET last_used_at = now()
+           WHERE id IN (SELECT id FROM due_ws)"#,
+        org_ids,
+        workspace_ids,
+        LAST_USED_RESOLUTION_SECONDS
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }
