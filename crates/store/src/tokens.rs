@@ -229,9 +229,10 @@ pub async fn check_bearer(
     check.ok_or(StoreError::ReadAbandoned)
 }
 
-/// [`check_bearer`] of every (token hash, workspace) pair in `asked`, in one statement; a second
-/// one stamps the tokens whose stamp is due (each at most once a minute), so the check itself
-/// stays a plain read.
+/// [`check_bearer`] of every (token hash, workspace) pair in `asked`, in one statement (each
+/// `token_hash` is unique, so a pair joins at most one token of each kind); a second one stamps
+/// the tokens whose stamp is due (each at most once a minute), so the check itself stays a plain
+/// read.
 async fn query_bearers(
     db: &Db,
     asked: Vec<(Vec<u8>, Option<Uuid>)>,
@@ -239,30 +240,22 @@ async fn query_bearers(
     let (hashes, workspaces): (Vec<Vec<u8>>, Vec<Option<Uuid>>) = asked.iter().cloned().unzip();
     let rows = sqlx::query!(
         r#"SELECT a.n AS "n!", o.id AS "org_token_id?", o.prefix AS "org_prefix?",
-                  o.org_id AS "org_id?", o.stale AS "org_stamp_due?",
+                  o.org_id AS "org_id?",
+                  (o.last_used_at IS NULL OR o.last_used_at < now() - make_interval(secs => $3))
+                    AS "org_stamp_due?",
                   t.id AS "workspace_token_id?", t.workspace_id AS "owner?",
-                  t.stale AS "workspace_stamp_due?",
+                  (t.last_used_at IS NULL OR t.last_used_at < now() - make_interval(secs => $3))
+                    AS "workspace_stamp_due?",
                   (a.workspace IS NOT NULL AND EXISTS (
                      SELECT 1 FROM workspace_auth_tokens
                      WHERE workspace_id = a.workspace AND revoked_at IS NULL))
                     AS "workspace_has_live_token!"
            FROM unnest($1::bytea[], $2::uuid[]) WITH ORDINALITY AS a(hash, workspace, n)
-           LEFT JOIN LATERAL (
-             SELECT id, prefix, org_id,
-                    (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => $3))
-                      AS stale
-             FROM org_api_tokens
-             WHERE token_hash = a.hash AND revoked_at IS NULL LIMIT 1
-           ) o ON true
-           LEFT JOIN LATERAL (
-             SELECT t.id, t.workspace_id,
-                    (t.last_used_at IS NULL
-                     OR t.last_used_at < now() - make_interval(secs => $3)) AS stale
-             FROM workspace_auth_tokens t JOIN workspaces w ON w.id = t.workspace_id
-             WHERE t.token_hash = a.hash AND t.revoked_at IS NULL
-               AND w.status IS DISTINCT FROM 'removed'
-             LIMIT 1
-           ) t ON true"#,
+           LEFT JOIN org_api_tokens o ON o.token_hash = a.hash AND o.revoked_at IS NULL
+           LEFT JOIN (workspace_auth_tokens t
+                      JOIN workspaces w ON w.id = t.workspace_id
+                                       AND w.status IS DISTINCT FROM 'removed')
+             ON t.token_hash = a.hash AND t.revoked_at IS NULL"#,
         &hashes,
         &workspaces as &[Option<Uuid>],
         LAST_USED_RESOLUTION_SECONDS
