@@ -114,27 +114,58 @@ pub async fn sealed_for_workspace(
     Ok(sealed.unwrap_or_default())
 }
 
-/// [`sealed_for_workspace`] of every workspace in `workspaces`, in one statement.
+/// One sealed row of [`query_sealed`]: a global one (`workspace_id` NULL) or a workspace's.
+struct SealedRow {
+    workspace_id: Option<Uuid>,
+    key: String,
+    encrypted_value: Vec<u8>,
+    encryption_version: i32,
+}
+
+/// [`sealed_for_workspace`] of every workspace in `workspaces`, in one statement; for one
+/// workspace, with a scalar parameter (an array one makes PostgreSQL plan every execution anew:
+/// see `tokens::query_bearers`).
 async fn query_sealed(
     executor: impl PgExecutor<'_>,
     workspaces: Vec<Uuid>,
 ) -> Result<HashMap<Uuid, Vec<SealedSecret>>, StoreError> {
-    let rows = sqlx::query!(
-        r#"SELECT workspace_id, key AS "key!", encrypted_value AS "encrypted_value!",
-                  encryption_version AS "encryption_version!"
-           FROM (
-             SELECT NULL::uuid AS workspace_id, key, 0 AS rank, encrypted_value,
-                    encryption_version, created_at
-             FROM global_secrets
-             UNION ALL
-             SELECT workspace_id, key, 1, encrypted_value, encryption_version, created_at
-             FROM workspace_secrets WHERE workspace_id = ANY($1)
-           ) sealed
-           ORDER BY rank, created_at, key"#,
-        &workspaces
-    )
-    .fetch_all(executor)
-    .await?;
+    let rows = if let [workspace] = workspaces.as_slice() {
+        sqlx::query_as!(
+            SealedRow,
+            r#"SELECT workspace_id, key AS "key!", encrypted_value AS "encrypted_value!",
+                      encryption_version AS "encryption_version!"
+               FROM (
+                 SELECT NULL::uuid AS workspace_id, key, 0 AS rank, encrypted_value,
+                        encryption_version, created_at
+                 FROM global_secrets
+                 UNION ALL
+                 SELECT workspace_id, key, 1, encrypted_value, encryption_version, created_at
+                 FROM workspace_secrets WHERE workspace_id = $1
+               ) sealed
+               ORDER BY rank, created_at, key"#,
+            workspace
+        )
+        .fetch_all(executor)
+        .await?
+    } else {
+        sqlx::query_as!(
+            SealedRow,
+            r#"SELECT workspace_id, key AS "key!", encrypted_value AS "encrypted_value!",
+                      encryption_version AS "encryption_version!"
+               FROM (
+                 SELECT NULL::uuid AS workspace_id, key, 0 AS rank, encrypted_value,
+                        encryption_version, created_at
+                 FROM global_secrets
+                 UNION ALL
+                 SELECT workspace_id, key, 1, encrypted_value, encryption_version, created_at
+                 FROM workspace_secrets WHERE workspace_id = ANY($1)
+               ) sealed
+               ORDER BY rank, created_at, key"#,
+            &workspaces
+        )
+        .fetch_all(executor)
+        .await?
+    };
     let mut globals = Vec::new();
     let mut own: HashMap<Uuid, Vec<SealedSecret>> = HashMap::new();
     for row in rows {

@@ -229,39 +229,86 @@ pub async fn check_bearer(
     check.ok_or(StoreError::ReadAbandoned)
 }
 
+/// One row of [`query_bearers`]: the pair asked (its 1-based position in `asked`), and what its
+/// token is.
+struct BearerRow {
+    n: i64,
+    org_token_id: Option<Uuid>,
+    org_prefix: Option<String>,
+    org_id: Option<Uuid>,
+    org_stamp_due: Option<bool>,
+    workspace_token_id: Option<Uuid>,
+    owner: Option<Uuid>,
+    workspace_stamp_due: Option<bool>,
+    workspace_has_live_token: bool,
+}
+
 /// [`check_bearer`] of every (token hash, workspace) pair in `asked`, in one statement (each
 /// `token_hash` is unique, so a pair joins at most one token of each kind); a second one stamps
 /// the tokens whose stamp is due (each at most once a minute), so the check itself stays a plain
-/// read.
+/// read. A batch of one pair runs the same statement with scalar parameters: with array ones,
+/// PostgreSQL sizes the array at 10 keys, prefers a custom plan for one, and so plans every
+/// execution anew (0.37–0.44 ms against 0.09 ms).
 async fn query_bearers(
     db: &Db,
     asked: Vec<(Vec<u8>, Option<Uuid>)>,
 ) -> Result<HashMap<(Vec<u8>, Option<Uuid>), BearerCheck>, StoreError> {
-    let (hashes, workspaces): (Vec<Vec<u8>>, Vec<Option<Uuid>>) = asked.iter().cloned().unzip();
-    let rows = sqlx::query!(
-        r#"SELECT a.n AS "n!", o.id AS "org_token_id?", o.prefix AS "org_prefix?",
-                  o.org_id AS "org_id?",
-                  (o.last_used_at IS NULL OR o.last_used_at < now() - make_interval(secs => $3))
-                    AS "org_stamp_due?",
-                  t.id AS "workspace_token_id?", t.workspace_id AS "owner?",
-                  (t.last_used_at IS NULL OR t.last_used_at < now() - make_interval(secs => $3))
-                    AS "workspace_stamp_due?",
-                  (a.workspace IS NOT NULL AND EXISTS (
-                     SELECT 1 FROM workspace_auth_tokens
-                     WHERE workspace_id = a.workspace AND revoked_at IS NULL))
-                    AS "workspace_has_live_token!"
-           FROM unnest($1::bytea[], $2::uuid[]) WITH ORDINALITY AS a(hash, workspace, n)
-           LEFT JOIN org_api_tokens o ON o.token_hash = a.hash AND o.revoked_at IS NULL
-           LEFT JOIN (workspace_auth_tokens t
-                      JOIN workspaces w ON w.id = t.workspace_id
-                                       AND w.status IS DISTINCT FROM 'removed')
-             ON t.token_hash = a.hash AND t.revoked_at IS NULL"#,
-        &hashes,
-        &workspaces as &[Option<Uuid>],
-        LAST_USED_RESOLUTION_SECONDS
-    )
-    .fetch_all(db)
-    .await?;
+    let rows = if let [(hash, workspace)] = asked.as_slice() {
+        sqlx::query_as!(
+            BearerRow,
+            r#"SELECT 1::bigint AS "n!", o.id AS "org_token_id?", o.prefix AS "org_prefix?",
+                      o.org_id AS "org_id?",
+                      (o.last_used_at IS NULL
+                       OR o.last_used_at < now() - make_interval(secs => $3)) AS "org_stamp_due?",
+                      t.id AS "workspace_token_id?", t.workspace_id AS "owner?",
+                      (t.last_used_at IS NULL
+                       OR t.last_used_at < now() - make_interval(secs => $3))
+                        AS "workspace_stamp_due?",
+                      (a.workspace IS NOT NULL AND EXISTS (
+                         SELECT 1 FROM workspace_auth_tokens
+                         WHERE workspace_id = a.workspace AND revoked_at IS NULL))
+                        AS "workspace_has_live_token!"
+               FROM (SELECT $1::bytea AS hash, $2::uuid AS workspace) a
+               LEFT JOIN org_api_tokens o ON o.token_hash = a.hash AND o.revoked_at IS NULL
+               LEFT JOIN (workspace_auth_tokens t
+                          JOIN workspaces w ON w.id = t.workspace_id
+                                           AND w.status IS DISTINCT FROM 'removed')
+                 ON t.token_hash = a.hash AND t.revoked_at IS NULL"#,
+            hash,
+            *workspace as Option<Uuid>,
+            LAST_USED_RESOLUTION_SECONDS
+        )
+        .fetch_all(db)
+        .await?
+    } else {
+        let (hashes, workspaces): (Vec<Vec<u8>>, Vec<Option<Uuid>>) = asked.iter().cloned().unzip();
+        sqlx::query_as!(
+            BearerRow,
+            r#"SELECT a.n AS "n!", o.id AS "org_token_id?", o.prefix AS "org_prefix?",
+                      o.org_id AS "org_id?",
+                      (o.last_used_at IS NULL
+                       OR o.last_used_at < now() - make_interval(secs => $3)) AS "org_stamp_due?",
+                      t.id AS "workspace_token_id?", t.workspace_id AS "owner?",
+                      (t.last_used_at IS NULL
+                       OR t.last_used_at < now() - make_interval(secs => $3))
+                        AS "workspace_stamp_due?",
+                      (a.workspace IS NOT NULL AND EXISTS (
+                         SELECT 1 FROM workspace_auth_tokens
+                         WHERE workspace_id = a.workspace AND revoked_at IS NULL))
+                        AS "workspace_has_live_token!"
+               FROM unnest($1::bytea[], $2::uuid[]) WITH ORDINALITY AS a(hash, workspace, n)
+               LEFT JOIN org_api_tokens o ON o.token_hash = a.hash AND o.revoked_at IS NULL
+               LEFT JOIN (workspace_auth_tokens t
+                          JOIN workspaces w ON w.id = t.workspace_id
+                                           AND w.status IS DISTINCT FROM 'removed')
+                 ON t.token_hash = a.hash AND t.revoked_at IS NULL"#,
+            &hashes,
+            &workspaces as &[Option<Uuid>],
+            LAST_USED_RESOLUTION_SECONDS
+        )
+        .fetch_all(db)
+        .await?
+    };
     let mut checks = HashMap::with_capacity(rows.len());
     let (mut org_stamps, mut workspace_stamps) = (Vec::new(), Vec::new());
     for row in rows {

@@ -68,13 +68,17 @@ pub async fn list_live(executor: impl PgExecutor<'_>) -> Result<Vec<WorkspaceRow
 }
 
 /// [`get`] for a request path: concurrent reads of workspaces share a statement
-/// ([`crate::batch`]).
+/// ([`crate::batch`]): [`get_many`], or [`get`] for a batch of one (a scalar parameter, whose
+/// plan PostgreSQL keeps; an array one makes it plan every execution anew).
 pub async fn get_shared(db: &Db, id: Uuid) -> Result<Option<WorkspaceRow>, StoreError> {
     let statement_db = db.clone();
     db.shared()
         .workspace
         .get(id, move |ids| async move {
-            let rows = get_many(&statement_db, &ids).await?;
+            let rows = match ids.as_slice() {
+                [id] => get(&statement_db, *id).await?.into_iter().collect(),
+                _ => get_many(&statement_db, &ids).await?,
+            };
             Ok(rows.into_iter().map(|row| (row.id, row)).collect())
         })
         .await
@@ -85,7 +89,28 @@ pub async fn get(
     executor: impl PgExecutor<'_>,
     id: Uuid,
 ) -> Result<Option<WorkspaceRow>, StoreError> {
-    Ok(get_many(executor, &[id]).await?.pop())
+    let row = sqlx::query_as!(
+        WorkspaceRow,
+        r#"SELECT w.id, w.name, w.role, COALESCE(w.tier, 0) AS "tier!",
+                  COALESCE(w.status::text, '') AS "status!", w.agent_card,
+                  COALESCE(w.url, '') AS "url!", w.parent_id,
+                  COALESCE(w.active_tasks, 0) AS "active_tasks!",
+                  w.max_concurrent_tasks,
+                  COALESCE(w.last_error_rate, 0) AS "last_error_rate!",
+                  COALESCE(w.last_sample_error, '') AS "last_sample_error!",
+                  COALESCE(w.uptime_seconds, 0) AS "uptime_seconds!",
+                  COALESCE(w.current_task, '') AS "current_task!",
+                  COALESCE(w.runtime, 'langgraph') AS "runtime!", w.workspace_dir,
+                  COALESCE(l.x, 0) AS "x!", COALESCE(l.y, 0) AS "y!",
+                  COALESCE(l.collapsed, false) AS "collapsed!",
+                  w.budget_limit, w.monthly_spend, w.last_outbound_at, w.updated_at
+           FROM workspaces w LEFT JOIN canvas_layouts l ON l.workspace_id = w.id
+           WHERE w.id = $1"#,
+        id
+    )
+    .fetch_optional(executor)
+    .await?;
+    Ok(row)
 }
 
 /// The workspaces of `ids` that exist, in any status, in no particular order. (The `!`s restate
