@@ -343,6 +343,16 @@ async fn batched_workspace_reads_answer_each_caller_and_see_completed_writes(db:
     for n in 0..24 {
         ids.push(insert(&db, &format!("w{n}"), None).await);
     }
+    // The batch statement (an array of ids) answers each row as the one-key statement does.
+    let mut asked = ids.clone();
+    asked.push(Uuid::new_v4());
+    let mut many = store::workspaces::get_many(&db, &asked).await.unwrap();
+    many.sort_by_key(|row| ids.iter().position(|id| *id == row.id));
+    let mut one_by_one = Vec::new();
+    for &id in &ids {
+        one_by_one.push(store::workspaces::get(&db, id).await.unwrap().unwrap());
+    }
+    assert_eq!(many, one_by_one);
     let lane = store::Db::new(db.clone(), 4);
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..32)
