@@ -224,10 +224,21 @@ impl EventsHub {
         }
     }
 
+    /// Publishes what one notification announces (several events when a writer packed them).
     async fn relay(&self, pool: &PgPool, text: &str) {
-        let event = match Announcement::parse(text) {
-            Some(Announcement::Event(event)) => event,
-            Some(Announcement::StoredId(id)) => match store::events::get(pool, id).await {
+        let announcements = Announcement::parse_all(text);
+        if announcements.is_empty() {
+            tracing::debug!("ignoring a foreign notification on the event channel");
+        }
+        for announcement in announcements {
+            self.relay_one(pool, announcement).await;
+        }
+    }
+
+    async fn relay_one(&self, pool: &PgPool, announcement: Announcement) {
+        let event = match announcement {
+            Announcement::Event(event) => event,
+            Announcement::StoredId(id) => match store::events::get(pool, id).await {
                 Ok(Some(row)) => row.into(),
                 Ok(None) => return,
                 Err(error) => {
@@ -235,20 +246,14 @@ impl EventsHub {
                     return;
                 }
             },
-            Some(Announcement::LargeId(id)) => {
-                match store::events::large_announcement(pool, id).await {
-                    Ok(Some(event)) => event,
-                    Ok(None) => return,
-                    Err(error) => {
-                        tracing::warn!(error = %error, event_id = %id, "cannot fetch a large announcement");
-                        return;
-                    }
+            Announcement::LargeId(id) => match store::events::large_announcement(pool, id).await {
+                Ok(Some(event)) => event,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(error = %error, event_id = %id, "cannot fetch a large announcement");
+                    return;
                 }
-            }
-            None => {
-                tracing::debug!("ignoring a foreign notification on the event channel");
-                return;
-            }
+            },
         };
         self.publish(event.into());
     }

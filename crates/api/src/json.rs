@@ -1,9 +1,16 @@
 //! JSON helpers for wire parity with the Go original.
 
-use serde::Serializer;
 use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use crate::ApiError;
+
+/// `value` as JSON text, for what is stored or announced as it is (activity bodies, event
+/// payloads) without building a tree again.
+pub fn raw<T: Serialize + ?Sized>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).expect("values with string keys serialize")
+}
 
 /// Parses a JSON body, answering 400 with the route's own message when it does not bind.
 pub fn parse_body<T: DeserializeOwned>(body: &[u8], message: &str) -> Result<T, ApiError> {

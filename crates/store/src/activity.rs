@@ -1,13 +1,14 @@
 //! `activity_logs`: what agents report they did (A2A calls, task updates, logs, errors).
 
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use crate::StoreError;
 
 /// One reported activity, as inserted.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NewActivity<'a> {
     pub workspace_id: Uuid,
     pub activity_type: &'a str,
@@ -15,13 +16,13 @@ pub struct NewActivity<'a> {
     pub target_id: Option<Uuid>,
     pub method: Option<&'a str>,
     pub summary: Option<&'a str>,
-    pub request_body: Option<&'a serde_json::Value>,
-    pub response_body: Option<&'a serde_json::Value>,
+    pub request_body: Option<&'a RawValue>,
+    pub response_body: Option<&'a RawValue>,
     pub duration_ms: Option<i32>,
     pub status: &'a str,
     pub error_detail: Option<&'a str>,
     /// The agent's tool calls behind an answer (`result.metadata.tool_trace`).
-    pub tool_trace: Option<&'a serde_json::Value>,
+    pub tool_trace: Option<&'a RawValue>,
 }
 
 /// One row of `activity_logs` as listed.
@@ -98,7 +99,8 @@ pub async fn insert(
         "INSERT INTO activity_logs (workspace_id, activity_type, source_id, target_id, method,
                                     summary, request_body, response_body, duration_ms, status,
                                     error_detail, tool_trace)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8::text::jsonb, $9, $10, $11,
+                 $12::text::jsonb)
          RETURNING id",
         activity.workspace_id,
         activity.activity_type,
@@ -106,12 +108,12 @@ pub async fn insert(
         activity.target_id,
         activity.method,
         activity.summary,
-        activity.request_body,
-        activity.response_body,
+        activity.request_body.map(RawValue::get),
+        activity.response_body.map(RawValue::get),
         activity.duration_ms,
         activity.status,
         activity.error_detail,
-        activity.tool_trace
+        activity.tool_trace.map(RawValue::get)
     )
     .fetch_one(executor)
     .await?;
@@ -122,9 +124,9 @@ pub async fn insert(
 /// at its insert (`clock_timestamp()`, so a batch keeps its order in the listings). Rows of a
 /// workspace that no longer exists are skipped (they would be deleted with it); returns how many
 /// were inserted.
-pub async fn insert_many(
+pub async fn insert_many<'a>(
     executor: impl PgExecutor<'_>,
-    activities: &[NewActivity<'_>],
+    activities: &[NewActivity<'a>],
 ) -> Result<u64, StoreError> {
     if activities.is_empty() {
         return Ok(0);
@@ -132,10 +134,9 @@ pub async fn insert_many(
     let column = |f: fn(&NewActivity<'_>) -> Option<String>| -> Vec<Option<String>> {
         activities.iter().map(f).collect()
     };
-    let json =
-        |f: fn(&NewActivity<'_>) -> Option<serde_json::Value>| -> Vec<Option<serde_json::Value>> {
-            activities.iter().map(f).collect()
-        };
+    let json = |f: fn(&NewActivity<'a>) -> Option<&'a RawValue>| -> Vec<Option<&'a str>> {
+        activities.iter().map(|a| f(a).map(RawValue::get)).collect()
+    };
     let workspace_ids: Vec<Uuid> = activities.iter().map(|a| a.workspace_id).collect();
     let types: Vec<String> = activities
         .iter()
@@ -150,10 +151,10 @@ pub async fn insert_many(
                                      summary, request_body, response_body, duration_ms, status,
                                      error_detail, tool_trace, created_at)
            SELECT r.workspace_id, r.activity_type, r.source_id, r.target_id, r.method, r.summary,
-                  r.request_body, r.response_body, r.duration_ms, r.status, r.error_detail,
-                  r.tool_trace, clock_timestamp()
+                  r.request_body::jsonb, r.response_body::jsonb, r.duration_ms, r.status,
+                  r.error_detail, r.tool_trace::jsonb, clock_timestamp()
            FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::text[],
-                       $7::jsonb[], $8::jsonb[], $9::int4[], $10::text[], $11::text[], $12::jsonb[])
+                       $7::text[], $8::text[], $9::int4[], $10::text[], $11::text[], $12::text[])
                 WITH ORDINALITY AS r(workspace_id, activity_type, source_id, target_id, method,
                                      summary, request_body, response_body, duration_ms, status,
                                      error_detail, tool_trace, n)
@@ -165,12 +166,12 @@ pub async fn insert_many(
         &target_ids as &[Option<Uuid>],
         &column(|a| a.method.map(str::to_string)) as &[Option<String>],
         &column(|a| a.summary.map(str::to_string)) as &[Option<String>],
-        &json(|a| a.request_body.cloned()) as &[Option<serde_json::Value>],
-        &json(|a| a.response_body.cloned()) as &[Option<serde_json::Value>],
+        &json(|a| a.request_body) as &[Option<&str>],
+        &json(|a| a.response_body) as &[Option<&str>],
         &durations as &[Option<i32>],
         &statuses,
         &column(|a| a.error_detail.map(str::to_string)) as &[Option<String>],
-        &json(|a| a.tool_trace.cloned()) as &[Option<serde_json::Value>],
+        &json(|a| a.tool_trace) as &[Option<&str>],
     )
     .execute(executor)
     .await?;

@@ -6,7 +6,8 @@
 //! Every replica's hub listens on that channel, so each event reaches every subscriber.
 
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
@@ -102,28 +103,39 @@ pub async fn announce(
     executor: impl PgExecutor<'_>,
     event_type: &str,
     workspace_id: Uuid,
-    payload: &serde_json::Value,
+    payload: &RawValue,
 ) -> Result<(), StoreError> {
-    let message = serde_json::json!({
-        "event_type": event_type,
-        "workspace_id": workspace_id,
-        "payload": payload,
-        "created_at": Utc::now(),
-    });
-    if message.to_string().len() <= MAX_ANNOUNCEMENT_BYTES {
-        sqlx::query!("SELECT pg_notify($1, $2)", CHANNEL, message.to_string())
+    let message = Message {
+        event_type,
+        workspace_id,
+        payload,
+        created_at: Utc::now(),
+    }
+    .text();
+    if message.len() <= MAX_ANNOUNCEMENT_BYTES {
+        sqlx::query!("SELECT pg_notify($1, $2)", CHANNEL, message)
             .execute(executor)
             .await?;
         return Ok(());
     }
-    // One statement: prune expired payloads, keep this one, announce its id.
+    announce_large(executor, event_type, workspace_id, payload.get()).await
+}
+
+/// Keeps a payload too large for NOTIFY in `large_announcements` and announces its id, in one
+/// statement that also prunes expired payloads.
+async fn announce_large(
+    executor: impl PgExecutor<'_>,
+    event_type: &str,
+    workspace_id: Uuid,
+    payload: &str,
+) -> Result<(), StoreError> {
     sqlx::query!(
         "WITH expired AS (
            DELETE FROM large_announcements
            WHERE created_at < now() - make_interval(secs => $5)
          ), kept AS (
            INSERT INTO large_announcements (event_type, workspace_id, payload)
-           VALUES ($2, $3, $4) RETURNING id
+           VALUES ($2, $3, $4::text::jsonb) RETURNING id
          )
          SELECT pg_notify($1, json_build_object('large_id', id)::text) FROM kept",
         CHANNEL,
@@ -137,48 +149,80 @@ pub async fn announce(
     Ok(())
 }
 
-/// Announces several events in order, as [`announce`] does one: the small ones in one statement,
-/// a large one through [`announce`]. The connection is borrowed for each statement, so pass a
-/// transaction to announce them all at its commit.
+/// Announces several events in order, as [`announce`] does one, from payloads already in JSON text
+/// (a busy writer builds no JSON trees). Small announcements are packed into as few NOTIFY
+/// payloads as fit (a JSON array of them: fewer notifications for PostgreSQL to queue and every
+/// listener to read); a large one goes through `large_announcements`. The connection is borrowed
+/// for each statement, so pass a transaction to announce them all at its commit.
 pub async fn announce_many(
     connection: &mut sqlx::PgConnection,
-    events: &[(&str, Uuid, &serde_json::Value)],
+    events: &[(&str, Uuid, &RawValue)],
 ) -> Result<(), StoreError> {
     let now = Utc::now();
-    let mut small = Vec::with_capacity(events.len());
+    let mut packets = Vec::new();
+    let mut packet = String::new();
     for (event_type, workspace_id, payload) in events {
-        let message = serde_json::json!({
-            "event_type": event_type,
-            "workspace_id": workspace_id,
-            "payload": payload,
-            "created_at": now,
-        })
-        .to_string();
-        if message.len() <= MAX_ANNOUNCEMENT_BYTES {
-            small.push(message);
+        let message = Message {
+            event_type,
+            workspace_id: *workspace_id,
+            payload,
+            created_at: now,
+        }
+        .text();
+        if message.len() > MAX_ANNOUNCEMENT_BYTES {
+            close_packet(&mut packet, &mut packets);
+            flush_packets(&mut *connection, &mut packets).await?;
+            announce_large(&mut *connection, event_type, *workspace_id, payload.get()).await?;
             continue;
         }
-        flush_small(&mut *connection, &mut small).await?;
-        announce(&mut *connection, event_type, *workspace_id, payload).await?;
+        // `[` + messages joined by `,` + `]`.
+        if !packet.is_empty() && packet.len() + message.len() + 2 > MAX_ANNOUNCEMENT_BYTES {
+            close_packet(&mut packet, &mut packets);
+        }
+        packet.push(if packet.is_empty() { '[' } else { ',' });
+        packet.push_str(&message);
     }
-    flush_small(connection, &mut small).await
+    close_packet(&mut packet, &mut packets);
+    flush_packets(connection, &mut packets).await
 }
 
-async fn flush_small(
+/// One announcement on [`CHANNEL`], as [`Announcement::parse_all`] reads it.
+#[derive(Serialize)]
+struct Message<'a> {
+    event_type: &'a str,
+    workspace_id: Uuid,
+    payload: &'a RawValue,
+    created_at: DateTime<Utc>,
+}
+
+impl Message<'_> {
+    fn text(&self) -> String {
+        serde_json::to_string(self).expect("text, a uuid, a time and JSON text serialize")
+    }
+}
+
+fn close_packet(packet: &mut String, packets: &mut Vec<String>) {
+    if !packet.is_empty() {
+        packet.push(']');
+        packets.push(std::mem::take(packet));
+    }
+}
+
+async fn flush_packets(
     executor: impl PgExecutor<'_>,
-    messages: &mut Vec<String>,
+    packets: &mut Vec<String>,
 ) -> Result<(), StoreError> {
-    if messages.is_empty() {
+    if packets.is_empty() {
         return Ok(());
     }
     sqlx::query!(
         "SELECT pg_notify($1, m) FROM unnest($2::text[]) AS m",
         CHANNEL,
-        messages.as_slice()
+        packets.as_slice()
     )
     .execute(executor)
     .await?;
-    messages.clear();
+    packets.clear();
     Ok(())
 }
 
@@ -223,10 +267,31 @@ struct Wire {
     created_at: Option<DateTime<Utc>>,
 }
 
+/// A NOTIFY payload: one announcement, or several packed by [`announce_many`].
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Packet {
+    Many(Vec<Wire>),
+    One(Wire),
+}
+
 impl Announcement {
     /// Parses a NOTIFY payload; `None` when it is not one of ours.
     pub fn parse(text: &str) -> Option<Self> {
-        let wire: Wire = serde_json::from_str(text).ok()?;
+        Self::of(serde_json::from_str(text).ok()?)
+    }
+
+    /// Parses a NOTIFY payload that may pack several announcements, in their order; empty when
+    /// it is not ours.
+    pub fn parse_all(text: &str) -> Vec<Self> {
+        match serde_json::from_str(text) {
+            Ok(Packet::Many(wires)) => wires.into_iter().filter_map(Self::of).collect(),
+            Ok(Packet::One(wire)) => Self::of(wire).into_iter().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn of(wire: Wire) -> Option<Self> {
         if let Some(id) = wire.large_id {
             return Some(Self::LargeId(id));
         }
@@ -260,5 +325,39 @@ impl From<EventRow> for AnnouncedEvent {
             payload: row.payload,
             created_at: row.created_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_packed_notification_gives_its_announcements_in_order() {
+        let id = Uuid::new_v4();
+        let text = format!(
+            r#"[{{"event_type":"A","workspace_id":"{id}","payload":{{"n":1}},"created_at":"2026-01-01T00:00:00Z"}},
+                {{"large_id":"{id}"}},
+                {{"event_type":"B","workspace_id":null,"payload":null,"created_at":"2026-01-01T00:00:01Z"}}]"#
+        );
+        let parsed = Announcement::parse_all(&text);
+        assert_eq!(parsed.len(), 3);
+        assert!(
+            matches!(&parsed[0], Announcement::Event(e) if e.event_type == "A"
+            && e.payload == Some(serde_json::json!({"n": 1})))
+        );
+        assert_eq!(parsed[1], Announcement::LargeId(id));
+        assert!(matches!(&parsed[2], Announcement::Event(e) if e.event_type == "B"));
+    }
+
+    #[test]
+    fn a_single_announcement_and_foreign_text_still_parse_as_before() {
+        let id = Uuid::new_v4();
+        assert_eq!(
+            Announcement::parse_all(&format!(r#"{{"id":"{id}"}}"#)),
+            vec![Announcement::StoredId(id)]
+        );
+        assert!(Announcement::parse_all("hello").is_empty());
+        assert!(Announcement::parse_all("[1, 2]").is_empty());
     }
 }

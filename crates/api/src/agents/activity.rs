@@ -5,7 +5,8 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use store::activity::{ActivityFilter, ActivityRow, Cursor, NewActivity};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -59,12 +60,12 @@ pub struct ReportBody {
     error_detail: String,
     duration_ms: Option<i32>,
     #[schema(value_type = Option<Object>)]
-    request_body: Option<Value>,
+    request_body: Option<Box<RawValue>>,
     #[schema(value_type = Option<Object>)]
-    response_body: Option<Value>,
+    response_body: Option<Box<RawValue>>,
     /// The older name of `request_body`.
     #[schema(value_type = Option<Object>)]
-    metadata: Option<Value>,
+    metadata: Option<Box<RawValue>>,
 }
 
 /// `POST /workspaces/{id}/activity`: records one activity and announces `ACTIVITY_LOGGED`.
@@ -134,8 +135,8 @@ fn new_activity(body: &ReportBody, workspace_id: Uuid) -> ApiResult<NewActivity<
         target_id,
         method: non_empty(&body.method),
         summary: non_empty(&body.summary),
-        request_body: body.request_body.as_ref().or(body.metadata.as_ref()),
-        response_body: body.response_body.as_ref(),
+        request_body: body.request_body.as_deref().or(body.metadata.as_deref()),
+        response_body: body.response_body.as_deref(),
         duration_ms: body.duration_ms,
         status,
         error_detail: non_empty(&body.error_detail),
@@ -162,27 +163,37 @@ pub async fn log(db: &sqlx::PgPool, activity: &NewActivity<'_>) -> Result<Uuid, 
 }
 
 /// The `ACTIVITY_LOGGED` payload of an activity.
-pub fn announcement(activity: &NewActivity<'_>) -> Value {
-    let mut announced = json!({
-        "activity_type": activity.activity_type,
-        "duration_ms": activity.duration_ms,
-        "method": activity.method,
-        "source_id": activity.source_id,
-        "status": activity.status,
-        "summary": activity.summary,
-        "target_id": activity.target_id,
-    });
-    let optional = [
-        ("request_body", activity.request_body),
-        ("response_body", activity.response_body),
-        ("tool_trace", activity.tool_trace),
-    ];
-    for (key, value) in optional {
-        if let Some(value) = value {
-            announced[key] = value.clone();
-        }
-    }
-    announced
+pub fn announcement(activity: &NewActivity<'_>) -> Box<RawValue> {
+    crate::json::raw(&Announced {
+        activity_type: activity.activity_type,
+        duration_ms: activity.duration_ms,
+        method: activity.method,
+        source_id: activity.source_id,
+        status: activity.status,
+        summary: activity.summary,
+        target_id: activity.target_id,
+        request_body: activity.request_body,
+        response_body: activity.response_body,
+        tool_trace: activity.tool_trace,
+    })
+}
+
+/// The `ACTIVITY_LOGGED` payload: the bodies only when present.
+#[derive(Serialize)]
+struct Announced<'a> {
+    activity_type: &'a str,
+    duration_ms: Option<i32>,
+    method: Option<&'a str>,
+    source_id: Option<Uuid>,
+    status: &'a str,
+    summary: Option<&'a str>,
+    target_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_body: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_body: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_trace: Option<&'a RawValue>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -227,12 +227,16 @@ pub async fn heartbeat(
     }
     // Announced on commit; the canvas only hears of task changes, not every repeat.
     if body.current_task != outcome.previous_task {
-        let task = json!({ "active_tasks": body.active_tasks, "current_task": body.current_task });
+        let task = crate::json::raw(
+            &json!({ "active_tasks": body.active_tasks, "current_task": body.current_task }),
+        );
         store::events::announce(&mut *tx, "TASK_UPDATED", id, &task)
             .await
             .context("failed to update")?;
     }
-    let load = json!({ "active_tasks": body.active_tasks, "uptime_seconds": body.uptime_seconds });
+    let load = crate::json::raw(
+        &json!({ "active_tasks": body.active_tasks, "uptime_seconds": body.uptime_seconds }),
+    );
     store::events::announce(&mut *tx, "WORKSPACE_HEARTBEAT", id, &load)
         .await
         .context("failed to update")?;

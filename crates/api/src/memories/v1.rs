@@ -155,7 +155,7 @@ async fn audit_global(
         target_id: None,
         method: None,
         summary: Some(&summary),
-        request_body: Some(&request),
+        request_body: Some(&crate::json::raw(&request)),
         response_body: None,
         duration_ms: None,
         status: "ok",

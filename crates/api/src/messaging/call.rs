@@ -8,6 +8,8 @@ use axum::body::Bytes;
 use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use store::activity::NewActivity;
 use store::messaging::{NewQueueItem, ProxyTarget};
@@ -72,13 +74,12 @@ impl Call {
         answer: Bytes,
         duration: Duration,
     ) -> ApiResult<Response> {
-        let parsed = serde_json::from_slice::<Value>(&answer).ok();
-        self.answered(status, parsed.clone().unwrap_or(Value::Null), duration)
-            .await;
+        let parsed = Answer::parse(&answer);
+        self.answered(status, parsed.as_ref(), duration).await;
         if !status.is_success() {
             let message = parsed
                 .as_ref()
-                .and_then(|body| body.get("error"))
+                .and_then(|answer| answer.parsed.get("error"))
                 .and_then(Value::as_str)
                 .or(status.canonical_reason())
                 .unwrap_or("agent error");
@@ -97,21 +98,26 @@ impl Call {
     /// Records an answer: its activity row, `A2A_RESPONSE` for the canvas, token usage, and the
     /// caller's last outbound call. Handed to the background writer ([`super::recorder`]): the
     /// caller is answered without waiting for the database.
-    pub async fn answered(&self, status: StatusCode, body: Value, duration: Duration) {
+    /// `answer` is `None` when it was not JSON (recorded as `null`, as an error).
+    pub async fn answered(&self, status: StatusCode, answer: Option<&Answer>, duration: Duration) {
+        let body = answer.map_or(&Value::Null, |answer| &answer.parsed);
+        let text = answer.map_or(RawValue::NULL, |answer| &answer.text);
         let ok = status.as_u16() < 400 && !body.is_null();
-        let tool_trace = body.pointer("/result/metadata/tool_trace").cloned();
-        let usage = super::usage::reported(&body);
+        let tool_trace = body
+            .pointer("/result/metadata/tool_trace")
+            .map(crate::json::raw);
+        let usage = super::usage::reported(body);
         let announced = (ok && self.caller.is_none()).then(|| {
-            json!({
-                "duration_ms": duration.as_millis() as u64,
-                "method": self.request.method,
-                "response_body": body,
+            crate::json::raw(&Announced {
+                duration_ms: duration.as_millis() as u64,
+                method: &self.request.method,
+                response_body: text,
             })
         });
         self.log(Row {
             summary: format!("{} → {}", self.request.method, self.target.name),
             status: if ok { "ok" } else { "error" },
-            response_body: Some(body),
+            response_body: Some(text.to_owned()),
             tool_trace,
             duration: Some(duration),
             ..Row::default()
@@ -221,7 +227,7 @@ impl Call {
             target_id: Some(self.target_id),
             method: Some(self.request.method.clone()),
             summary: Some(row.summary),
-            request_body: Some(self.request.body.clone()),
+            request_body: Some(self.request.text.clone()),
             response_body: row.response_body,
             duration_ms: row
                 .duration
@@ -245,14 +251,14 @@ impl Call {
             target_id: Some(self.target_id),
             method: Some(self.request.method.as_str()),
             summary: Some(row.summary.as_str()),
-            request_body: Some(&self.request.body),
-            response_body: row.response_body.as_ref(),
+            request_body: Some(&self.request.text),
+            response_body: row.response_body.as_deref(),
             duration_ms: row
                 .duration
                 .map(|d| d.as_millis().min(i32::MAX as u128) as i32),
             status: row.status,
             error_detail: row.error_detail.as_deref(),
-            tool_trace: row.tool_trace.as_ref(),
+            tool_trace: row.tool_trace.as_deref(),
         }
     }
 }
@@ -262,8 +268,38 @@ impl Call {
 struct Row {
     summary: String,
     status: &'static str,
-    response_body: Option<Value>,
-    tool_trace: Option<Value>,
+    response_body: Option<Box<RawValue>>,
+    tool_trace: Option<Box<RawValue>>,
     duration: Option<Duration>,
     error_detail: Option<String>,
+}
+
+/// An agent's JSON answer: parsed, for what the proxy reads from it, and its text as sent, for
+/// what is logged and announced.
+#[derive(Debug)]
+pub struct Answer {
+    pub parsed: Value,
+    pub text: Box<RawValue>,
+}
+
+impl Answer {
+    /// `None` when `bytes` is not JSON.
+    pub fn parse(bytes: &[u8]) -> Option<Answer> {
+        let text: Box<RawValue> = serde_json::from_slice(bytes).ok()?;
+        let parsed = serde_json::from_str(text.get()).ok()?;
+        Some(Answer { parsed, text })
+    }
+
+    pub fn of(parsed: Value) -> Answer {
+        let text = crate::json::raw(&parsed);
+        Answer { parsed, text }
+    }
+}
+
+/// The `A2A_RESPONSE` payload.
+#[derive(Serialize)]
+struct Announced<'a> {
+    duration_ms: u64,
+    method: &'a str,
+    response_body: &'a RawValue,
 }

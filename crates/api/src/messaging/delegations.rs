@@ -230,8 +230,8 @@ async fn push_to_inbox(state: &AppState, source: Uuid, id: &str, outcome: Result
         Ok(text) => ("Delegation result delivered", "ok", text, ""),
         Err(error) => ("Delegation failed", "error", "", error),
     };
-    let request = json!({"delegation_id": id});
-    let response = json!({"delegation_id": id, "text": text});
+    let request = crate::json::raw(&json!({"delegation_id": id}));
+    let response = crate::json::raw(&json!({"delegation_id": id, "text": text}));
     let row = NewActivity {
         workspace_id: source,
         activity_type: "a2a_receive",

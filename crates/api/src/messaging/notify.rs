@@ -79,7 +79,7 @@ pub async fn notify(
         event["attachments"] = json!(body.attachments);
     }
     let summary = format!("Agent message: {}", truncate_chars(&body.message, 80));
-    let response = chat_record(&body);
+    let response = crate::json::raw(&chat_record(&body));
     let row = NewActivity {
         workspace_id,
         activity_type: "a2a_receive",
@@ -95,9 +95,14 @@ pub async fn notify(
         tool_trace: None,
     };
     let mut tx = state.db.begin().await.context("internal error")?;
-    store::events::announce(&mut *tx, "AGENT_MESSAGE", workspace_id, &event)
-        .await
-        .context("internal error")?;
+    store::events::announce(
+        &mut *tx,
+        "AGENT_MESSAGE",
+        workspace_id,
+        &crate::json::raw(&event),
+    )
+    .await
+    .context("internal error")?;
     store::activity::insert(&mut *tx, &row)
         .await
         .context("internal error")?;

@@ -4,6 +4,7 @@
 
 use axum::http::StatusCode;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
@@ -19,13 +20,20 @@ pub struct HintBody {
 }
 
 /// The request as forwarded, and its JSON-RPC method (`""` when none).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Normalised {
     pub body: Value,
+    /// `body` as JSON text, written once: what is sent to the agent and logged.
+    pub text: Box<RawValue>,
     pub method: String,
 }
 
 impl Normalised {
+    pub fn new(body: Value, method: String) -> Self {
+        let text = crate::json::raw(&body);
+        Self { body, text, method }
+    }
+
     /// `params.message.messageId`: a retried request is queued once.
     pub fn message_id(&self) -> Option<&str> {
         self.body.pointer("/params/message/messageId")?.as_str()
@@ -66,10 +74,7 @@ pub fn normalise(raw: &[u8]) -> Result<Normalised, ApiError> {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    Ok(Normalised {
-        body: Value::Object(object),
-        method,
-    })
+    Ok(Normalised::new(Value::Object(object), method))
 }
 
 /// A `messageId` when missing; `content` (v0.2) turned into `parts` (v0.3).

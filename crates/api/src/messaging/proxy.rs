@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::address::AddressPolicy;
 use super::agent::{self, Failure};
-use super::call::Call;
+use super::call::{Answer, Call};
 use super::payload::{self, HintBody};
 use super::watch::IdleWatch;
 use crate::error::{ApiResult, ErrorBody, StoreContext};
@@ -212,7 +212,7 @@ async fn forward(call: Call, url: &str, total: Duration, started: Instant) -> Ap
     let state = call.state.clone();
     let idle = state.messaging.idle_window(call.target_id, &state.config);
     let mut watch = IdleWatch::new(&state.events, call.target_id, idle, total);
-    let body = Bytes::from(call.request.body.to_string());
+    let body = Bytes::copy_from_slice(call.request.text.get().as_bytes());
     let sent = agent::send(&state.messaging.client, url, body, &mut watch).await;
     let duration = started.elapsed();
     let response = match sent {
@@ -224,8 +224,8 @@ async fn forward(call: Call, url: &str, total: Duration, started: Instant) -> Ap
     if status.is_success() && agent::is_event_stream(&response) {
         let tasks = state.messaging.tasks().clone();
         let body = agent::relay(&tasks, response, watch, move |last| async move {
-            call.answered(status, last.unwrap_or(Value::Null), duration)
-                .await;
+            let answer = last.map(Answer::of);
+            call.answered(status, answer.as_ref(), duration).await;
         });
         return Ok(stream_response(status, body));
     }

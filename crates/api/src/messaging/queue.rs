@@ -47,10 +47,7 @@ async fn dispatch(
         .map_err(|e| e.to_string())?
         .ok_or("workspace not found")?;
     let method = item.body["method"].as_str().unwrap_or_default().to_string();
-    let request = Normalised {
-        body: item.body.clone(),
-        method,
-    };
+    let request = Normalised::new(item.body.clone(), method);
     let call = Call::new(state.clone(), workspace_id, target, item.caller_id, request);
     let total = state.config.a2a_total_timeout();
     let answer = super::proxy::deliver(call, total, Instant::now())

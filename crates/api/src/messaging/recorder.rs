@@ -13,7 +13,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::PgPool;
 use store::activity::NewActivity;
 use tokio::sync::mpsc;
@@ -35,7 +35,7 @@ pub enum Record {
     Announce {
         event_type: &'static str,
         workspace_id: Uuid,
-        payload: Value,
+        payload: Box<RawValue>,
     },
     /// One answered call's reported tokens (`store::budget::add_usage`).
     Usage {
@@ -56,12 +56,12 @@ pub struct Activity {
     pub target_id: Option<Uuid>,
     pub method: Option<String>,
     pub summary: Option<String>,
-    pub request_body: Option<Value>,
-    pub response_body: Option<Value>,
+    pub request_body: Option<Box<RawValue>>,
+    pub response_body: Option<Box<RawValue>>,
     pub duration_ms: Option<i32>,
     pub status: &'static str,
     pub error_detail: Option<String>,
-    pub tool_trace: Option<Value>,
+    pub tool_trace: Option<Box<RawValue>>,
 }
 
 impl Activity {
@@ -73,12 +73,12 @@ impl Activity {
             target_id: self.target_id,
             method: self.method.as_deref(),
             summary: self.summary.as_deref(),
-            request_body: self.request_body.as_ref(),
-            response_body: self.response_body.as_ref(),
+            request_body: self.request_body.as_deref(),
+            response_body: self.response_body.as_deref(),
             duration_ms: self.duration_ms,
             status: self.status,
             error_detail: self.error_detail.as_deref(),
-            tool_trace: self.tool_trace.as_ref(),
+            tool_trace: self.tool_trace.as_deref(),
         }
     }
 }
@@ -161,14 +161,14 @@ async fn write(db: &PgPool, batch: &[Record]) -> Result<(), store::StoreError> {
             _ => None,
         })
         .collect();
-    let logged: Vec<Value> = activities
+    let logged: Vec<Box<RawValue>> = activities
         .iter()
         .map(crate::agents::activity::announcement)
         .collect();
-    let mut announcements: Vec<(&str, Uuid, &Value)> = activities
+    let mut announcements: Vec<(&str, Uuid, &RawValue)> = activities
         .iter()
         .zip(&logged)
-        .map(|(activity, payload)| ("ACTIVITY_LOGGED", activity.workspace_id, payload))
+        .map(|(activity, payload)| ("ACTIVITY_LOGGED", activity.workspace_id, &**payload))
         .collect();
     let mut usage = Vec::new();
     let mut outbound = Vec::new();
@@ -179,7 +179,7 @@ async fn write(db: &PgPool, batch: &[Record]) -> Result<(), store::StoreError> {
                 event_type,
                 workspace_id,
                 payload,
-            } => announcements.push((event_type, *workspace_id, payload)),
+            } => announcements.push((event_type, *workspace_id, &**payload)),
             Record::Usage {
                 workspace_id,
                 input_tokens,

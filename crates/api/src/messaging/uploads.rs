@@ -400,7 +400,7 @@ async fn stage(state: &AppState, id: Uuid, headers: &HeaderMap, body: Body) -> A
             target_id: Some(id),
             method: Some("chat_upload_receive"),
             summary: Some(&summary),
-            request_body: Some(&request),
+            request_body: Some(&crate::json::raw(&request)),
             response_body: None,
             duration_ms: None,
             status: "ok",
@@ -427,7 +427,7 @@ async fn stage(state: &AppState, id: Uuid, headers: &HeaderMap, body: Body) -> A
     }
     // Announced inside the transaction: PostgreSQL delivers the notifications at commit.
     for payload in &announcements {
-        store::events::announce(&mut *tx, "ACTIVITY_LOGGED", id, payload)
+        store::events::announce(&mut *tx, "ACTIVITY_LOGGED", id, &crate::json::raw(payload))
             .await
             .context("could not log upload activity")?;
     }

@@ -149,7 +149,7 @@ async fn record(
         target_id: None,
         method: Some("cron"),
         summary: Some(&summary),
-        request_body: Some(&request),
+        request_body: Some(&crate::json::raw(&request)),
         response_body: None,
         duration_ms: None,
         status,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use api::messaging::Messaging;
 use api::messaging::recorder::{Activity, Record};
 use serde_json::json;
+use serde_json::value::to_raw_value;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,8 +31,8 @@ fn activity(target: Uuid, caller: Uuid, n: usize) -> Record {
         target_id: Some(target),
         method: Some("message/send".into()),
         summary: Some(format!("call {n}")),
-        request_body: Some(json!({"n": n})),
-        response_body: Some(json!({"result": n})),
+        request_body: Some(to_raw_value(&json!({"n": n})).unwrap()),
+        response_body: Some(to_raw_value(&json!({"result": n})).unwrap()),
         duration_ms: Some(1),
         status: "ok",
         error_detail: None,
@@ -130,4 +131,51 @@ async fn a_batch_with_a_bad_record_loses_only_that_record(db: PgPool) {
             .await
             .unwrap();
     assert_eq!(count, 2);
+}
+
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_batch_announces_each_event_whole_and_in_order_in_few_notifications(db: PgPool) {
+    use store::events::Announcement;
+
+    let (target, caller) = (workspace(&db, "t").await, workspace(&db, "c").await);
+    let mut listener = sqlx::postgres::PgListener::connect_with(&db).await.unwrap();
+    listener.listen(store::events::CHANNEL).await.unwrap();
+    // Small records around one whose answer is too large for a notification.
+    let large = 60;
+    let mut batch: Vec<Record> = (0..120).map(|n| activity(target, caller, n)).collect();
+    if let Record::Activity(activity) = &mut batch[large] {
+        let text = "x".repeat(20_000);
+        activity.response_body = Some(to_raw_value(&json!({ "result": text })).unwrap());
+    }
+    api::messaging::recorder::write_batch(&db, &batch).await;
+
+    let mut notifications = 0;
+    let mut seen = Vec::new();
+    while seen.len() < batch.len() {
+        let notification = tokio::time::timeout(WAIT, listener.recv())
+            .await
+            .expect("every event is announced")
+            .unwrap();
+        notifications += 1;
+        seen.extend(Announcement::parse_all(notification.payload()));
+    }
+    assert!(
+        notifications < 20,
+        "{notifications} notifications for {} events: small ones are packed",
+        batch.len()
+    );
+    for (n, announcement) in seen.iter().enumerate() {
+        match announcement {
+            Announcement::LargeId(_) => assert_eq!(n, large, "the large one keeps its place"),
+            Announcement::Event(event) => {
+                let payload = event.payload.as_ref().unwrap();
+                assert_eq!(event.event_type, "ACTIVITY_LOGGED");
+                assert_eq!(event.workspace_id, Some(target));
+                assert_eq!(payload["summary"], format!("call {n}"));
+                assert_eq!(payload["request_body"], json!({"n": n}));
+                assert_eq!(payload["response_body"], json!({"result": n}));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
 }

@@ -8,6 +8,7 @@ use crate::events_stream::next_of;
 use std::time::Duration;
 
 use axum::http::StatusCode;
+use serde_json::value::to_raw_value;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -314,7 +315,7 @@ async fn an_announcement_too_large_for_notify_is_delivered_whole(db: PgPool) {
     let id = workspace(&db, "Big", None).await;
     let mut events = state.events.subscribe();
     let payload = json!({"response_body": "y".repeat(1024 * 1024)});
-    store::events::announce(&db, "A2A_RESPONSE", id, &payload)
+    store::events::announce(&db, "A2A_RESPONSE", id, &to_raw_value(&payload).unwrap())
         .await
         .unwrap();
     let event = next_of(&mut events, "A2A_RESPONSE").await;
@@ -344,9 +345,14 @@ async fn the_event_stream_carries_the_workspaces_events_only(db: PgPool) {
     };
     assert_eq!(next().await, ": ping\n\n");
     for (workspace, text) in [(other, "not mine"), (id, "mine")] {
-        store::events::announce(&db, "AGENT_MESSAGE", workspace, &json!({"message": text}))
-            .await
-            .unwrap();
+        store::events::announce(
+            &db,
+            "AGENT_MESSAGE",
+            workspace,
+            &to_raw_value(&json!({"message": text})).unwrap(),
+        )
+        .await
+        .unwrap();
     }
     let line = next().await;
     let event: Value = serde_json::from_str(line.strip_prefix("data: ").unwrap().trim()).unwrap();
