@@ -4,7 +4,9 @@
 //!    to an agent that answers at once, first directly, then through `POST /workspaces/{id}/a2a`.
 //!    Prints requests/s, p50 and p99 of each, and the p50 difference and throughput ratio. Between
 //!    them, a bare HTTP hop in this process (the body forwarded, the answer handed back, nothing
-//!    else) shows what any proxy on the same 2 cores pays before doing its own work.
+//!    else) shows what any proxy on the same 2 cores pays before doing its own work. Also the
+//!    server's CPU time per proxied call (`/proc/{pid}/stat`), which a noisy machine disturbs far
+//!    less than throughput.
 //! 2. 1,000 concurrent conversations with an agent that answers after 2 s: completed, errors, wall
 //!    time, and the server's peak RSS (VmRSS sampled every 50 ms).
 //!
@@ -56,12 +58,15 @@ async fn run() {
     let forwarder = harness::agent::start_forwarder(&fast).await;
     let direct = load(&format!("{fast}/"), connections, length).await;
     let forwarded = load(&format!("{forwarder}/"), connections, length).await;
+    let pid = server.pid().expect("running");
+    let cpu_before = cpu_ticks(pid).expect("the server's CPU time");
     let proxied = load(
         &server.url(&format!("/workspaces/{fast_id}/a2a")),
         connections,
         length,
     )
     .await;
+    let cpu_used = cpu_ticks(pid).expect("the server's CPU time") - cpu_before;
     println!("overhead, {connections} connections, {seconds} s each, agent answers at once:");
     direct.print("direct to the agent");
     forwarded.print("through a bare hop");
@@ -77,7 +82,24 @@ async fn run() {
         100.0 * forwarded.per_second() / direct.per_second(),
         100.0 * proxied.per_second() / forwarded.per_second()
     );
+    println!(
+        "  the server's CPU time per proxied call (user + system, its background writer included): {:.0} us",
+        cpu_used as f64 * 1e6 / TICKS_PER_SECOND / proxied.latencies.len() as f64
+    );
     conversations(&server, &slow_id).await;
+}
+
+/// `/proc/{pid}/stat` counts CPU time in these (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// The process's user and system CPU time so far, in ticks; `None` once it is gone.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces), from the state on.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some(user + system)
 }
 
 fn message() -> Value {
