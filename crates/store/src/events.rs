@@ -276,11 +276,6 @@ enum Packet {
 }
 
 impl Announcement {
-    /// Parses a NOTIFY payload; `None` when it is not one of ours.
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::of(serde_json::from_str(text).ok()?)
-    }
-
     /// Parses a NOTIFY payload that may pack several announcements, in their order; empty when
     /// it is not ours.
     pub fn parse_all(text: &str) -> Vec<Self> {

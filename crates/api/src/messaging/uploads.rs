@@ -390,8 +390,9 @@ async fn stage(state: &AppState, id: Uuid, headers: &HeaderMap, body: Body) -> A
         .context("could not stage files")?;
         let size = content.len() as i64;
         let uri = format!("platform-pending:{id}/{file_id}");
-        let request =
-            json!({"file_id": file_id, "mimeType": mime, "name": name, "size": size, "uri": uri});
+        let request = crate::json::raw(
+            &json!({"file_id": file_id, "mimeType": mime, "name": name, "size": size, "uri": uri}),
+        );
         let summary = format!("chat_upload_receive: {name}");
         let row = NewActivity {
             workspace_id: id,
@@ -400,7 +401,7 @@ async fn stage(state: &AppState, id: Uuid, headers: &HeaderMap, body: Body) -> A
             target_id: Some(id),
             method: Some("chat_upload_receive"),
             summary: Some(&summary),
-            request_body: Some(&crate::json::raw(&request)),
+            request_body: Some(&request),
             response_body: None,
             duration_ms: None,
             status: "ok",
@@ -410,11 +411,7 @@ async fn stage(state: &AppState, id: Uuid, headers: &HeaderMap, body: Body) -> A
         store::activity::insert(&mut *tx, &row)
             .await
             .context("could not log upload activity")?;
-        announcements.push(json!({
-            "activity_type": "a2a_receive", "duration_ms": null, "method": "chat_upload_receive",
-            "request_body": request, "source_id": null, "status": "ok", "summary": summary,
-            "target_id": id,
-        }));
+        announcements.push(crate::agents::activity::announcement(&row));
         files.push(UploadedFile {
             mime_type: mime,
             name,
@@ -427,7 +424,7 @@ async fn stage(state: &AppState, id: Uuid, headers: &HeaderMap, body: Body) -> A
     }
     // Announced inside the transaction: PostgreSQL delivers the notifications at commit.
     for payload in &announcements {
-        store::events::announce(&mut *tx, "ACTIVITY_LOGGED", id, &crate::json::raw(payload))
+        store::events::announce(&mut *tx, "ACTIVITY_LOGGED", id, payload)
             .await
             .context("could not log upload activity")?;
     }
