@@ -233,6 +233,46 @@ impl Orphans {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(instance_id).unwrap_or_default()
     }
+
+    /// The temporary file of a write about to start: remembered as an orphan when the write
+    /// ends in a transport fault or is cut off by its deadline.
+    fn pending<'a>(&'a self, instance_id: &'a str, path: String) -> PendingTemp<'a> {
+        PendingTemp {
+            orphans: self,
+            instance_id,
+            path,
+            settled: false,
+        }
+    }
+}
+
+/// A write's temporary file until the write is over (see [`Orphans::pending`]).
+struct PendingTemp<'a> {
+    orphans: &'a Orphans,
+    instance_id: &'a str,
+    path: String,
+    settled: bool,
+}
+
+impl PendingTemp<'_> {
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The write answered: renamed into place, or removed by the write itself, unless the
+    /// connection broke.
+    fn settle<T>(mut self, result: &Result<T, EicError>) {
+        self.settled = !result.as_ref().is_err_and(EicError::is_transport);
+    }
+}
+
+impl Drop for PendingTemp<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.orphans
+                .add(self.instance_id, std::mem::take(&mut self.path));
+        }
+    }
 }
 
 impl std::fmt::Debug for EicPool {
@@ -346,8 +386,8 @@ impl EicPool {
         path: &str,
         max_bytes: u64,
     ) -> Result<Vec<u8>, EicError> {
-        self.run("read", instance_id, async |fs: &RemoteFs| {
-            fs.read(path, max_bytes).await
+        self.run("read", instance_id, || {
+            async |fs: &RemoteFs| fs.read(path, max_bytes).await
         })
         .await
     }
@@ -359,22 +399,24 @@ impl EicPool {
         path: &str,
         contents: &[u8],
     ) -> Result<(), EicError> {
-        let temp = sftp::temp_path_for(path)?;
-        let result = self
-            .run("write", instance_id, async |fs: &RemoteFs| {
-                fs.write(path, &temp, contents).await
-            })
-            .await;
-        if result.as_ref().is_err_and(EicError::is_transport) {
-            self.orphans.add(instance_id, temp);
-        }
-        result
+        self.run("write", instance_id, || {
+            async |fs: &RemoteFs| {
+                // A fresh name per attempt: the temporary file is created exclusively.
+                let temp = self
+                    .orphans
+                    .pending(instance_id, sftp::temp_path_for(path)?);
+                let result = fs.write(path, temp.path(), contents).await;
+                temp.settle(&result);
+                result
+            }
+        })
+        .await
     }
 
     /// Removes a file; a missing file is not an error.
     pub async fn delete_file(&self, instance_id: &str, path: &str) -> Result<(), EicError> {
-        self.run("delete", instance_id, async |fs: &RemoteFs| {
-            fs.delete(path).await
+        self.run("delete", instance_id, || {
+            async |fs: &RemoteFs| fs.delete(path).await
         })
         .await
     }
@@ -388,10 +430,13 @@ impl EicPool {
         dir: &str,
         files: &[(String, bytes::Bytes)],
     ) -> Result<(), EicError> {
-        let temp = sftp::temp_path_for(dir)?;
-        let old = sftp::temp_path_for(dir)?.replace(".tmp-", ".old-");
-        self.run("write_tree", instance_id, async |fs: &RemoteFs| {
-            fs.write_tree(dir, &temp, &old, files).await
+        self.run("write_tree", instance_id, || {
+            async |fs: &RemoteFs| {
+                // Fresh names per attempt: a retried write never meets its first attempt's leftovers.
+                let temp = sftp::temp_path_for(dir)?;
+                let old = sftp::temp_path_for(dir)?.replace(".tmp-", ".old-");
+                fs.write_tree(dir, &temp, &old, files).await
+            }
         })
         .await
     }
@@ -399,8 +444,8 @@ impl EicPool {
     /// Removes the directory `dir` and everything under it (symlinks are removed, never
     /// followed); `false` when it did not exist.
     pub async fn remove_tree(&self, instance_id: &str, dir: &str) -> Result<bool, EicError> {
-        self.run("remove_tree", instance_id, async |fs: &RemoteFs| {
-            fs.remove_tree(dir).await
+        self.run("remove_tree", instance_id, || {
+            async |fs: &RemoteFs| fs.remove_tree(dir).await
         })
         .await
     }
@@ -413,8 +458,8 @@ impl EicPool {
         path: &str,
         depth: u32,
     ) -> Result<Vec<RemoteEntry>, EicError> {
-        self.run("list", instance_id, async |fs: &RemoteFs| {
-            fs.list(path, depth).await
+        self.run("list", instance_id, || {
+            async |fs: &RemoteFs| fs.list(path, depth).await
         })
         .await
     }
@@ -434,40 +479,33 @@ impl EicPool {
     }
 
     /// Leases the instance's connection and runs one operation on it, all within
-    /// `operation_timeout`; a transport fault poisons the connection.
-    async fn run<T>(
+    /// `operation_timeout`; a transport fault poisons the connection. A pooled connection that
+    /// died unnoticed (its tunnel dropped while idle) fails its first request: the operation is
+    /// then tried once more on a fresh one (`operation` makes it anew for each try). Every operation is safe to repeat (reads, deletes,
+    /// writes by rename), and a fault on a connection built for this call is not retried.
+    async fn run<T, Op>(
         &self,
         kind: &'static str,
         instance_id: &str,
-        operation: impl AsyncFnOnce(&RemoteFs) -> Result<T, EicError>,
-    ) -> Result<T, EicError> {
+        operation: impl Fn() -> Op,
+    ) -> Result<T, EicError>
+    where
+        Op: AsyncFnOnce(&RemoteFs) -> Result<T, EicError>,
+    {
         let span = tracing::info_span!("eic.operation", instance.id = instance_id, kind);
         async {
             let started = Instant::now();
             let deadline = started + self.config.operation_timeout;
             let instance = InstanceId::new(instance_id);
-            let result = async {
-                let lease = match tokio::time::timeout_at(deadline, self.pool.acquire(&instance)).await {
-                    Err(_) => return Err(EicError::Timeout { step: Step::Operation }),
-                    Ok(Err(err)) => return Err(acquire_error(err)),
-                    Ok(Ok(lease)) => lease,
-                };
-                let operation = lease.fs.once_started(async {
-                    self.remove_orphans(instance_id, &lease.fs).await;
-                    operation(&lease.fs).await
-                });
-                let result = match tokio::time::timeout_at(deadline, operation).await {
-                    Err(_) => Err(EicError::Timeout { step: Step::Sftp }),
-                    Ok(result) => result,
-                };
-                if let Err(err) = &result
-                    && err.is_transport()
+            let result = match self.attempt(&instance, deadline, operation()).await {
+                (Err(err), Some(built_at))
+                    if err.is_transport() && built_at < started && Instant::now() < deadline =>
                 {
-                    lease.poison();
+                    tracing::debug!(error = %err, "operation failed on a stale connection; retrying");
+                    self.attempt(&instance, deadline, operation()).await.0
                 }
-                result
-            }
-            .await;
+                (result, _) => result,
+            };
             metrics::operation(kind, outcome(&result), started.elapsed());
             if let Err(err) = &result {
                 tracing::debug!(error = %err, cause = ?std::error::Error::source(err), "EIC operation failed");
@@ -476,6 +514,36 @@ impl EicPool {
         }
         .instrument(span)
         .await
+    }
+
+    /// One try of `run`: its result, and when the leased connection was built (`None` when
+    /// none was leased).
+    async fn attempt<T>(
+        &self,
+        instance: &InstanceId,
+        deadline: Instant,
+        operation: impl AsyncFnOnce(&RemoteFs) -> Result<T, EicError>,
+    ) -> (Result<T, EicError>, Option<Instant>) {
+        let lease = match tokio::time::timeout_at(deadline, self.pool.acquire(instance)).await {
+            Err(_) => {
+                let step = Step::Operation;
+                return (Err(EicError::Timeout { step }), None);
+            }
+            Ok(Err(err)) => return (Err(acquire_error(err)), None),
+            Ok(Ok(lease)) => lease,
+        };
+        let running = lease.fs.once_started(async {
+            self.remove_orphans(instance.as_str(), &lease.fs).await;
+            operation(&lease.fs).await
+        });
+        let result = match tokio::time::timeout_at(deadline, running).await {
+            Err(_) => Err(EicError::Timeout { step: Step::Sftp }),
+            Ok(result) => result,
+        };
+        if result.as_ref().is_err_and(EicError::is_transport) {
+            lease.poison();
+        }
+        (result, Some(lease.built_at()))
     }
 }
 

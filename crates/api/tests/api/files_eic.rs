@@ -372,11 +372,7 @@ async fn remote_faults_answer_clear_statuses_and_recover(db: PgPool) {
         })
         .await
         .unwrap();
-    let mut recovered = eic.call("GET", &id, "?depth=1", None).await;
-    if recovered.status != StatusCode::OK {
-        // The first call after a fault may still meet the poisoned connection.
-        recovered = eic.call("GET", &id, "?depth=1", None).await;
-    }
+    let recovered = eic.call("GET", &id, "?depth=1", None).await;
     assert_eq!(recovered.status, StatusCode::OK, "{}", recovered.text);
 
     // sshd stopped: a 5xx that names a step of the remote path (never a 500), then recovery.
@@ -391,15 +387,40 @@ async fn remote_faults_answer_clear_statuses_and_recover(db: PgPool) {
     );
     assert!(error(&r).starts_with("workspace host"), "{}", r.text);
     control.start_sshd(INSTANCE).await.unwrap();
-    let mut back = eic
+    let back = eic
         .call("PUT", &id, "/after.txt", Some(json!({"content": "ok"})))
         .await;
-    if back.status != StatusCode::OK {
-        back = eic
-            .call("PUT", &id, "/after.txt", Some(json!({"content": "ok"})))
-            .await;
-    }
     assert_eq!(back.status, StatusCode::OK, "{}", back.text);
+}
+
+/// A tunnel dropped while its connection sat idle in the pool (the endpoint's limit, a NAT):
+/// the next call meets a connection that looks alive but is not, and must still answer from a
+/// fresh one, whether or not the pool noticed the drop first.
+#[sqlx::test(migrator = "store::MIGRATOR")]
+async fn a_tunnel_dropped_while_idle_is_replaced_without_a_fault(db: PgPool) {
+    let eic = Eic::start(db, Duration::from_secs(10)).await;
+    let control = eic.control();
+    let id = eic.workspace("claude-code", INSTANCE).await;
+    std::fs::create_dir_all(eic.on_instance("configs")).unwrap();
+    std::fs::write(eic.on_instance("configs/config.yaml"), "name: idle\n").unwrap();
+    let first = eic.call("GET", &id, "/config.yaml", None).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+
+    for round in 0..10 {
+        assert_eq!(control.drop_tunnels().await.unwrap(), 1, "round {round}");
+        let r = eic.call("GET", &id, "/config.yaml", None).await;
+        assert_eq!(r.status, StatusCode::OK, "round {round}: {}", r.text);
+        assert_eq!(r.json["content"], "name: idle\n");
+        let put = json!({"content": format!("round {round}\n")});
+        assert_eq!(control.drop_tunnels().await.unwrap(), 1, "round {round}");
+        let w = eic.call("PUT", &id, "/note.txt", Some(put)).await;
+        assert_eq!(w.status, StatusCode::OK, "round {round}: {}", w.text);
+    }
+    assert_eq!(
+        std::fs::read_to_string(eic.on_instance("configs/note.txt")).unwrap(),
+        "round 9\n"
+    );
+    assert_eq!(control.status().await.unwrap().tunnels_opened, 21);
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]

@@ -178,25 +178,19 @@ async fn every_file_operation_end_to_end() {
 /// A write of this size takes many SFTP round trips once each chunk is delayed.
 const BIG: usize = 8 * 1024 * 1024;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_tunnel_dropped_mid_write_leaves_the_old_content_and_the_next_call_recovers() {
-    let h = Harness::start().await;
-    h.pool
-        .write_file(INSTANCE, "/configs/doc", b"old")
-        .await
-        .unwrap();
+/// Starts a big write of `doc` that the simulator slows down, and drops the tunnel once the
+/// write's temporary sibling exists; `refuse` also refuses the retry's new tunnel.
+async fn drop_mid_write(h: &Harness, refuse: bool) -> Result<(), EicError> {
     h.set_faults(FaultsPatch {
         chunk_latency_ms: Some(50),
         ..FaultsPatch::default()
     })
     .await;
-
     let pool = h.pool.clone();
     let write = tokio::spawn(async move {
         pool.write_file(INSTANCE, "/configs/doc", &vec![b'n'; BIG])
             .await
     });
-    // Drop the tunnel once the temporary sibling exists: the write is under way.
     let configs = h.on_disk("/configs");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::fs::read_dir(&configs).unwrap().count() < 2 {
@@ -206,16 +200,40 @@ async fn a_tunnel_dropped_mid_write_leaves_the_old_content_and_the_next_call_rec
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    h.control.refuse_tunnels(refuse).await.unwrap();
     assert_eq!(h.control.drop_tunnels().await.unwrap(), 1);
-    let error = write.await.unwrap().unwrap_err();
-    assert!(error.is_transport(), "{error:?}");
-    assert_eq!(std::fs::read(h.on_disk("/configs/doc")).unwrap(), b"old");
-
+    let result = write.await.unwrap();
+    h.control.refuse_tunnels(false).await.unwrap();
     h.set_faults(FaultsPatch {
         chunk_latency_ms: Some(0),
         ..FaultsPatch::default()
     })
     .await;
+    result
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tunnel_dropped_mid_write_leaves_the_old_content_and_the_next_call_recovers() {
+    let h = Harness::start().await;
+    h.pool
+        .write_file(INSTANCE, "/configs/doc", b"old")
+        .await
+        .unwrap();
+
+    // The retry cannot open a tunnel either: the write fails, the old content stays.
+    let error = drop_mid_write(&h, true).await.unwrap_err();
+    assert!(error.is_transport(), "{error:?}");
+    assert_eq!(std::fs::read(h.on_disk("/configs/doc")).unwrap(), b"old");
+
     assert_eq!(
         h.pool
             .read_file(INSTANCE, "/configs/doc", LIMIT)
@@ -228,12 +246,31 @@ async fn a_tunnel_dropped_mid_write_leaves_the_old_content_and_the_next_call_rec
         .await
         .unwrap();
     assert_eq!(std::fs::read(h.on_disk("/configs/doc")).unwrap(), b"new");
+    // The broken write's temporary file went with the next lease.
+    assert_eq!(files_in(&h.on_disk("/configs")), ["doc"]);
+    // The first connection, the retry's (refused its tunnel), the recovery's.
+    assert_eq!(h.pool.status().setups, 3);
+    h.assert_no_leaks().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tunnel_dropped_mid_write_is_retried_whole_on_a_fresh_connection() {
+    let h = Harness::start().await;
+    h.pool
+        .write_file(INSTANCE, "/configs/doc", b"old")
+        .await
+        .unwrap();
+    drop_mid_write(&h, false).await.unwrap();
+    let written = std::fs::read(h.on_disk("/configs/doc")).unwrap();
+    assert!(written == vec![b'n'; BIG], "{} bytes", written.len());
+    // The first attempt's temporary file was removed before the retry wrote its own.
+    assert_eq!(files_in(&h.on_disk("/configs")), ["doc"]);
     assert_eq!(h.pool.status().setups, 2);
     h.assert_no_leaks().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_tunnel_dropped_mid_read_fails_that_read_and_the_next_call_recovers() {
+async fn a_tunnel_dropped_mid_read_is_retried_once_and_the_next_call_recovers() {
     let h = Harness::start().await;
     std::fs::write(h.on_disk("/configs/big"), vec![b'r'; BIG]).unwrap();
     assert_eq!(
@@ -262,9 +299,29 @@ async fn a_tunnel_dropped_mid_read_fails_that_read_and_the_next_call_recovers() 
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // The retry on a fresh connection cannot open a tunnel either: the read fails.
+    h.control.refuse_tunnels(true).await.unwrap();
     assert_eq!(h.control.drop_tunnels().await.unwrap(), 1);
     let error = read.await.unwrap().unwrap_err();
-    assert!(error.is_transport(), "{error:?}");
+    assert_eq!(error.step(), Some(Step::Tunnel), "{error:?}");
+    h.control.refuse_tunnels(false).await.unwrap();
+
+    // Tunnels allowed: a drop in the middle of a read on a pooled connection is repaired by
+    // the retry, unseen.
+    assert!(
+        h.pool
+            .read_file(INSTANCE, "/configs/none", LIMIT)
+            .await
+            .is_err()
+    );
+    let pool = h.pool.clone();
+    let read = tokio::spawn(async move { pool.read_file(INSTANCE, "/configs/big", LIMIT).await });
+    while h.pool.status().leases == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.control.drop_tunnels().await.unwrap(), 1);
+    assert_eq!(read.await.unwrap().unwrap().len(), BIG);
 
     h.set_faults(FaultsPatch {
         chunk_latency_ms: Some(0),
