@@ -12,7 +12,8 @@
 //!
 //! Differences are printed signed: nothing is clamped.
 //!
-//! Run: `cargo bench --workspace --bench eic` (as root, with openssh-server and openssh-client).
+//! Run: `cargo bench --workspace --bench eic` (as root, with openssh-server and openssh-client);
+//! `EIC_BENCH_ONLY=cold` runs (3) alone, for A/B comparisons of the connection setup.
 //! Each profile gets its own simulator; the pool reaches it through explicit AWS settings.
 
 use std::os::unix::fs::PermissionsExt;
@@ -35,7 +36,13 @@ fn main() {
     let layer = StepTimeline::default();
     let timeline = layer.spans.clone();
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer)).unwrap();
-    for profile in ["none", "aws"] {
+    let cold_only = std::env::var("EIC_BENCH_ONLY").is_ok_and(|only| only == "cold");
+    let profiles: &[&str] = if cold_only {
+        &["aws"]
+    } else {
+        &["none", "aws"]
+    };
+    for &profile in profiles {
         let sim = SimProcess::spawn(&["--instance", INSTANCE, "--profile", profile])
             .expect("eic-sim starts (root, openssh-server)");
         // A runtime per profile, dropped before its simulator stops.
@@ -43,16 +50,21 @@ fn main() {
             .enable_all()
             .build()
             .unwrap();
-        runtime.block_on(run_phase(profile, sim.info(), &timeline));
+        runtime.block_on(run_phase(profile, sim.info(), &timeline, cold_only));
     }
 }
 
-async fn run_phase(phase: &str, info: &SimInfo, timeline: &Arc<Mutex<Vec<SpanRecord>>>) {
+async fn run_phase(
+    phase: &str,
+    info: &SimInfo,
+    timeline: &Arc<Mutex<Vec<SpanRecord>>>,
+    cold_only: bool,
+) {
     let root = info.instances[INSTANCE].root.clone();
     std::fs::write(root.join(FILE.trim_start_matches('/')), vec![b'x'; 4096]).unwrap();
     match phase {
         "none" => phase_none(info).await,
-        "aws" => phase_aws(info, timeline).await,
+        "aws" => phase_aws(info, timeline, cold_only).await,
         other => panic!("unknown phase {other}"),
     }
 }
@@ -190,7 +202,7 @@ async fn ops_cap_sweep(info: &SimInfo, profile: &str) {
     }
 }
 
-async fn phase_aws(info: &SimInfo, timeline: &Arc<Mutex<Vec<SpanRecord>>>) {
+async fn phase_aws(info: &SimInfo, timeline: &Arc<Mutex<Vec<SpanRecord>>>, cold_only: bool) {
     let mut colds = Vec::new();
     let mut first_timeline = None;
     for _ in 0..5 {
@@ -223,8 +235,10 @@ async fn phase_aws(info: &SimInfo, timeline: &Arc<Mutex<Vec<SpanRecord>>>) {
             );
         }
     }
-    warm_reads_aws(info).await;
-    ops_cap_sweep(info, "aws").await;
+    if !cold_only {
+        warm_reads_aws(info).await;
+        ops_cap_sweep(info, "aws").await;
+    }
 }
 
 /// (6): the warm-read comparison of (1) under profile `aws`, and the warm read against the

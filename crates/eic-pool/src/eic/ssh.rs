@@ -57,6 +57,19 @@ impl client::Handler for HostKeyCheck {
         }
         Ok(accepted)
     }
+
+    /// OpenSSH announces its host keys right after authentication, in a small packet sent just
+    /// before it confirms our channel; with Nagle's algorithm on its socket (sshd sets
+    /// `TCP_NODELAY` only for interactive sessions) the confirmation waits until that packet is
+    /// acknowledged, and the peer's delayed ACK takes 40 ms. Any packet back carries the ACK at
+    /// once: a keepalive without a reply, which sshd ignores.
+    async fn openssh_ext_host_keys_announced(
+        &mut self,
+        _keys: Vec<PublicKey>,
+        session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        session.send_keepalive(false)
+    }
 }
 
 fn config() -> Arc<client::Config> {
