@@ -7,19 +7,19 @@
 //! cache only if its workspace was not invalidated (nor the whole cache cleared) since before its
 //! query ([`FillTicket`]), so a body read before a change can never land after that change's
 //! invalidation, while other workspaces' changes (every agent's heartbeat) refuse nothing. Writes
-//! through this process invalidate at once ([`invalidate_after_write`]), so a client reads its
+//! through this process invalidate at once ([`InvalidateAfterWrite`]), so a client reads its
 //! own writes.
 //!
 //! The A2A proxy's view of its target ([`store::messaging::ProxyTarget`], read from `workspaces`
 //! only) is kept here too, under the same rules ([`WorkspaceCache::lookup_target`]).
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::middleware::Next;
 use axum::response::Response;
 use store::messaging::ProxyTarget;
 use uuid::Uuid;
@@ -255,39 +255,58 @@ const WRITES_NO_CACHED_ROW_UNDER: [&str; 4] = [
 /// `/registry/*` routes: their handlers invalidate the one workspace they wrote, so a heartbeat
 /// never empties the cache. It runs whatever the status, since a failed request may still have
 /// committed something; the database trigger covers the other replicas.
-pub async fn invalidate_after_write(
-    State(cache): State<WorkspaceCache>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let method = request.method().clone();
-    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        return next.run(request).await;
-    }
-    let path = request.uri().path();
-    let pattern = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(MatchedPath::as_str);
-    let handled = match pattern {
-        None => true,
-        Some(pattern) => {
-            path.starts_with("/registry/")
-                || is_a2a_call(&method, path)
-                || WRITES_NO_CACHED_ROW.contains(&pattern)
-                || WRITES_NO_CACHED_ROW_UNDER
-                    .iter()
-                    .any(|prefix| pattern.starts_with(prefix))
+#[derive(Debug, Clone, Default)]
+pub struct InvalidateAfterWrite(pub WorkspaceCache);
+
+/// What a request's write leaves to invalidate once it is answered.
+#[derive(Debug)]
+pub enum Written {
+    /// Nothing: a read, or a write its handler invalidates itself.
+    Nothing,
+    Workspace(Uuid),
+    /// Anything: the whole cache goes.
+    Unknown,
+}
+
+impl crate::middleware::sync::Middleware for InvalidateAfterWrite {
+    type Carry = Written;
+
+    fn before(&self, request: &mut Request) -> ControlFlow<Response, Written> {
+        let method = request.method();
+        if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+            return ControlFlow::Continue(Written::Nothing);
         }
-    };
-    let written = only_workspace_written(&method, path);
-    let response = next.run(request).await;
-    match (handled, written) {
-        (true, _) => {}
-        (false, Some(id)) => cache.invalidate(id),
-        (false, None) => cache.clear(),
+        let path = request.uri().path();
+        let pattern = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str);
+        let handled = match pattern {
+            None => true,
+            Some(pattern) => {
+                path.starts_with("/registry/")
+                    || is_a2a_call(method, path)
+                    || WRITES_NO_CACHED_ROW.contains(&pattern)
+                    || WRITES_NO_CACHED_ROW_UNDER
+                        .iter()
+                        .any(|prefix| pattern.starts_with(prefix))
+            }
+        };
+        ControlFlow::Continue(match (handled, only_workspace_written(method, path)) {
+            (true, _) => Written::Nothing,
+            (false, Some(id)) => Written::Workspace(id),
+            (false, None) => Written::Unknown,
+        })
     }
-    response
+
+    fn after(&self, written: Written, response: Response) -> Response {
+        match written {
+            Written::Nothing => {}
+            Written::Workspace(id) => self.0.invalidate(id),
+            Written::Unknown => self.0.clear(),
+        }
+        response
+    }
 }
 
 /// `POST /workspaces/{id}/a2a`: a call writes no workspace row but through its handler, which

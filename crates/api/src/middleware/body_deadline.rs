@@ -7,14 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
+use super::sync::Middleware;
 use crate::ApiError;
 use crate::error::ErrorBody;
+use std::ops::ControlFlow;
 
 /// The default of `REQUEST_BODY_TIMEOUT`.
 pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -26,26 +27,33 @@ pub const BODY_TIMEOUT_MESSAGE: &str = "request body not received in time";
 struct BodyTimedOut;
 
 /// Wraps a request's body in the deadline; answers 408 when the handler's read ran out of it.
-pub async fn body_deadline(
-    State(timeout): State<Duration>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if request.body().is_end_stream() {
-        return next.run(request).await;
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub Duration);
+
+impl Middleware for BodyDeadline {
+    /// Raised once the deadline passed; `None` for a request without a body.
+    type Carry = Option<Arc<AtomicBool>>;
+
+    fn before(&self, request: &mut Request) -> ControlFlow<Response, Self::Carry> {
+        if request.body().is_end_stream() {
+            return ControlFlow::Continue(None);
+        }
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let body = std::mem::take(request.body_mut());
+        *request.body_mut() = with_deadline(body, self.0, timed_out.clone());
+        ControlFlow::Continue(Some(timed_out))
     }
-    let timed_out = Arc::new(AtomicBool::new(false));
-    let (parts, body) = request.into_parts();
-    let body = with_deadline(body, timeout, timed_out.clone());
-    let response = next.run(Request::from_parts(parts, body)).await;
-    if timed_out.load(Ordering::Acquire) {
-        let body = ErrorBody {
-            code: None,
-            error: BODY_TIMEOUT_MESSAGE.to_string(),
-        };
-        return ApiError::with_body(StatusCode::REQUEST_TIMEOUT, &body).into_response();
+
+    fn after(&self, timed_out: Self::Carry, response: Response) -> Response {
+        if timed_out.is_some_and(|timed_out| timed_out.load(Ordering::Acquire)) {
+            let body = ErrorBody {
+                code: None,
+                error: BODY_TIMEOUT_MESSAGE.to_string(),
+            };
+            return ApiError::with_body(StatusCode::REQUEST_TIMEOUT, &body).into_response();
+        }
+        response
     }
-    response
 }
 
 /// `body`, failing with [`BodyTimedOut`] (and raising `timed_out`) once `timeout` has passed.

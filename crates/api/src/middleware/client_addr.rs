@@ -6,13 +6,14 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use ipnet::IpNet;
 
 use super::error_log::{REQUEST_ID_HEADER, RequestId};
+use super::sync::Middleware;
+use std::ops::ControlFlow;
 
 /// `TRUSTED_PROXIES`: the networks whose `X-Forwarded-For` is believed.
 #[derive(Debug, Clone, Default)]
@@ -85,33 +86,40 @@ impl ClientAddr {
 
 /// The outermost middleware: resolves the client address and the request id, and returns the
 /// id in the response's `X-Request-Id`.
-pub async fn request_context(
-    State(trusted): State<TrustedProxies>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip());
-    if let Some(peer) = peer {
-        let client = trusted.client(peer, request.headers());
-        request.extensions_mut().insert(ClientAddr(client));
+#[derive(Debug, Clone)]
+pub struct RequestContext(pub TrustedProxies);
+
+impl Middleware for RequestContext {
+    /// The request id's header, for the response.
+    type Carry = Option<HeaderValue>;
+
+    fn before(&self, request: &mut Request) -> ControlFlow<Response, Option<HeaderValue>> {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip());
+        if let Some(peer) = peer {
+            let client = self.0.client(peer, request.headers());
+            request.extensions_mut().insert(ClientAddr(client));
+        }
+        let request_id = RequestId::from_header(request.headers().get(REQUEST_ID_HEADER));
+        let header = HeaderValue::from_str(&request_id.0).ok();
+        if let Some(header) = &header {
+            // The span reads it from the header (it is made before the extensions are seen).
+            request
+                .headers_mut()
+                .insert(REQUEST_ID_HEADER, header.clone());
+        }
+        request.extensions_mut().insert(request_id);
+        ControlFlow::Continue(header)
     }
-    let request_id = RequestId::from_header(request.headers().get(REQUEST_ID_HEADER));
-    let header = HeaderValue::from_str(&request_id.0).ok();
-    if let Some(header) = &header {
-        // The span reads it from the header (it is made before the extensions are seen).
-        request
-            .headers_mut()
-            .insert(REQUEST_ID_HEADER, header.clone());
+
+    fn after(&self, header: Option<HeaderValue>, mut response: Response) -> Response {
+        if let Some(header) = header {
+            response.headers_mut().insert(REQUEST_ID_HEADER, header);
+        }
+        response
     }
-    request.extensions_mut().insert(request_id);
-    let mut response = next.run(request).await;
-    if let Some(header) = header {
-        response.headers_mut().insert(REQUEST_ID_HEADER, header);
-    }
-    response
 }
 
 #[cfg(test)]

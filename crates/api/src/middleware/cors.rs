@@ -5,14 +5,16 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ORIGIN, VARY,
 };
 use axum::http::{HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::Response;
+
+use super::sync::Middleware;
+use std::ops::ControlFlow;
 
 use crate::auth::origin_is_host;
 
@@ -51,46 +53,56 @@ impl Cors {
     }
 }
 
-pub async fn cors(State(cors): State<Cors>, request: Request, next: Next) -> Response {
-    let Some(origin) = request.headers().get(ORIGIN).cloned() else {
-        return next.run(request).await; // not a CORS request
-    };
-    if origin_is_host(request.headers()) {
-        return next.run(request).await;
-    }
-    if !origin.to_str().is_ok_and(|o| cors.allows(o)) {
-        return status_only(StatusCode::FORBIDDEN);
-    }
-    if request.method() == Method::OPTIONS {
-        let mut response = status_only(StatusCode::NO_CONTENT);
-        let headers = response.headers_mut();
-        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-        headers.insert(
-            ACCESS_CONTROL_ALLOW_CREDENTIALS,
-            HeaderValue::from_static("true"),
-        );
-        headers.insert(
-            ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static(ALLOW_METHODS),
-        );
-        headers.insert(
-            ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static(ALLOW_HEADERS),
-        );
-        for vary in PREFLIGHT_VARY {
-            headers.append(VARY, HeaderValue::from_static(vary));
+impl Middleware for Cors {
+    /// The allowed origin of a cross-origin request that goes on, echoed in the response.
+    type Carry = Option<HeaderValue>;
+
+    fn before(&self, request: &mut Request) -> ControlFlow<Response, Option<HeaderValue>> {
+        let Some(origin) = request.headers().get(ORIGIN).cloned() else {
+            return ControlFlow::Continue(None); // not a CORS request
+        };
+        if origin_is_host(request.headers()) {
+            return ControlFlow::Continue(None);
         }
-        return response;
+        if !origin.to_str().is_ok_and(|o| self.allows(o)) {
+            return ControlFlow::Break(status_only(StatusCode::FORBIDDEN));
+        }
+        if request.method() == Method::OPTIONS {
+            let mut response = status_only(StatusCode::NO_CONTENT);
+            let headers = response.headers_mut();
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(ALLOW_METHODS),
+            );
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static(ALLOW_HEADERS),
+            );
+            for vary in PREFLIGHT_VARY {
+                headers.append(VARY, HeaderValue::from_static(vary));
+            }
+            return ControlFlow::Break(response);
+        }
+        ControlFlow::Continue(Some(origin))
     }
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-    headers.insert(
-        ACCESS_CONTROL_ALLOW_CREDENTIALS,
-        HeaderValue::from_static("true"),
-    );
-    headers.append(VARY, HeaderValue::from_static("Origin"));
-    response
+
+    fn after(&self, origin: Option<HeaderValue>, mut response: Response) -> Response {
+        if let Some(origin) = origin {
+            let headers = response.headers_mut();
+            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            headers.insert(
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+            headers.append(VARY, HeaderValue::from_static("Origin"));
+        }
+        response
+    }
 }
 
 fn status_only(status: StatusCode) -> Response {

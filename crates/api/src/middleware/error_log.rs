@@ -4,10 +4,14 @@
 //! fault of ours or of the database (500, 503), `warn` for a remote host's (502, 504). Client
 //! errors (4xx) are the client's business and stay at `debug`.
 
+use std::net::IpAddr;
+
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
+
+use super::sync::Middleware;
+use std::ops::ControlFlow;
 
 use crate::error::LoggedError;
 
@@ -37,27 +41,55 @@ impl RequestId {
 /// Logs each 5xx once, with method, route pattern, status, request id and the cause's full
 /// source chain (`-` when the response carries none, e.g. a panic turned into a 500), and
 /// the client address. The request id comes from [`super::client_addr::request_context`].
-pub async fn log_errors(request: Request, next: Next) -> Response {
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .cloned()
-        .unwrap_or_else(|| RequestId::from_header(request.headers().get(REQUEST_ID_HEADER)));
-    let client = super::client_addr::ClientAddr::of(&request).to_string();
-    let client = client.as_str();
-    let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
-    let response = next.run(request).await;
+#[derive(Debug, Clone, Copy)]
+pub struct LogErrors;
+
+/// What a log line names of the request.
+#[derive(Debug)]
+pub struct Seen {
+    request_id: RequestId,
+    client: IpAddr,
+    method: Method,
+    route: Option<MatchedPath>,
+}
+
+impl Middleware for LogErrors {
+    type Carry = Seen;
+
+    fn before(&self, request: &mut Request) -> ControlFlow<Response, Seen> {
+        ControlFlow::Continue(Seen {
+            request_id: request
+                .extensions()
+                .get::<RequestId>()
+                .cloned()
+                .unwrap_or_else(|| {
+                    RequestId::from_header(request.headers().get(REQUEST_ID_HEADER))
+                }),
+            client: super::client_addr::ClientAddr::of(request),
+            method: request.method().clone(),
+            route: request.extensions().get::<MatchedPath>().cloned(),
+        })
+    }
+
+    fn after(&self, seen: Seen, response: Response) -> Response {
+        if response.status().is_client_error() || response.status().is_server_error() {
+            log(&seen, &response);
+        }
+        response
+    }
+}
+
+fn log(seen: &Seen, response: &Response) {
     let status = response.status();
     let cause = response
         .extensions()
         .get::<LoggedError>()
         .map_or("-", |logged| logged.0.as_str());
-    let request_id = request_id.0.as_str();
+    let client = seen.client.to_string();
+    let client = client.as_str();
+    let method = &seen.method;
+    let route = seen.route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let request_id = seen.request_id.0.as_str();
     match status {
         StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => tracing::warn!(
             %method, route, status = status.as_u16(), request_id, client, cause, "remote host failed the request"
@@ -70,7 +102,6 @@ pub async fn log_errors(request: Request, next: Next) -> Response {
         ),
         _ => {}
     }
-    response
 }
 
 #[cfg(test)]

@@ -4,8 +4,10 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
 use axum::response::Response;
+
+use super::sync::Middleware;
+use std::ops::ControlFlow;
 
 /// Requests answered, by `method`, `path` (the route pattern, or `unmatched`) and `status`.
 pub const HTTP_REQUESTS_TOTAL: &str = "molecule_http_requests_total";
@@ -128,23 +130,43 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 /// Middleware recording [`HTTP_REQUESTS_TOTAL`] and [`HTTP_REQUEST_DURATION_SECONDS`]. Applied
 /// with `Router::layer`, so the matched route pattern is in the request extensions; requests no
 /// route matched are labelled `unmatched` (keeping the label set bounded).
-pub async fn record(request: Request, next: Next) -> Response {
-    let method = method_label(request.method()).to_owned();
-    let path = match request.extensions().get::<MatchedPath>() {
-        Some(matched) => matched.as_str().to_owned(),
-        None => "unmatched".to_owned(),
-    };
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let labels = [
-        ("method", method),
-        ("path", path),
-        ("status", response.status().as_u16().to_string()),
-    ];
-    metrics::counter!(HTTP_REQUESTS_TOTAL, &labels).increment(1);
-    metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels)
-        .record(started.elapsed().as_secs_f64());
-    response
+#[derive(Debug, Clone, Copy)]
+pub struct RecordMetrics;
+
+/// A request's labels and start, until its response.
+#[derive(Debug)]
+pub struct Started {
+    method: &'static str,
+    path: Option<MatchedPath>,
+    at: Instant,
+}
+
+impl Middleware for RecordMetrics {
+    type Carry = Started;
+
+    fn before(&self, request: &mut Request) -> ControlFlow<Response, Started> {
+        ControlFlow::Continue(Started {
+            method: method_label(request.method()),
+            path: request.extensions().get::<MatchedPath>().cloned(),
+            at: Instant::now(),
+        })
+    }
+
+    fn after(&self, started: Started, response: Response) -> Response {
+        let path = started
+            .path
+            .as_ref()
+            .map_or("unmatched", MatchedPath::as_str);
+        let labels = [
+            ("method", started.method.to_owned()),
+            ("path", path.to_owned()),
+            ("status", response.status().as_u16().to_string()),
+        ];
+        metrics::counter!(HTTP_REQUESTS_TOTAL, &labels).increment(1);
+        metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, &labels)
+            .record(started.at.elapsed().as_secs_f64());
+        response
+    }
 }
 
 #[cfg(test)]

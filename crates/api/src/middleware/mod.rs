@@ -7,6 +7,7 @@ pub mod error_log;
 pub mod metrics;
 pub mod rate_limit;
 pub mod security_headers;
+pub mod sync;
 pub mod tenant_guard;
 pub mod trace;
 pub mod wire;

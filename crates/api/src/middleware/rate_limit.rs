@@ -12,11 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+use super::sync::Middleware;
+use std::ops::ControlFlow;
 
 const EXEMPT_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
 
@@ -139,42 +141,60 @@ impl RateLimiter {
     }
 }
 
-pub async fn rate_limit(
-    State(limiter): State<RateLimiter>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if EXEMPT_PATHS.contains(&request.uri().path()) {
-        return next.run(request).await;
-    }
-    if limiter.inner.unlimited {
-        let mut response = next.run(request).await;
-        response
-            .headers_mut()
-            .insert("x-ratelimit-limit", HeaderValue::from_static("unlimited"));
-        return response;
-    }
-    let client = super::client_addr::ClientAddr::of(&request);
-    let decision = limiter.check(client, Instant::now());
-    let mut response = if decision.allowed {
-        next.run(request).await
-    } else {
+/// What the response reports of the limit.
+#[derive(Debug)]
+pub enum Report {
+    /// A path outside the limit: nothing.
+    Exempt,
+    /// No limit: `X-RateLimit-Limit: unlimited`.
+    Unlimited,
+    /// The request's share of the window.
+    Counted(Decision),
+}
+
+impl Middleware for RateLimiter {
+    type Carry = Report;
+
+    fn before(&self, request: &mut Request) -> ControlFlow<Response, Report> {
+        if EXEMPT_PATHS.contains(&request.uri().path()) {
+            return ControlFlow::Continue(Report::Exempt);
+        }
+        if self.inner.unlimited {
+            return ControlFlow::Continue(Report::Unlimited);
+        }
+        let client = super::client_addr::ClientAddr::of(request);
+        let decision = self.check(client, Instant::now());
+        if decision.allowed {
+            return ControlFlow::Continue(Report::Counted(decision));
+        }
         let body = RateLimited {
             error: "rate limit exceeded",
             retry_after: decision.reset_secs,
         };
         let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
-        response
-            .headers_mut()
-            .insert("retry-after", HeaderValue::from(decision.reset_secs));
-        response
-    };
-    // A route with a limiter of its own (the org-token mint) reports that one, as in the
-    // original where the route's limiter wrote its headers last (router.go:641-653 at 624ef4d0).
-    if !response.headers().contains_key("x-ratelimit-limit") {
-        set_headers(response.headers_mut(), limiter.inner.limit, decision);
+        let headers = response.headers_mut();
+        headers.insert("retry-after", HeaderValue::from(decision.reset_secs));
+        set_headers(headers, self.inner.limit, decision);
+        ControlFlow::Break(response)
     }
-    response
+
+    fn after(&self, report: Report, mut response: Response) -> Response {
+        let headers = response.headers_mut();
+        match report {
+            Report::Exempt => {}
+            Report::Unlimited => {
+                headers.insert("x-ratelimit-limit", HeaderValue::from_static("unlimited"));
+            }
+            // A route with a limiter of its own (the org-token mint) reports that one, as in
+            // the original where the route's limiter wrote its headers last (router.go:641-653
+            // at 624ef4d0).
+            Report::Counted(decision) if !headers.contains_key("x-ratelimit-limit") => {
+                set_headers(headers, self.inner.limit, decision);
+            }
+            Report::Counted(_) => {}
+        }
+        response
+    }
 }
 
 fn set_headers(headers: &mut HeaderMap, limit: u32, decision: Decision) {

@@ -8,8 +8,10 @@ use axum::http::header::{
     CONTENT_SECURITY_POLICY, REFERRER_POLICY, STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS,
     X_FRAME_OPTIONS,
 };
-use axum::middleware::Next;
 use axum::response::Response;
+
+use super::sync::Middleware;
+use std::ops::ControlFlow;
 
 /// Paths served as JSON by this server; everything else (the canvas) gets the permissive CSP.
 const API_PREFIXES: [&str; 16] = [
@@ -42,14 +44,29 @@ pub fn is_api_path(path: &str) -> bool {
     })
 }
 
-pub async fn security_headers(request: Request, next: Next) -> Response {
-    let csp = if is_api_path(request.uri().path()) {
-        API_CSP
-    } else {
-        CANVAS_CSP
-    };
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
+/// Fills in the security headers a response lacks.
+#[derive(Debug, Clone, Copy)]
+pub struct SecurityHeaders;
+
+impl Middleware for SecurityHeaders {
+    /// The content security policy of the request's path.
+    type Carry = &'static str;
+
+    fn before(&self, request: &mut Request) -> ControlFlow<Response, &'static str> {
+        ControlFlow::Continue(if is_api_path(request.uri().path()) {
+            API_CSP
+        } else {
+            CANVAS_CSP
+        })
+    }
+
+    fn after(&self, csp: &'static str, mut response: Response) -> Response {
+        fill_in(response.headers_mut(), csp);
+        response
+    }
+}
+
+fn fill_in(headers: &mut axum::http::HeaderMap, csp: &'static str) {
     let defaults = [
         (X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (X_FRAME_OPTIONS, "DENY"),
@@ -70,7 +87,6 @@ pub async fn security_headers(request: Request, next: Next) -> Response {
         .or_insert(HeaderValue::from_static(
             "camera=(), microphone=(), geolocation=()",
         ));
-    response
 }
 
 #[cfg(test)]

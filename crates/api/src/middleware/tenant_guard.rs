@@ -6,10 +6,12 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::Response;
+
+use super::sync::Middleware;
+use std::ops::ControlFlow;
 
 use crate::ApiConfig;
 use crate::auth::same_origin_canvas;
@@ -24,22 +26,39 @@ const ALLOWED_PATHS: [&str; 6] = [
     "/registry/heartbeat",
 ];
 
-pub async fn tenant_guard(
-    State(config): State<Arc<ApiConfig>>,
-    request: Request,
-    next: Next,
-) -> Response {
+/// Refuses with 404 what does not name this tenant (see the module docs).
+#[derive(Debug, Clone)]
+pub struct TenantGuard(pub Arc<ApiConfig>);
+
+impl Middleware for TenantGuard {
+    type Carry = ();
+
+    fn before(&self, request: &mut Request) -> ControlFlow<Response, ()> {
+        if passes(&self.0, request) {
+            return ControlFlow::Continue(());
+        }
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::NOT_FOUND;
+        ControlFlow::Break(response)
+    }
+
+    fn after(&self, (): (), response: Response) -> Response {
+        response
+    }
+}
+
+fn passes(config: &ApiConfig, request: &Request) -> bool {
     let Some(org_id) = config
         .org_id
         .as_deref()
         .map(str::trim)
         .filter(|id| !id.is_empty())
     else {
-        return next.run(request).await;
+        return true;
     };
     let path = request.uri().path();
     let headers = request.headers();
-    let passes = ALLOWED_PATHS.contains(&path)
+    ALLOWED_PATHS.contains(&path)
         || path.starts_with("/cp/")
         || headers
             .get("x-molecule-org-id")
@@ -49,13 +68,7 @@ pub async fn tenant_guard(
             .and_then(|v| v.to_str().ok())
             .and_then(org_id_from_replay_src)
             .is_some_and(|state| state == org_id)
-        || same_origin_canvas(&config, headers);
-    if passes {
-        return next.run(request).await;
-    }
-    let mut response = Response::new(Body::empty());
-    *response.status_mut() = StatusCode::NOT_FOUND;
-    response
+        || same_origin_canvas(config, headers)
 }
 
 /// The `state=` segment of `Fly-Replay-Src` (`instance=…;region=…;state=<org id>`).

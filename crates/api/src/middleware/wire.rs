@@ -6,15 +6,32 @@ use axum::Json;
 use axum::extract::Request;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+
+use super::sync::Middleware;
+use std::ops::ControlFlow;
 
 use crate::error::ErrorBody;
 
 const JSON_UTF8: &str = "application/json; charset=utf-8";
 
-pub async fn wire_format(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+/// Labels JSON as UTF-8 and answers an oversized body's 413 in JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct WireFormat;
+
+impl Middleware for WireFormat {
+    type Carry = ();
+
+    fn before(&self, _: &mut Request) -> ControlFlow<Response, ()> {
+        ControlFlow::Continue(())
+    }
+
+    fn after(&self, (): (), response: Response) -> Response {
+        wire_format(response)
+    }
+}
+
+fn wire_format(mut response: Response) -> Response {
     let content_type = response.headers().get(CONTENT_TYPE).cloned();
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE
         && content_type
@@ -61,7 +78,7 @@ mod tests {
                 post(|body: Bytes| async move { body.len().to_string() }),
             )
             .layer(axum::extract::DefaultBodyLimit::max(8))
-            .layer(axum::middleware::from_fn(wire_format))
+            .layer(crate::middleware::sync::SyncLayer(WireFormat))
     }
 
     #[tokio::test]
