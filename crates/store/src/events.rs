@@ -267,22 +267,23 @@ struct Wire {
     created_at: Option<DateTime<Utc>>,
 }
 
-/// A NOTIFY payload: one announcement, or several packed by [`announce_many`].
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Packet {
-    Many(Vec<Wire>),
-    One(Wire),
-}
-
 impl Announcement {
     /// Parses a NOTIFY payload that may pack several announcements, in their order; empty when
     /// it is not ours.
     pub fn parse_all(text: &str) -> Vec<Self> {
-        match serde_json::from_str(text) {
-            Ok(Packet::Many(wires)) => wires.into_iter().filter_map(Self::of).collect(),
-            Ok(Packet::One(wire)) => Self::of(wire).into_iter().collect(),
-            Err(_) => Vec::new(),
+        // One announcement, or an array of them packed by [`announce_many`]: told apart by the
+        // first character rather than by an untagged enum, which would buffer the whole payload
+        // and parse it twice.
+        if text.trim_start().starts_with('[') {
+            serde_json::from_str::<Vec<Wire>>(text)
+                .map(|wires| wires.into_iter().filter_map(Self::of).collect())
+                .unwrap_or_default()
+        } else {
+            serde_json::from_str::<Wire>(text)
+                .ok()
+                .and_then(Self::of)
+                .into_iter()
+                .collect()
         }
     }
 

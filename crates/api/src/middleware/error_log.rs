@@ -40,7 +40,7 @@ impl RequestId {
 
 /// Logs each 5xx once, with method, route pattern, status, request id and the cause's full
 /// source chain (`-` when the response carries none, e.g. a panic turned into a 500), and
-/// the client address. The request id comes from [`super::client_addr::request_context`].
+/// the client address. The request id comes from [`super::client_addr::RequestContext`].
 #[derive(Debug, Clone, Copy)]
 pub struct LogErrors;
 
