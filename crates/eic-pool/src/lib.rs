@@ -432,7 +432,7 @@ impl EicPool {
     ) -> Result<(), EicError> {
         self.run("write_tree", instance_id, || {
             async |fs: &RemoteFs| {
-                // Fresh names per attempt: a retried write never meets its first attempt's leftovers.
+                // Fresh names per attempt: a retried write never meets the first one's leftovers.
                 let temp = sftp::temp_path_for(dir)?;
                 let old = sftp::temp_path_for(dir)?.replace(".tmp-", ".old-");
                 fs.write_tree(dir, &temp, &old, files).await
@@ -479,10 +479,11 @@ impl EicPool {
     }
 
     /// Leases the instance's connection and runs one operation on it, all within
-    /// `operation_timeout`; a transport fault poisons the connection. A pooled connection that
-    /// died unnoticed (its tunnel dropped while idle) fails its first request: the operation is
-    /// then tried once more on a fresh one (`operation` makes it anew for each try). Every operation is safe to repeat (reads, deletes,
-    /// writes by rename), and a fault on a connection built for this call is not retried.
+    /// `operation_timeout`; a transport fault poisons the connection. When the fault hit a
+    /// pooled connection (built before the call: its tunnel may have died unnoticed while idle),
+    /// the operation is tried once more on a fresh one, `operation` making it anew. Every
+    /// operation is safe to repeat (reads, deletes, writes by rename); a fault on a connection
+    /// built for this call is not retried.
     async fn run<T, Op>(
         &self,
         kind: &'static str,

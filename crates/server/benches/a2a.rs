@@ -11,7 +11,8 @@
 //!    time, and the server's peak RSS (VmRSS sampled every 50 ms).
 //!
 //! The agent is an axum server in this process on loopback; the server runs in dev mode (loopback
-//! agents allowed) with the rate limit lifted (one client IP).
+//! agents allowed) with the rate limit lifted (one client IP). `BENCH_BINARY` runs another
+//! build of the server (an earlier commit's release binary) for an A/B.
 
 #[allow(dead_code)]
 #[path = "../tests/blackbox/harness/mod.rs"]
@@ -45,12 +46,15 @@ async fn run() {
         .unwrap_or(CONNECTIONS);
     let fast = harness::agent::start(Duration::ZERO).await;
     let slow = harness::agent::start(SLOW_ANSWER).await;
-    let server = TestServer::builder()
+    let mut server = TestServer::builder()
         .env("MOLECULE_ENV", "development")
         .env("RATE_LIMIT", "1000000000")
-        .env("RUST_LOG", "warn")
-        .start()
-        .await;
+        .env("RUST_LOG", "warn");
+    // Another build (an earlier commit's release binary) for an A/B.
+    if let Some(binary) = std::env::var_os("BENCH_BINARY") {
+        server = server.binary(std::path::Path::new(&binary));
+    }
+    let server = server.start().await;
     let fast_id = harness::agent::registered_workspace(&server, "fast", &fast).await;
     let slow_id = harness::agent::registered_workspace(&server, "slow", &slow).await;
 

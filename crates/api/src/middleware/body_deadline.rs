@@ -2,6 +2,7 @@
 //! the deadline with 408, so a slow client cannot hold a handler, a connection of the pool or a
 //! replace's permit for ever. The deadline runs from the request's headers to the body's end.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -15,7 +16,6 @@ use futures_util::StreamExt;
 use super::sync::Middleware;
 use crate::ApiError;
 use crate::error::ErrorBody;
-use std::ops::ControlFlow;
 
 /// The default of `REQUEST_BODY_TIMEOUT`.
 pub const DEFAULT_REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -4,6 +4,7 @@
 //! and the rate limiters read the same values, and returns the id as `X-Request-Id`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request};
@@ -13,7 +14,6 @@ use ipnet::IpNet;
 
 use super::error_log::{REQUEST_ID_HEADER, RequestId};
 use super::sync::Middleware;
-use std::ops::ControlFlow;
 
 /// `TRUSTED_PROXIES`: the networks whose `X-Forwarded-For` is believed.
 #[derive(Debug, Clone, Default)]

@@ -2,6 +2,7 @@
 //! `CORS_ORIGINS` gets 403 with an empty body; a preflight from an allowed origin gets 204 and
 //! nothing later runs; same-origin requests (`Origin == http(s)://<Host>`) pass untouched.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -14,7 +15,6 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
 use super::sync::Middleware;
-use std::ops::ControlFlow;
 
 use crate::auth::origin_is_host;
 

@@ -5,13 +5,13 @@
 //! errors (4xx) are the client's business and stay at `debug`.
 
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
 use super::sync::Middleware;
-use std::ops::ControlFlow;
 
 use crate::error::LoggedError;
 

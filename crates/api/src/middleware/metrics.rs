@@ -1,13 +1,13 @@
 //! HTTP metrics: one counter and one duration histogram per method, matched route pattern and
 //! status (series names kept from the Go original where it had them).
 
+use std::ops::ControlFlow;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
 
 use super::sync::Middleware;
-use std::ops::ControlFlow;
 
 /// Requests answered, by `method`, `path` (the route pattern, or `unmatched`) and `status`.
 pub const HTTP_REQUESTS_TOTAL: &str = "molecule_http_requests_total";

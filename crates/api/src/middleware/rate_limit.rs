@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,6 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::sync::Middleware;
-use std::ops::ControlFlow;
 
 const EXEMPT_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
 

@@ -2,6 +2,8 @@
 //! `middleware/securityheaders.go`). A handler may set its own value for any of them; ours fill
 //! in only what is missing.
 
+use std::ops::ControlFlow;
+
 use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::http::header::{
@@ -11,7 +13,6 @@ use axum::http::header::{
 use axum::response::Response;
 
 use super::sync::Middleware;
-use std::ops::ControlFlow;
 
 /// Paths served as JSON by this server; everything else (the canvas) gets the permissive CSP.
 const API_PREFIXES: [&str; 16] = [

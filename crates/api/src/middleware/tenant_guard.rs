@@ -3,6 +3,7 @@
 //! same-origin canvas request; otherwise 404 with an empty body, so other orgs cannot probe for
 //! this tenant.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -11,7 +12,6 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::sync::Middleware;
-use std::ops::ControlFlow;
 
 use crate::ApiConfig;
 use crate::auth::same_origin_canvas;

@@ -2,6 +2,8 @@
 //! `application/json; charset=utf-8` (gin's type), and the few rejections axum produces itself as
 //! plain text (a body over the size limit) get the same `{"error":…}` shape as ours.
 
+use std::ops::ControlFlow;
+
 use axum::Json;
 use axum::extract::Request;
 use axum::http::header::CONTENT_TYPE;
@@ -9,7 +11,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::sync::Middleware;
-use std::ops::ControlFlow;
 
 use crate::error::ErrorBody;
 

@@ -151,9 +151,16 @@ pub struct ServerBuilder {
     database: DatabaseChoice,
     data_dir: Option<PathBuf>,
     args: Vec<String>,
+    binary: PathBuf,
 }
 
 impl ServerBuilder {
+    /// Runs this build instead of [`server_binary`] (a benchmark's A/B with an earlier commit).
+    pub fn binary(mut self, binary: &Path) -> Self {
+        self.binary = binary.to_path_buf();
+        self
+    }
+
     /// Sets an environment variable of the server.
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.insert(key.to_string(), value.to_string());
@@ -235,7 +242,7 @@ impl ServerBuilder {
         for _ in 0..3 {
             let port = free_port()?;
             let log_path = temp.path().join(format!("server-{port}.log"));
-            let child = spawn(&env, port, &self.args, &log_path)?;
+            let child = spawn(&self.binary, &env, port, &self.args, &log_path)?;
             let mut server = TestServer {
                 base_url: format!("http://127.0.0.1:{port}"),
                 client: reqwest::Client::builder()
@@ -272,13 +279,14 @@ impl ServerBuilder {
 }
 
 fn spawn(
+    binary: &Path,
     env: &BTreeMap<String, String>,
     port: u16,
     args: &[String],
     log_path: &Path,
 ) -> anyhow::Result<Child> {
     let log = std::fs::File::create(log_path)?;
-    let mut command = Command::new(server_binary());
+    let mut command = Command::new(binary);
     command.env_clear();
     for key in INHERITED_ENV {
         if let Some(value) = std::env::var_os(key) {
@@ -327,6 +335,7 @@ impl TestServer {
             database: DatabaseChoice::Fresh,
             data_dir: None,
             args: Vec::new(),
+            binary: server_binary(),
         }
     }
 
