@@ -11,7 +11,7 @@
 //!
 //! Round trips after the WebSocket opens, for a cold read: the server's version, the key
 //! exchange, the `ssh-userauth` service request, russh's public key probe (russh 0.65.1 has no
-//! way to send the signed request directly), the signed request, the channel open, the `exec`
+//! way to send the signed request directly), the signed request, the channel open (see `ssh::open_first_channel`), the `exec`
 //! (sshd opens the channel's window only then), `init` + `open`, then `fstat` + `read`.
 
 mod aws;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use russh::ChannelMsg;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::ssh::SshHandle;
+use super::ssh::{self, SshHandle};
 use crate::EicError;
 use crate::error::cause;
 
@@ -42,7 +42,7 @@ impl ServerReport {
     }
 }
 
-/// Opens a channel, `exec`s `command` on it, and returns the channel as a byte stream plus the
+/// Opens the first channel after login, `exec`s `command` on it, and returns the channel as a byte stream plus the
 /// server's report, without waiting for the `exec` reply (data written meanwhile waits for the
 /// channel's window, which sshd opens once the command runs). A pump task moves channel data
 /// into the stream; it ends with the channel, or at once if the `exec` is refused.
@@ -56,8 +56,7 @@ pub(crate) async fn start(
     ),
     EicError,
 > {
-    let channel = handle
-        .channel_open_session()
+    let channel = ssh::open_first_channel(handle)
         .await
         .map_err(|e| EicError::Ssh { source: cause(e) })?;
     channel

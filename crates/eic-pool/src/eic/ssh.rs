@@ -14,6 +14,9 @@ use crate::pool::InstanceId;
 
 /// SSH keepalive: the tunnel has no pings of its own (the Go original used 15 s too).
 const KEEPALIVE: Duration = Duration::from_secs(15);
+/// How long after the first channel open its nudge follows: long enough to travel in a packet of
+/// its own, short against any round trip.
+const NUDGE_AFTER: Duration = Duration::from_millis(1);
 
 pub(crate) type SshHandle = client::Handle<HostKeyCheck>;
 
@@ -78,6 +81,27 @@ fn config() -> Arc<client::Config> {
         keepalive_max: 3,
         ..Default::default()
     })
+}
+
+/// Opens the first channel after login, one round trip sooner than a plain open.
+///
+/// sshd announces its host keys right after the login's answer, but Nagle's algorithm holds the
+/// announcement until that answer is acknowledged, which only our channel open does (the
+/// tunnel's end delays its ACKs). The confirmation then waits behind the announcement, for an
+/// acknowledgement that would come a round trip later (the keepalive of
+/// [`HostKeyCheck::openssh_ext_host_keys_announced`]). A keepalive sent just after the open, in
+/// its own packet, reaches sshd once the announcement has left and acknowledges it: the
+/// confirmation follows at once.
+pub(crate) async fn open_first_channel(
+    handle: &SshHandle,
+) -> Result<russh::Channel<client::Msg>, russh::Error> {
+    let nudge = async {
+        tokio::time::sleep(NUDGE_AFTER).await;
+        // Only a hint: a failed send fails the open itself.
+        let _ = handle.send_keepalive(false).await;
+    };
+    let (channel, ()) = tokio::join!(handle.channel_open_session(), nudge);
+    channel
 }
 
 /// SSH version exchange, key exchange and host key check over `stream`.
