@@ -11,7 +11,7 @@ use axum::http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ORIGIN, VARY,
 };
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
 use super::sync::Middleware;
@@ -70,11 +70,7 @@ impl Middleware for Cors {
         if request.method() == Method::OPTIONS {
             let mut response = status_only(StatusCode::NO_CONTENT);
             let headers = response.headers_mut();
-            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            headers.insert(
-                ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
+            allow_origin(headers, origin);
             headers.insert(
                 ACCESS_CONTROL_ALLOW_METHODS,
                 HeaderValue::from_static(ALLOW_METHODS),
@@ -94,15 +90,20 @@ impl Middleware for Cors {
     fn after(&self, origin: Option<HeaderValue>, mut response: Response) -> Response {
         if let Some(origin) = origin {
             let headers = response.headers_mut();
-            headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            headers.insert(
-                ACCESS_CONTROL_ALLOW_CREDENTIALS,
-                HeaderValue::from_static("true"),
-            );
+            allow_origin(headers, origin);
             headers.append(VARY, HeaderValue::from_static("Origin"));
         }
         response
     }
+}
+
+/// Names `origin` as allowed, with credentials (cookies), on a preflight or an answer.
+fn allow_origin(headers: &mut HeaderMap, origin: HeaderValue) {
+    headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
 }
 
 fn status_only(status: StatusCode) -> Response {

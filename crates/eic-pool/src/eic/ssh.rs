@@ -65,7 +65,9 @@ impl client::Handler for HostKeyCheck {
     /// before it confirms our channel; with Nagle's algorithm on its socket (sshd sets
     /// `TCP_NODELAY` only for interactive sessions) the confirmation waits until that packet is
     /// acknowledged, and the peer's delayed ACK takes 40 ms. Any packet back carries the ACK at
-    /// once: a keepalive without a reply, which sshd ignores.
+    /// once: a keepalive without a reply, which sshd ignores. [`open_first_channel`]'s nudge
+    /// usually acknowledges it sooner; this one covers a tunnel that merged the nudge into the
+    /// open's packet.
     async fn openssh_ext_host_keys_announced(
         &mut self,
         _keys: Vec<PublicKey>,
