@@ -238,7 +238,7 @@ pub struct WorkspacePatch {
 }
 
 impl WorkspacePatch {
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.name.is_none()
             && self.role.is_none()
             && self.tier.is_none()

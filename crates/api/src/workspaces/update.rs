@@ -58,7 +58,19 @@ pub async fn update(
     let body: Map<String, Value> = parse_body(&body, "invalid request body")?;
     let patch = read_patch(&body)?;
     let failed = "failed to update workspace";
+    let updated = Updated {
+        needs_restart: patch.columns.workspace_dir.is_some().then_some(true),
+        status: "updated",
+    };
 
+    // One statement is atomic on its own: a patch of the row's own columns (no new parent to
+    // check for a cycle, no layout) is one round trip, its 404 from the rows it touched.
+    if patch.is_row_only() {
+        store::workspaces::update(&state.db, id, &patch.columns)
+            .await
+            .context(failed)?;
+        return Ok(Json(updated));
+    }
     let mut tx = begin_on_existing(&state, id, failed).await?;
     if let Some(Some(parent)) = patch.columns.parent_id {
         let descendants = store::workspaces::live_descendants(&mut *tx, id)
@@ -84,17 +96,23 @@ pub async fn update(
             .context(failed)?;
     }
     tx.commit().await.context(failed)?;
-
-    Ok(Json(Updated {
-        needs_restart: patch.columns.workspace_dir.is_some().then_some(true),
-        status: "updated",
-    }))
+    Ok(Json(updated))
 }
 
 struct Patch {
     columns: WorkspacePatch,
     collapsed: Option<bool>,
     position: Option<(f64, f64)>,
+}
+
+impl Patch {
+    /// Whether the patch changes the workspace's row and nothing else.
+    fn is_row_only(&self) -> bool {
+        !self.columns.is_empty()
+            && !matches!(self.columns.parent_id, Some(Some(_)))
+            && self.collapsed.is_none()
+            && self.position.is_none()
+    }
 }
 
 /// Reads the PATCH keys; a key of the wrong type is a 400 rather than silently ignored. Keys are

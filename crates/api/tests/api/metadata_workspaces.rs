@@ -661,20 +661,20 @@ async fn patch_refuses_bad_input_with_specific_messages(db: PgPool) {
     assert_eq!(reply.json, json!({"error": "invalid request body"}));
     let reply = api.call("PATCH", "/workspaces/nope", Some(json!({}))).await;
     assert_eq!(reply.json, json!({"error": "invalid workspace ID"}));
-    let reply = api
-        .call(
-            "PATCH",
-            &format!("/workspaces/{}", Uuid::new_v4()),
-            Some(json!({"x": 1, "y": 2})),
-        )
-        .await;
-    assert_eq!(
-        (reply.status, reply.json),
-        (
-            StatusCode::NOT_FOUND,
-            json!({"error": "workspace not found"})
-        )
-    );
+    // An unknown workspace is 404 whatever the patch: the layout, the row alone (one statement),
+    // nothing at all.
+    let unknown = format!("/workspaces/{}", Uuid::new_v4());
+    for body in [json!({"x": 1, "y": 2}), json!({"role": "r"}), json!({})] {
+        let reply = api.call("PATCH", &unknown, Some(body.clone())).await;
+        assert_eq!(
+            (reply.status, reply.json),
+            (
+                StatusCode::NOT_FOUND,
+                json!({"error": "workspace not found"})
+            ),
+            "{body}"
+        );
+    }
 }
 
 #[sqlx::test(migrator = "store::MIGRATOR")]
