@@ -4,9 +4,11 @@
 //!    to an agent that answers at once, first directly, then through `POST /workspaces/{id}/a2a`.
 //!    Prints requests/s, p50 and p99 of each, and the p50 difference and throughput ratio. Between
 //!    them, a bare HTTP hop in this process (the body forwarded, the answer handed back, nothing
-//!    else) shows what any proxy on the same 2 cores pays before doing its own work. Also the
-//!    server's CPU time per proxied call (`/proc/{pid}/stat`), which a noisy machine disturbs far
-//!    less than throughput.
+//!    else) shows what any proxy on the same 2 cores pays before doing its own work; the same hop
+//!    run again as a process of its own (this bench re-executed, its own runtime, as the server
+//!    is) adds what crossing into another process costs. Also the CPU time per call of that hop
+//!    process and of the server (`/proc/{pid}/stat`), which a noisy machine disturbs far less
+//!    than throughput.
 //! 2. 1,000 concurrent conversations with an agent that answers after 2 s: completed, errors, wall
 //!    time, and the server's peak RSS (VmRSS sampled every 50 ms).
 //!
@@ -30,9 +32,42 @@ const CONNECTIONS: usize = 64;
 const CONVERSATIONS: usize = 1000;
 const SLOW_ANSWER: Duration = Duration::from_secs(2);
 
+/// Set in the environment of this bench re-executed as a bare hop process: the agent's URL.
+const HOP_TARGET_ENV: &str = "A2A_BENCH_HOP_TARGET";
+
 #[tokio::main]
 async fn main() {
-    run().await;
+    match std::env::var(HOP_TARGET_ENV) {
+        Ok(target) => serve_hop(&target).await,
+        Err(_) => run().await,
+    }
+}
+
+/// The bare hop as a process of its own: prints its URL, serves until its parent closes stdin.
+async fn serve_hop(target: &str) {
+    use std::io::Read;
+    println!("{}", harness::agent::start_forwarder(target).await);
+    let parent_gone = tokio::task::spawn_blocking(|| std::io::stdin().read_to_end(&mut Vec::new()));
+    let _ = parent_gone.await;
+}
+
+/// This bench re-executed as a bare hop to `target`; killed when dropped.
+async fn start_hop_process(target: &str) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(std::env::current_exe().expect("this bench"))
+        .env(HOP_TARGET_ENV, target)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the hop process");
+    let stdout = child.stdout.take().expect("its stdout");
+    let mut url = String::new();
+    tokio::io::BufReader::new(stdout)
+        .read_line(&mut url)
+        .await
+        .expect("its URL");
+    (child, url.trim().to_string())
 }
 
 async fn run() {
@@ -62,6 +97,12 @@ async fn run() {
     let forwarder = harness::agent::start_forwarder(&fast).await;
     let direct = load(&format!("{fast}/"), connections, length).await;
     let forwarded = load(&format!("{forwarder}/"), connections, length).await;
+    let (hop, hop_url) = start_hop_process(&fast).await;
+    let hop_pid = hop.id().expect("running");
+    let hop_cpu_before = cpu_ticks(hop_pid).expect("the hop's CPU time");
+    let hopped = load(&format!("{hop_url}/"), connections, length).await;
+    let hop_cpu = cpu_ticks(hop_pid).expect("the hop's CPU time") - hop_cpu_before;
+    drop(hop);
     let pid = server.pid().expect("running");
     let cpu_before = cpu_ticks(pid).expect("the server's CPU time");
     let proxied = load(
@@ -74,6 +115,7 @@ async fn run() {
     println!("overhead, {connections} connections, {seconds} s each, agent answers at once:");
     direct.print("direct to the agent");
     forwarded.print("through a bare hop");
+    hopped.print("bare hop, own process");
     proxied.print("through the proxy");
     println!(
         "  p50 overhead {:.2} ms; proxy throughput {:.0}% of direct",
@@ -87,14 +129,25 @@ async fn run() {
         100.0 * proxied.per_second() / forwarded.per_second()
     );
     println!(
+        "  the bare hop in a process of its own: p50 overhead {:.2} ms, {:.0}% of direct, {:.0} us of its CPU time per call; the proxy does {:.0}% of its throughput",
+        hopped.p50_ms() - direct.p50_ms(),
+        100.0 * hopped.per_second() / direct.per_second(),
+        cpu_per_call_us(hop_cpu, &hopped),
+        100.0 * proxied.per_second() / hopped.per_second()
+    );
+    println!(
         "  the server's CPU time per proxied call (user + system, its background writer included): {:.0} us",
-        cpu_used as f64 * 1e6 / TICKS_PER_SECOND / proxied.latencies.len() as f64
+        cpu_per_call_us(cpu_used, &proxied)
     );
     conversations(&server, &slow_id).await;
 }
 
 /// `/proc/{pid}/stat` counts CPU time in these (`USER_HZ`, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
+
+fn cpu_per_call_us(ticks: u64, run: &Run) -> f64 {
+    ticks as f64 * 1e6 / TICKS_PER_SECOND / run.latencies.len() as f64
+}
 
 /// The process's user and system CPU time so far, in ticks; `None` once it is gone.
 fn cpu_ticks(pid: u32) -> Option<u64> {
