@@ -1,4 +1,5 @@
-//! `PATCH /workspaces/{id}`: every key in one transaction.
+//! `PATCH /workspaces/{id}`: every key at once (one statement, or one transaction when the patch
+//! reaches beyond the row).
 
 use axum::Json;
 use axum::body::Bytes;
@@ -40,7 +41,7 @@ pub struct Updated {
     pub status: &'static str,
 }
 
-/// `PATCH /workspaces/{id}` (workspace auth): every key in one transaction.
+/// `PATCH /workspaces/{id}` (workspace auth): every key at once, or none.
 #[utoipa::path(patch, path = "/workspaces/{id}", tag = "workspaces",
     params(("id" = Uuid, Path)), request_body = PatchBody, responses(
     (status = 200, description = "Updated", body = Updated),
