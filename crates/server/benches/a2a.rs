@@ -67,7 +67,12 @@ async fn start_hop_process(target: &str) -> (tokio::process::Child, String) {
         .read_line(&mut url)
         .await
         .expect("its URL");
-    (child, url.trim().to_string())
+    let url = url.trim().to_string();
+    assert!(
+        !url.is_empty(),
+        "the hop process ended before printing its URL"
+    );
+    (child, url)
 }
 
 async fn run() {
