@@ -166,7 +166,7 @@ def card_proto(url):
         name="Echo agent",
         description="Scripted A2A agent for tests",
         version="1.0.0",
-        supported_interfaces=[a2a_pb2.AgentInterface(url=url, protocol_binding="JSONRPC")],
+        supported_interfaces=[a2a_pb2.AgentInterface(url=url, protocol_binding="JSONRPC", protocol_version="1.0")],
         capabilities=a2a_pb2.AgentCapabilities(streaming=True),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain"],

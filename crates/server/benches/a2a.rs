@@ -9,12 +9,16 @@
 //!    is) adds what crossing into another process costs. Also the CPU time per call of that hop
 //!    process and of the server (`/proc/{pid}/stat`), which a noisy machine disturbs far less
 //!    than throughput.
-//! 2. 1,000 concurrent conversations with an agent that answers after 2 s: completed, errors, wall
+//! 2. The same comparison with the real agent of the tests (`tests/agents/echo_agent.py`, the
+//!    official `a2a-sdk` on uvicorn), three interleaved rounds at the same connections with their
+//!    medians, then one connection; with the agent's and the server's CPU time per call.
+//! 3. 1,000 concurrent conversations with an agent that answers after 2 s: completed, errors, wall
 //!    time, and the server's peak RSS (VmRSS sampled every 50 ms).
 //!
-//! The agent is an axum server in this process on loopback; the server runs in dev mode (loopback
-//! agents allowed) with the rate limit lifted (one client IP). `BENCH_BINARY` runs another
-//! build of the server (an earlier commit's release binary) for an A/B.
+//! The agent of 1 and 3 is an axum server in this process on loopback, whose own cost is
+//! negligible; the server runs in dev mode (loopback agents allowed) with the rate limit lifted
+//! (one client IP). `BENCH_BINARY` runs another build of the server (an earlier commit's release
+//! binary) for an A/B.
 
 #[allow(dead_code)]
 #[path = "../tests/blackbox/harness/mod.rs"]
@@ -144,7 +148,77 @@ async fn run() {
         "  the server's CPU time per proxied call (user + system, its background writer included): {:.0} us",
         cpu_per_call_us(cpu_used, &proxied)
     );
+    real_agent(&server, connections, length).await;
     conversations(&server, &slow_id).await;
+}
+
+/// Rounds of the real agent's comparison, direct and proxied interleaved.
+const REAL_AGENT_ROUNDS: usize = 3;
+
+/// The same comparison with the agent the tests use (`a2a-sdk` on uvicorn, one Python process):
+/// what the proxy costs beside an agent that does some work of its own per message. That agent
+/// saturates one core, so at `connections` its latency is queueing: the rounds interleave direct
+/// and proxied runs and the medians are reported. One connection then shows the latency a call
+/// gains when nothing queues.
+async fn real_agent(server: &TestServer, connections: usize, length: Duration) {
+    let (_, created) = server.post("/workspaces", &json!({"name": "sdk"})).await;
+    let id = created["id"].as_str().expect("a workspace");
+    let agent = harness::sdk_agent::Agent::start(server, id, "push").await;
+    let proxy_url = server.url(&format!("/workspaces/{id}/a2a"));
+    let (agent_pid, server_pid) = (
+        agent.pid().expect("running"),
+        server.pid().expect("running"),
+    );
+    println!(
+        "the real agent (tests/agents/echo_agent.py: a2a-sdk, one uvicorn process), {connections} connections, {REAL_AGENT_ROUNDS} rounds:"
+    );
+    let (mut ratios, mut overheads) = (Vec::new(), Vec::new());
+    for round in 1..=REAL_AGENT_ROUNDS {
+        let agent_before = cpu_ticks(agent_pid).expect("the agent's CPU time");
+        let direct = load(&agent.url, connections, length).await;
+        let agent_direct = cpu_ticks(agent_pid).expect("the agent's CPU time") - agent_before;
+        let (server_before, agent_before) = (
+            cpu_ticks(server_pid).expect("the server's CPU time"),
+            cpu_ticks(agent_pid).expect("the agent's CPU time"),
+        );
+        let proxied = load(&proxy_url, connections, length).await;
+        let server_used = cpu_ticks(server_pid).expect("the server's CPU time") - server_before;
+        let agent_proxied = cpu_ticks(agent_pid).expect("the agent's CPU time") - agent_before;
+        direct.print(&format!("{round}: direct"));
+        proxied.print(&format!("{round}: through the proxy"));
+        let (ratio, overhead) = (
+            100.0 * proxied.per_second() / direct.per_second(),
+            proxied.p50_ms() - direct.p50_ms(),
+        );
+        println!(
+            "     {ratio:.0}% of direct, p50 overhead {overhead:.2} ms; CPU time per call: the agent {:.0} us direct and {:.0} us proxied, the server {:.0} us",
+            cpu_per_call_us(agent_direct, &direct),
+            cpu_per_call_us(agent_proxied, &proxied),
+            cpu_per_call_us(server_used, &proxied)
+        );
+        ratios.push(ratio);
+        overheads.push(overhead);
+    }
+    println!(
+        "  median of the rounds: proxy throughput {:.0}% of direct, p50 overhead {:.2} ms",
+        median(&mut ratios),
+        median(&mut overheads)
+    );
+    let direct = load(&agent.url, 1, length).await;
+    let proxied = load(&proxy_url, 1, length).await;
+    println!("the real agent, 1 connection:");
+    direct.print("direct to the agent");
+    proxied.print("through the proxy");
+    println!(
+        "  p50 overhead {:.2} ms; proxy throughput {:.0}% of direct",
+        proxied.p50_ms() - direct.p50_ms(),
+        100.0 * proxied.per_second() / direct.per_second()
+    );
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 /// `/proc/{pid}/stat` counts CPU time in these (`USER_HZ`, 100 on Linux).

@@ -6,74 +6,14 @@
 //! recorded.
 
 use std::collections::HashSet;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::harness::{TestServer, repo_root};
+use crate::harness::TestServer;
+use crate::harness::sdk_agent::{Agent, WAIT};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
 use tokio_tungstenite::tungstenite::Message;
-
-/// Bounds every wait (the first run of the agent imports the SDK).
-pub(crate) const WAIT: Duration = Duration::from_secs(60);
-
-/// The agent's python, from the venv `tests/agents/setup` creates once.
-pub(crate) fn agent_python() -> String {
-    let output = std::process::Command::new(repo_root().join("tests/agents/setup"))
-        .output()
-        .expect("tests/agents/setup runs");
-    assert!(
-        output.status.success(),
-        "agent venv: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-}
-
-/// A running agent and its stdout, one JSON object per line.
-pub(crate) struct Agent {
-    _child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
-}
-
-impl Agent {
-    pub(crate) async fn start(server: &TestServer, workspace: &str, mode: &str) -> Agent {
-        let mut child = Command::new(agent_python())
-            .arg(repo_root().join("tests/agents/echo_agent.py"))
-            .args([
-                "--platform",
-                &server.base_url,
-                "--workspace-id",
-                workspace,
-                "--mode",
-                mode,
-            ])
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the agent starts");
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut agent = Agent {
-            _child: child,
-            lines,
-        };
-        let ready = agent.next_line().await;
-        assert!(ready.get("ready").is_some(), "{ready}");
-        agent
-    }
-
-    pub(crate) async fn next_line(&mut self) -> Value {
-        let line = tokio::time::timeout(WAIT, self.lines.next_line())
-            .await
-            .expect("the agent says something in time")
-            .unwrap()
-            .expect("the agent is running");
-        serde_json::from_str(&line).unwrap()
-    }
-}
 
 /// Every frame the canvas's socket receives.
 pub(crate) async fn canvas(server: &TestServer) -> Arc<Mutex<Vec<Value>>> {

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use crate::a2a_agents::{Agent, WAIT, dev_server_with_workspace};
+use crate::a2a_agents::dev_server_with_workspace;
 use crate::harness::TestServer;
+use crate::harness::sdk_agent::{Agent, WAIT};
 use serde_json::{Value, json};
 
 const BOUNDARY: &str = "blackboxboundary7";

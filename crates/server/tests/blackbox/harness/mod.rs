@@ -28,6 +28,7 @@
 #[allow(dead_code)] // The benchmarks' agent.
 pub mod agent;
 pub mod panel;
+pub mod sdk_agent;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
