@@ -108,41 +108,30 @@ async fn run() {
     let forwarded = load(&format!("{forwarder}/"), connections, length).await;
     let (hop, hop_url) = start_hop_process(&fast).await;
     let hop_pid = hop.id().expect("running");
-    let hop_cpu_before = cpu_ticks(hop_pid).expect("the hop's CPU time");
-    let hopped = load(&format!("{hop_url}/"), connections, length).await;
-    let hop_cpu = cpu_ticks(hop_pid).expect("the hop's CPU time") - hop_cpu_before;
+    let (hopped, [hop_cpu]) =
+        load_measuring([hop_pid], &format!("{hop_url}/"), connections, length).await;
     drop(hop);
-    let pid = server.pid().expect("running");
-    let cpu_before = cpu_ticks(pid).expect("the server's CPU time");
-    let proxied = load(
-        &server.url(&format!("/workspaces/{fast_id}/a2a")),
-        connections,
-        length,
-    )
-    .await;
-    let cpu_used = cpu_ticks(pid).expect("the server's CPU time") - cpu_before;
+    let proxy_url = server.url(&format!("/workspaces/{fast_id}/a2a"));
+    let server_pid = server.pid().expect("running");
+    let (proxied, [cpu_used]) = load_measuring([server_pid], &proxy_url, connections, length).await;
     println!("overhead, {connections} connections, {seconds} s each, agent answers at once:");
     direct.print("direct to the agent");
     forwarded.print("through a bare hop");
     hopped.print("bare hop, own process");
     proxied.print("through the proxy");
-    println!(
-        "  p50 overhead {:.2} ms; proxy throughput {:.0}% of direct",
-        proxied.p50_ms() - direct.p50_ms(),
-        100.0 * proxied.per_second() / direct.per_second()
-    );
+    print_comparison(&direct, &proxied);
     println!(
         "  the bare hop (this process, forwarding only): p50 overhead {:.2} ms, {:.0}% of direct; the proxy does {:.0}% of its throughput",
-        forwarded.p50_ms() - direct.p50_ms(),
-        100.0 * forwarded.per_second() / direct.per_second(),
-        100.0 * proxied.per_second() / forwarded.per_second()
+        forwarded.p50_over_ms(&direct),
+        forwarded.percent_of(&direct),
+        proxied.percent_of(&forwarded)
     );
     println!(
         "  the bare hop in a process of its own: p50 overhead {:.2} ms, {:.0}% of direct, {:.0} us of its CPU time per call; the proxy does {:.0}% of its throughput",
-        hopped.p50_ms() - direct.p50_ms(),
-        100.0 * hopped.per_second() / direct.per_second(),
+        hopped.p50_over_ms(&direct),
+        hopped.percent_of(&direct),
         cpu_per_call_us(hop_cpu, &hopped),
-        100.0 * proxied.per_second() / hopped.per_second()
+        proxied.percent_of(&hopped)
     );
     println!(
         "  the server's CPU time per proxied call (user + system, its background writer included): {:.0} us",
@@ -174,22 +163,13 @@ async fn real_agent(server: &TestServer, connections: usize, length: Duration) {
     );
     let (mut ratios, mut overheads) = (Vec::new(), Vec::new());
     for round in 1..=REAL_AGENT_ROUNDS {
-        let agent_before = cpu_ticks(agent_pid).expect("the agent's CPU time");
-        let direct = load(&agent.url, connections, length).await;
-        let agent_direct = cpu_ticks(agent_pid).expect("the agent's CPU time") - agent_before;
-        let (server_before, agent_before) = (
-            cpu_ticks(server_pid).expect("the server's CPU time"),
-            cpu_ticks(agent_pid).expect("the agent's CPU time"),
-        );
-        let proxied = load(&proxy_url, connections, length).await;
-        let server_used = cpu_ticks(server_pid).expect("the server's CPU time") - server_before;
-        let agent_proxied = cpu_ticks(agent_pid).expect("the agent's CPU time") - agent_before;
+        let (direct, [agent_direct]) =
+            load_measuring([agent_pid], &agent.url, connections, length).await;
+        let (proxied, [server_used, agent_proxied]) =
+            load_measuring([server_pid, agent_pid], &proxy_url, connections, length).await;
         direct.print(&format!("{round}: direct"));
         proxied.print(&format!("{round}: through the proxy"));
-        let (ratio, overhead) = (
-            100.0 * proxied.per_second() / direct.per_second(),
-            proxied.p50_ms() - direct.p50_ms(),
-        );
+        let (ratio, overhead) = (proxied.percent_of(&direct), proxied.p50_over_ms(&direct));
         println!(
             "     {ratio:.0}% of direct, p50 overhead {overhead:.2} ms; CPU time per call: the agent {:.0} us direct and {:.0} us proxied, the server {:.0} us",
             cpu_per_call_us(agent_direct, &direct),
@@ -209,10 +189,14 @@ async fn real_agent(server: &TestServer, connections: usize, length: Duration) {
     println!("the real agent, 1 connection:");
     direct.print("direct to the agent");
     proxied.print("through the proxy");
+    print_comparison(&direct, &proxied);
+}
+
+fn print_comparison(direct: &Run, proxied: &Run) {
     println!(
         "  p50 overhead {:.2} ms; proxy throughput {:.0}% of direct",
-        proxied.p50_ms() - direct.p50_ms(),
-        100.0 * proxied.per_second() / direct.per_second()
+        proxied.p50_over_ms(direct),
+        proxied.percent_of(direct)
     );
 }
 
@@ -226,6 +210,20 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 fn cpu_per_call_us(ticks: u64, run: &Run) -> f64 {
     ticks as f64 * 1e6 / TICKS_PER_SECOND / run.latencies.len() as f64
+}
+
+/// [`load`], with the CPU time each of `pids` used meanwhile, in ticks.
+async fn load_measuring<const N: usize>(
+    pids: [u32; N],
+    url: &str,
+    connections: usize,
+    length: Duration,
+) -> (Run, [u64; N]) {
+    let ticks = || pids.map(|pid| cpu_ticks(pid).expect("a running process's CPU time"));
+    let before = ticks();
+    let run = load(url, connections, length).await;
+    let after = ticks();
+    (run, std::array::from_fn(|i| after[i] - before[i]))
 }
 
 /// The process's user and system CPU time so far, in ticks; `None` once it is gone.
@@ -261,6 +259,16 @@ impl Run {
 
     fn p50_ms(&self) -> f64 {
         self.percentile_ms(0.5)
+    }
+
+    /// How much later this run's p50 is than `base`'s.
+    fn p50_over_ms(&self, base: &Run) -> f64 {
+        self.p50_ms() - base.p50_ms()
+    }
+
+    /// This run's throughput as a percentage of `base`'s.
+    fn percent_of(&self, base: &Run) -> f64 {
+        100.0 * self.per_second() / base.per_second()
     }
 
     fn print(&self, label: &str) {

@@ -31,7 +31,8 @@ pub fn agent_python() -> String {
 pub struct Agent {
     child: Child,
     lines: Lines<BufReader<ChildStdout>>,
-    /// Where it serves A2A (push mode), as it registered itself.
+    /// What its first line announced: where it serves A2A in push mode (as it registered
+    /// itself), `poll` in poll mode.
     #[allow(dead_code)] // Read by the A2A benchmark.
     pub url: String,
 }
