@@ -537,12 +537,11 @@ impl PrivateCluster {
         if nix::unistd::geteuid().is_root() {
             chown_to_postgres(dir.path());
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cluster = PrivateCluster { dir, bin, port };
+        let mut cluster = PrivateCluster {
+            dir,
+            bin,
+            port: port_outside_the_ephemeral_range(),
+        };
         let data = cluster.data_dir();
         cluster.pg(&[
             "initdb",
@@ -555,6 +554,13 @@ impl PrivateCluster {
             "UTF8",
             "--no-sync",
         ]);
+        // Another process may still bind the port first: then another one.
+        for _ in 0..2 {
+            if cluster.try_pg_ctl(&["start", "-w"]).is_ok() {
+                return cluster;
+            }
+            cluster.port = port_outside_the_ephemeral_range();
+        }
         cluster.pg_ctl(&["start", "-w"]);
         cluster
     }
@@ -573,6 +579,13 @@ impl PrivateCluster {
     }
 
     fn pg_ctl(&self, args: &[&str]) {
+        if let Err(failure) = self.try_pg_ctl(args) {
+            panic!("{failure}");
+        }
+    }
+
+    /// `pg_ctl` with `args`; on failure, what it said and the server's log.
+    fn try_pg_ctl(&self, args: &[&str]) -> Result<(), String> {
         let data = self.data_dir();
         let log = self.dir.path().join("server.log").display().to_string();
         let options = format!(
@@ -582,11 +595,20 @@ impl PrivateCluster {
         );
         let mut full = vec!["pg_ctl", "-D", &data, "-l", &log, "-o", &options];
         full.extend_from_slice(args);
-        self.pg(&full);
+        self.try_pg(&full).map_err(|failure| {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            format!("{failure}\nserver log:\n{log}")
+        })
     }
 
     /// Runs a PostgreSQL program (as `postgres` when we are root: it refuses to run as root).
     fn pg(&self, args: &[&str]) {
+        if let Err(failure) = self.try_pg(args) {
+            panic!("{failure}");
+        }
+    }
+
+    fn try_pg(&self, args: &[&str]) -> Result<(), String> {
         let program = self.bin.join(args[0]);
         let mut command = if nix::unistd::geteuid().is_root() {
             let mut command = Command::new("runuser");
@@ -599,13 +621,35 @@ impl PrivateCluster {
             .args(&args[1..])
             .output()
             .expect("run a PostgreSQL program");
-        assert!(
-            output.status.success(),
+        if output.status.success() {
+            return Ok(());
+        }
+        Err(format!(
             "{args:?}: {}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
-        );
+        ))
     }
+}
+
+/// A free TCP port below the kernel's ephemeral range (`ip_local_port_range`, 32768 and up by
+/// default). A port from `bind(":0")` is one of that range, and between our check and
+/// PostgreSQL's bind (and again across a restart) any test's outgoing connection may be given
+/// it as its local port; below the range only an explicit bind can take it.
+fn port_outside_the_ephemeral_range() -> u16 {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000, ephemeral_start.max(10_001));
+    let seed = uuid::Uuid::new_v4().as_u128();
+    (0..1000u128)
+        .map(|n| {
+            let offset = (seed.wrapping_add(n.wrapping_mul(7919)) % u128::from(high - low)) as u16;
+            low + offset
+        })
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below the ephemeral range")
 }
 
 impl Drop for PrivateCluster {

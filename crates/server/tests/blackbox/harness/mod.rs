@@ -460,8 +460,15 @@ impl TestServer {
                 self.child = None;
                 bail!("workspace-server exited with {status} before answering /health");
             }
+            // Another test's server may hold the port (taken between our probe for a free port
+            // and our child's bind, which a built-in PostgreSQL's initdb delays): its 200 counts
+            // only once our child is the one listening.
             if let Ok(response) = probe.get(self.url("/health")).send().await
                 && response.status() == StatusCode::OK
+                && self
+                    .child
+                    .as_ref()
+                    .is_some_and(|child| listens_on(child.id(), self.port))
             {
                 return Ok(());
             }
@@ -486,6 +493,39 @@ fn parse_body(text: &str) -> Value {
         return Value::Null;
     }
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
+/// Whether process `pid` holds a TCP socket listening on `port` (IPv4 or IPv6): the inodes of
+/// the listening sockets in `/proc/net/tcp{,6}` against the sockets among its open files.
+fn listens_on(pid: u32, port: u16) -> bool {
+    let local_port = format!(":{port:04X}");
+    let listening: Vec<String> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter_map(|line| {
+                    // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let listens = fields.get(1)?.ends_with(&local_port) && fields.get(3)? == &"0A";
+                    let inode = fields.get(9)?;
+                    listens.then(|| format!("socket:[{inode}]"))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let Ok(files) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    files.filter_map(Result::ok).any(|file| {
+        std::fs::read_link(file.path()).is_ok_and(|target| {
+            listening
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+        })
+    })
 }
 
 fn free_port() -> anyhow::Result<u16> {
