@@ -641,13 +641,12 @@ fn port_outside_the_ephemeral_range() -> u16 {
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
-    let (low, high) = (10_000, ephemeral_start.max(10_001));
-    let seed = uuid::Uuid::new_v4().as_u128();
-    (0..1000u128)
-        .map(|n| {
-            let offset = (seed.wrapping_add(n.wrapping_mul(7919)) % u128::from(high - low)) as u16;
-            low + offset
-        })
+    let low = 10_000;
+    let span = ephemeral_start.saturating_sub(low).max(1);
+    // From a random start, so that concurrent tests try different ports first.
+    let start = (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u16;
+    (0..span)
+        .map(|n| low + (start + n) % span)
         .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
         .expect("a free port below the ephemeral range")
 }
